@@ -1,0 +1,37 @@
+"""The ``sevnet`` command. Each verb lives in ``sevnet/commands/<verb>.py`` and exposes
+``add_arguments(parser)`` and ``run(args) -> int``; heavy imports stay inside ``run`` so that
+``sevnet --help`` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (verb, one-line help). Add a verb here when its module exists.
+VERBS: list[tuple[str, str]] = []
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="sevnet", description="Efficient video action recognition with SEVNets."
+    )
+    parser.add_argument("--version", action="version", version=f"sevnet {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for verb, help_text in VERBS:
+        module = importlib.import_module(f"sevnet.commands.{verb}")
+        p = sub.add_parser(verb, help=help_text, description=(module.__doc__ or help_text).strip())
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

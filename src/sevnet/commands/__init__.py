@@ -1,0 +1,1 @@
+"""One module per ``sevnet`` verb (see ``sevnet.cli``)."""
