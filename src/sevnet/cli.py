@@ -9,7 +9,9 @@ import importlib
 import sys
 
 # (verb, one-line help). Add a verb here when its module exists.
-VERBS: list[tuple[str, str]] = []
+VERBS: list[tuple[str, str]] = [
+    ("profile", "parameters, GMACs, activation memory and CPU latency, side by side"),
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

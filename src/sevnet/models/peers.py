@@ -20,13 +20,17 @@ def _build_x3d(size: str, num_classes: int = 400, dropout: float = 0.5) -> nn.Mo
     from pytorchvideo.models.x3d import create_x3d
 
     t, crop, depth_factor = _X3D[size]
-    return create_x3d(
+    model = create_x3d(
         input_clip_length=t,
         input_crop_size=crop,
         depth_factor=depth_factor,
         model_num_class=num_classes,
         dropout_rate=dropout,
     )
+    # X3D's head pools with a fixed kernel equal to the whole final feature map at its reference
+    # input; an adaptive pool is identical there and also accepts other clip sizes.
+    model.blocks[-1].pool.pool = nn.AdaptiveAvgPool3d(1)
+    return model
 
 
 def _build_torchvision(name: str, num_classes: int = 400, dropout: float | None = None) -> nn.Module:

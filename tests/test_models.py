@@ -1,0 +1,129 @@
+"""SEVNet family: shapes, gradients, closed-form params/MACs, errors, GFLOPs bands."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import sevnet
+from sevnet.models import BLOCKS, SEVModule, count_gmacs, count_params, model_info
+
+TINY = {"stages": [(16, 8, 1), (32, 16, 1), (32, 16, 1), (64, 32, 1)], "head_channels": 64}
+
+
+@pytest.mark.parametrize("name", ["sevnet_xs", "sevnet_s", "sevnet_m", "sevnet_l"])
+def test_output_shapes_odd_sizes(name: str) -> None:
+    model = sevnet.create_model(name, num_classes=7).eval()
+    with torch.no_grad():
+        for t, h, w in [(1, 32, 32), (5, 33, 47), (3, 40, 24)]:
+            assert model(torch.randn(2, 3, t, h, w)).shape == (2, 7)
+
+
+@pytest.mark.parametrize("block", sorted(BLOCKS))
+@pytest.mark.parametrize("se_ratio", [0.0, 0.25])
+def test_blocks_and_se_build_run_and_train(block: str, se_ratio: float) -> None:
+    model = sevnet.create_model("sevnet_xs", num_classes=3, block=block, se_ratio=se_ratio, **TINY)
+    # The last BN of each residual body starts at zero (identity blocks); give it weight 1, as after
+    # some training, so that every parameter must receive a non-zero gradient.
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm3d):
+            torch.nn.init.ones_(m.weight)
+    x = torch.randn(2, 3, 4, 32, 32)
+    loss = torch.nn.functional.cross_entropy(model(x), torch.tensor([0, 2]))
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing, f"no gradient for {missing}"
+
+
+def _conv(cin: int, cout: int, k: int, groups: int = 1) -> int:
+    return cout * (cin // groups) * k
+
+
+@pytest.mark.parametrize(
+    ("cin", "cout", "mid", "stride", "gw", "tconv", "se"),
+    [
+        (32, 32, 16, 1, 8, "dense", 0.0),
+        (32, 64, 32, 2, 4, "dense", 0.0),
+        (48, 48, 24, 1, 8, "grouped", 0.0),
+        (32, 32, 32, 1, 1, "dense", 0.25),
+    ],
+)
+def test_sev_module_params_and_macs_closed_form(cin, cout, mid, stride, gw, tconv, se) -> None:
+    block = SEVModule(cin, cout, mid, stride, group_width=gw, temporal_conv=tconv, se_ratio=se)
+    groups = mid // gw
+    t_groups = groups if tconv == "grouped" else 1
+    params = _conv(cin, mid, 1) + 2 * mid  # channel-wise 1x1x1 + BN
+    params += _conv(mid, mid, 9, groups) + 2 * mid  # spatial-grouped 1x3x3 + BN
+    params += _conv(mid, cout, 3, t_groups) + 2 * cout  # temporal 3x1x1 + BN
+    hidden = 0
+    if se:
+        hidden = max(8, round(mid * se))
+        params += mid * hidden + hidden + hidden * mid + mid
+    shortcut = cin != cout or stride > 1
+    if shortcut:
+        params += cin * cout + 2 * cout
+    assert count_params(block) == params
+
+    t, h, w = 4, 16, 16
+    ho, wo = -(-h // stride), -(-w // stride)
+    macs = t * h * w * cin * mid  # 1x1x1 at input resolution
+    macs += t * ho * wo * mid * (mid // groups) * 9
+    macs += t * ho * wo * cout * (mid // t_groups) * 3
+    if se:
+        macs += mid * hidden * 2
+    if shortcut:
+        macs += t * ho * wo * cin * cout
+    assert count_gmacs(block, (1, cin, t, h, w)) * 1e9 == pytest.approx(macs, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("name", "low", "high"),
+    [("sevnet_xs", 0.5, 0.5), ("sevnet_s", 2, 2), ("sevnet_m", 5, 5), ("sevnet_l", 15, 25)],
+)
+def test_size_within_gflops_band(name: str, low: float, high: float) -> None:
+    t, h, w = model_info(name).reference_input
+    gmacs = count_gmacs(sevnet.create_model(name), (1, 3, t, h, w))
+    assert low * 0.85 <= gmacs <= high * 1.15, f"{name}: {gmacs:.3f} GMACs"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"group_width": 5}, "group_width=5"),
+        ({"group_width": 0}, "group_width"),
+        ({"temporal_conv": "sparse"}, "temporal_conv"),
+        ({"block": "r3d", "group_width": 4}, "group_width"),
+        ({"block": "transformer"}, "block"),
+        ({"not_a_knob": 1}, "not_a_knob"),
+        ({"temporal_kernel": 2}, "temporal_kernel"),
+        ({"dropout": 1.5}, "dropout"),
+    ],
+)
+def test_invalid_arguments_name_the_argument(kwargs: dict, needle: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=needle):
+        sevnet.create_model("sevnet_xs", **kwargs)
+
+
+def test_unknown_model_name() -> None:
+    with pytest.raises(ValueError, match="unknown model name 'sevnet_xxl'"):
+        sevnet.create_model("sevnet_xxl")
+
+
+def test_registry_and_optional_peers() -> None:
+    names = sevnet.list_models()
+    assert {"sevnet_xs", "sevnet_s", "sevnet_m", "sevnet_l", "r3d_18", "r2plus1d_18"} <= set(names)
+    code = (
+        "import sys, sevnet; print('pytorchvideo' in sys.modules, 'torchvision.models.video' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split()[0] == "False", "importing sevnet must not import PyTorchVideo"
+
+
+def test_spatial_kernel_t_ablation_knob() -> None:
+    base = sevnet.create_model("sevnet_xs", **TINY)
+    full = sevnet.create_model("sevnet_xs", spatial_kernel_t=3, **TINY)
+    assert count_params(full) > count_params(base)
+    assert full(torch.randn(1, 3, 2, 32, 32)).shape == (1, 400)
