@@ -1,0 +1,25 @@
+"""Data: decoding (PyAV, JPEG folders), sampling, transforms, dataset readers, loaders."""
+
+from .annotations import AnnotationError
+from .config import DataConfig, to_data_config
+from .datasets import VideoDataset, build_dataset
+from .loader import EpochSampler, SkipCounter, SkippedSamplesError, build_loader, collate_skipping
+from .video import DecodeError, VideoInfo, probe_video, read_frame_folder, read_frames
+
+__all__ = [
+    "AnnotationError",
+    "DataConfig",
+    "DecodeError",
+    "EpochSampler",
+    "SkipCounter",
+    "SkippedSamplesError",
+    "VideoDataset",
+    "VideoInfo",
+    "build_dataset",
+    "build_loader",
+    "collate_skipping",
+    "probe_video",
+    "read_frame_folder",
+    "read_frames",
+    "to_data_config",
+]

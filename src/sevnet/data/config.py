@@ -1,0 +1,63 @@
+"""The ``data`` section of an experiment config: one flat dataclass, every key documented."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+FORMATS = (
+    "ssv2", "ssv1", "kinetics400", "mit", "mmit", "gym99", "gym288", "video_list", "frame_list", "synthetic",
+)  # fmt: skip
+
+
+@dataclass
+class DataConfig:
+    format: str = "video_list"  # one of FORMATS: which on-disk layout ``root`` holds
+    root: str = ""  # the dataset folder, as released (annotations + videos or frames)
+    # Annotation files relative to root; None = the format's released file name (docs/data.md).
+    train_list: str | None = None
+    val_list: str | None = None
+    test_list: str | None = None
+    labels_file: str | None = None  # class names file, where the format has one
+    video_dir: str | None = None  # folder of videos / frame folders, relative to root
+    multi_label: bool = False  # video_list only: several labels per line
+    num_classes: int | None = None  # video_list/frame_list without a labels file
+    num_frames: int = 8  # T of a clip
+    sampling: str = "segment"  # "segment" (TSN: SSv1/v2, FineGym) or "dense" (Kinetics, MiT)
+    frame_stride: int = 4  # dense sampling: frames between samples
+    frame_template: str = "{:05d}.jpg"  # frame folders: file name of frame i (from 1)
+    train_scale: list[int] = field(default_factory=lambda: [128, 160])  # short-side jitter range
+    train_crop: int = 112
+    eval_scale: int = 128  # short side before the eval crop(s)
+    eval_crop: int = 112
+    eval_clips: int = 1  # temporal views in evaluation
+    eval_crops: int = 1  # 1 (centre) or 3 (three-crop) spatial views
+    flip: bool = False  # horizontal flip in training; off for Something-Something (left/right labels)
+    mean: list[float] = field(default_factory=lambda: [0.45, 0.45, 0.45])
+    std: list[float] = field(default_factory=lambda: [0.225, 0.225, 0.225])
+    num_workers: int = 2
+    max_skip_fraction: float = 0.05  # stop training when more than this share of samples fails
+    seed: int = 0  # augmentation seed (per sample: seed, epoch, index)
+    synthetic: dict[str, Any] = field(default_factory=dict)  # options of format "synthetic"
+
+
+def to_data_config(cfg: Any) -> DataConfig:
+    """Accept a DataConfig, a dict or an OmegaConf node; reject unknown keys by name."""
+    if isinstance(cfg, DataConfig):
+        return cfg
+    if not isinstance(cfg, dict):
+        from omegaconf import OmegaConf
+
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    known = DataConfig.__dataclass_fields__
+    unknown = sorted(set(cfg) - set(known))
+    if unknown:
+        raise ValueError(f"unknown data config key(s) {unknown}; valid keys: {sorted(known)}")
+    out = DataConfig(**cfg)
+    if out.format not in FORMATS:
+        raise ValueError(f"data.format must be one of {FORMATS}, got {out.format!r}")
+    if out.sampling not in ("segment", "dense"):
+        raise ValueError(f"data.sampling must be 'segment' or 'dense', got {out.sampling!r}")
+    if out.eval_crops not in (1, 3):
+        raise ValueError(f"data.eval_crops must be 1 or 3, got {out.eval_crops}")
+    return out

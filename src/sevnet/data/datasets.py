@@ -1,0 +1,105 @@
+"""One dataset class for every on-disk format: annotation parser + decoder + sampler + transform.
+
+Items are dicts ``{"clip", "target", "index"}``. A sample that cannot be decoded yields
+``{"error": (path, reason), "index"}`` instead of raising, so a bad file never kills a worker;
+the loader's collate drops it and reports it in the batch's ``"skipped"`` list.
+Keys are ``(index, epoch)`` pairs (see ``loader.EpochSampler``) so that augmentation is seeded by
+(seed, epoch, index): the same whatever the worker count, process count or resume point.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .annotations import Annotation, Sample, parse_annotation
+from .config import DataConfig
+from .sampling import dense_indices, segment_indices
+from .transforms import build_transform
+from .video import DecodeError, count_frame_files, probe_video, read_frame_folder, read_frames
+
+log = logging.getLogger(__name__)
+
+
+class VideoDataset(Dataset):
+    """Clips from videos or frame folders listed by an ``Annotation``."""
+
+    def __init__(self, annotation: Annotation, cfg: DataConfig, train: bool) -> None:
+        self.samples: list[Sample] = annotation.samples
+        self.classes: list[str] = annotation.classes
+        self.multi_label: bool = annotation.multi_label
+        self.missing: list[str] = annotation.missing
+        self.cfg = cfg
+        self.train = train
+        self.transform = build_transform(train, cfg)
+        if self.missing:
+            log.warning(
+                "%d listed videos are missing on disk (first: %s)", len(self.missing), self.missing[0]
+            )
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def target_tensor(self, target: int | list[int]) -> torch.Tensor:
+        if self.multi_label:
+            vec = torch.zeros(self.num_classes)
+            vec[list(target) if isinstance(target, list) else [target]] = 1.0
+            return vec
+        return torch.tensor(target, dtype=torch.long)
+
+    def clip_indices(self, num_frames: int, rng: np.random.Generator) -> list[list[int]]:
+        """One index list per temporal view (1 in training, eval_clips in evaluation)."""
+        cfg = self.cfg
+        views = 1 if self.train else cfg.eval_clips
+        if cfg.sampling == "segment":
+            return [
+                segment_indices(num_frames, cfg.num_frames, self.train, rng, k, views) for k in range(views)
+            ]
+        return [
+            dense_indices(num_frames, cfg.num_frames, cfg.frame_stride, self.train, rng, k, views)
+            for k in range(views)
+        ]
+
+    def load_frames(self, sample: Sample, indices: list[int]) -> torch.Tensor:
+        if sample.frames:
+            return read_frame_folder(sample.path, indices, self.cfg.frame_template)
+        return read_frames(sample.path, indices)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        sample = self.samples[index]
+        rng = np.random.default_rng([self.cfg.seed, epoch, index])
+        try:
+            if sample.frames:
+                num = sample.num_frames or count_frame_files(sample.path)
+            else:
+                num = probe_video(sample.path).num_frames
+            views = self.clip_indices(num, rng)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(rng.integers(2**62)))
+                clips = [self.transform(self.load_frames(sample, idx)) for idx in views]
+        except (DecodeError, OSError, RuntimeError, ValueError) as err:
+            reason = str(err)
+            return {"error": (str(sample.path), reason), "index": index}
+        clip = clips[0] if self.train else torch.cat(clips)  # eval: (clips*crops, 3, T, H, W)
+        return {"clip": clip, "target": self.target_tensor(sample.target), "index": index}
+
+
+def build_dataset(cfg_data: Any, split: str, train: bool) -> Dataset:
+    """The dataset of ``split`` (train / val / test) for the format named in ``cfg_data``."""
+    from .config import to_data_config
+
+    cfg = to_data_config(cfg_data)
+    if cfg.format == "synthetic":
+        from .synthetic import build_synthetic_dataset
+
+        return build_synthetic_dataset(cfg, split, train)
+    return VideoDataset(parse_annotation(cfg, split), cfg, train)

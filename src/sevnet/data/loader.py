@@ -1,0 +1,119 @@
+"""DataLoader settings that keep a training step fed, and the skip-and-count collate."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
+
+from .config import to_data_config
+
+
+class SkippedSamplesError(RuntimeError):
+    """Too many samples failed to load; the message names them."""
+
+
+class EpochSampler(Sampler):
+    """Yields ``(index, epoch)`` keys: shuffled per (seed, epoch) in training, in order otherwise.
+
+    Distributed: each of ``world_size`` ranks takes every world_size-th key. Training pads the
+    permutation so every rank runs the same number of steps (as DistributedSampler does);
+    evaluation never pads, so each sample is evaluated exactly once across ranks.
+    """
+
+    def __init__(
+        self, size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1, pad: bool = False
+    ) -> None:
+        self.size, self.shuffle, self.seed = size, shuffle, seed
+        self.rank, self.world_size, self.pad = rank, world_size, pad
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _indices(self) -> list[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.size, generator=g).tolist()
+        else:
+            order = list(range(self.size))
+        if self.pad and self.world_size > 1 and order:
+            total = math.ceil(self.size / self.world_size) * self.world_size
+            order += order[: total - len(order)]
+        return order[self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter((i, self.epoch) for i in self._indices())
+
+    def __len__(self) -> int:
+        return len(self._indices())
+
+
+def collate_skipping(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack good items; failed ones go to ``"skipped"`` as (path, reason). An all-failed batch
+    has ``clip`` and ``target`` None (the training loop skips it)."""
+    good = [it for it in items if "error" not in it]
+    skipped = [it["error"] for it in items if "error" in it]
+    if not good:
+        return {"clip": None, "target": None, "index": torch.empty(0, dtype=torch.long), "skipped": skipped}
+    batch = default_collate(good)
+    batch["skipped"] = skipped
+    return batch
+
+
+def build_loader(
+    dataset: Dataset,
+    batch_size: int,
+    train: bool,
+    cfg_data: Any,
+    distributed: bool = False,
+    num_workers: int | None = None,
+) -> DataLoader:
+    """Workers decode in parallel; pinned memory on CUDA; workers persist across epochs.
+    Call ``loader.sampler.set_epoch(epoch)`` each epoch (it reshuffles and reseeds augmentation)."""
+    cfg = to_data_config(cfg_data)
+    rank, world = 0, 1
+    if distributed and torch.distributed.is_available() and torch.distributed.is_initialized():
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    sampler = EpochSampler(len(dataset), shuffle=train, seed=cfg.seed, rank=rank, world_size=world, pad=train)
+    workers = cfg.num_workers if num_workers is None else num_workers
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate_skipping,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+        drop_last=train and len(sampler) >= batch_size,
+    )
+
+
+class SkipCounter:
+    """Counts samples skipped by the collate and stops once their share passes a threshold."""
+
+    def __init__(self, max_fraction: float, min_seen: int = 20) -> None:
+        self.max_fraction, self.min_seen = max_fraction, min_seen
+        self.seen = 0
+        self.skipped: list[tuple[str, str]] = []
+
+    def update(self, batch: dict[str, Any]) -> None:
+        good = 0 if batch["clip"] is None else len(batch["clip"])
+        self.seen += good + len(batch["skipped"])
+        self.skipped += batch["skipped"]
+        share = len(self.skipped) / max(self.seen, 1)
+        if self.seen >= self.min_seen and share > self.max_fraction:
+            raise SkippedSamplesError(
+                f"{len(self.skipped)} of {self.seen} samples could not be loaded ({share:.1%} > "
+                f"data.max_skip_fraction={self.max_fraction:.1%}):\n{self.summary()}"
+            )
+
+    def summary(self, limit: int = 20) -> str:
+        lines = [f"  {path}: {reason}" for path, reason in self.skipped[:limit]]
+        if len(self.skipped) > limit:
+            lines.append(f"  ... and {len(self.skipped) - limit} more")
+        return "\n".join(lines)

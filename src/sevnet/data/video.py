@@ -1,0 +1,157 @@
+"""Decoding: PyAV for video files, JPEG folders for frame datasets.
+
+Only what a clip needs is decoded: we seek to the keyframe before the first wanted frame and
+decode forward. Frame indices come from presentation timestamps, not from counting, so a seek
+that lands early (VP9 webm seeking can return frames from the start) is harmless and one that
+lands late is detected and retried from the start.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+
+class DecodeError(RuntimeError):
+    """A video or frame folder that cannot be read; the message names the file."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    num_frames: int
+    fps: float
+    duration: float  # seconds
+    width: int
+    height: int
+
+
+def _open(path: str | Path) -> av.container.InputContainer:
+    path = Path(path)
+    if not path.is_file():
+        raise DecodeError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise DecodeError(f"{path}: empty file")
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError, ValueError) as err:
+        raise DecodeError(f"{path}: cannot open as video ({err})") from None
+    if not container.streams.video:
+        container.close()
+        raise DecodeError(f"{path}: no video stream")
+    return container
+
+
+def _stream_timing(stream: av.VideoStream) -> tuple[float, float, int]:
+    fps = float(stream.average_rate or stream.guessed_rate or stream.base_rate or 0) or 25.0
+    time_base = float(stream.time_base) if stream.time_base else 1.0 / fps
+    start = stream.start_time if stream.start_time is not None else 0
+    return fps, time_base, start
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Frame count, fps, duration and size. Containers often misreport the count (or report 0),
+    so the count is taken by demuxing packets (cheap: nothing is decoded)."""
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        fps, time_base, _ = _stream_timing(stream)
+        try:
+            counted = sum(1 for packet in container.demux(stream) if packet.size > 0)
+        except av.FFmpegError as err:
+            raise DecodeError(f"{path}: unreadable packets ({err})") from None
+        if counted == 0:
+            raise DecodeError(f"{path}: no video frames")
+        if stream.duration:
+            duration = stream.duration * time_base
+        elif container.duration:
+            duration = container.duration / av.time_base
+        else:
+            duration = counted / fps
+        return VideoInfo(
+            counted, fps, float(duration), stream.codec_context.width, stream.codec_context.height
+        )
+
+
+def read_frames(path: str | Path, indices: Sequence[int]) -> torch.Tensor:
+    """Frames at ``indices`` (0-based, at the stream's average frame rate) as uint8 (T, H, W, 3).
+
+    An index past the last frame gets the last frame; an index that falls in a gap of a
+    variable-frame-rate video gets the next frame that exists.
+    """
+    if len(indices) == 0:
+        raise ValueError("indices must not be empty")
+    wanted = sorted(set(int(i) for i in indices))
+    frames = _decode_wanted(path, wanted, seek=wanted[0] > 0)
+    if frames is None:  # the seek landed after the first wanted frame: decode from the start
+        frames = _decode_wanted(path, wanted, seek=False)
+    assert frames is not None
+    return torch.from_numpy(np.stack([frames[i] for i in indices]))
+
+
+def _decode_wanted(path: str | Path, wanted: list[int], seek: bool) -> dict[int, np.ndarray] | None:
+    out: dict[int, np.ndarray] = {}
+    pending = 0  # position in ``wanted`` of the next index to fill
+    last: np.ndarray | None = None
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        fps, time_base, start = _stream_timing(stream)
+        try:
+            if seek:
+                target = start + int(math.floor(wanted[0] / fps / time_base))
+                container.seek(target, stream=stream, backward=True, any_frame=False)
+            for n, frame in enumerate(container.decode(stream)):
+                pts = frame.pts if frame.pts is not None else frame.dts
+                index = round((pts - start) * time_base * fps) if pts is not None else n
+                if n == 0 and seek and index > wanted[0]:
+                    return None
+                if index < wanted[pending]:
+                    continue
+                last = frame.to_ndarray(format="rgb24")
+                while pending < len(wanted) and wanted[pending] <= index:
+                    out[wanted[pending]] = last
+                    pending += 1
+                if pending == len(wanted):
+                    break
+        except av.FFmpegError as err:
+            if last is None:
+                raise DecodeError(f"{path}: decoding failed ({err})") from None
+            # A truncated tail: keep what decoded, fill the rest with the last good frame.
+    if last is None and not out:
+        raise DecodeError(f"{path}: no decodable frame at or after index {wanted[0]}")
+    final = last if last is not None else out[max(out)]
+    for index in wanted[pending:]:
+        out[index] = final
+    return out
+
+
+def count_frame_files(folder: str | Path, suffix: str = ".jpg") -> int:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DecodeError(f"{folder}: no such frame folder")
+    n = sum(1 for p in folder.iterdir() if p.suffix.lower() == suffix)
+    if n == 0:
+        raise DecodeError(f"{folder}: no {suffix} frames")
+    return n
+
+
+def read_frame_folder(
+    folder: str | Path, indices: Sequence[int], template: str = "{:05d}.jpg", first: int = 1
+) -> torch.Tensor:
+    """Frames ``template.format(first + i)`` for each index, as uint8 (T, H, W, 3)."""
+    from torchvision.io import ImageReadMode, decode_jpeg, read_file
+
+    folder = Path(folder)
+    cache: dict[int, torch.Tensor] = {}
+    for i in set(indices):
+        path = folder / template.format(first + int(i))
+        try:
+            cache[i] = decode_jpeg(read_file(str(path)), mode=ImageReadMode.RGB).permute(1, 2, 0)
+        except (RuntimeError, OSError) as err:
+            raise DecodeError(f"{path}: cannot read frame ({err})") from None
+    return torch.stack([cache[i] for i in indices])
