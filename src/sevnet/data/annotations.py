@@ -309,8 +309,8 @@ def parse_generic(cfg: DataConfig, split: str, frames: bool) -> Annotation:
         parts = line.split()
         if len(parts) < need or (len(parts) > need and not cfg.multi_label):
             form = "<folder> <num frames> <label>" if frames else "<path> <label>"
-            raise AnnotationError(f"{path}:{n}: expected '{form}'{' [<label> ...]' if cfg.multi_label else ''}, "
-                                  f"got {line!r}")  # fmt: skip
+            more = " [<label> ...]" if cfg.multi_label else ""
+            raise AnnotationError(f"{path}:{n}: expected '{form}{more}', got {line!r}")
         _check_unique(ids, parts[0], path, n)
         labels = [_label_index(t, len(classes), path, n) for t in parts[need - 1 :]]
         target: int | list[int] = sorted(set(labels)) if cfg.multi_label else labels[0]

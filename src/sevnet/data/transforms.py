@@ -19,7 +19,7 @@ def _three_crops(video: torch.Tensor, size: int) -> list[torch.Tensor]:
         tops, lefts = [(h - size) // 2] * 3, [0, (w - size) // 2, w - size]
     else:
         tops, lefts = [0, (h - size) // 2, h - size], [(w - size) // 2] * 3
-    return [F.crop(video, t, l, size, size) for t, l in zip(tops, lefts)]
+    return [F.crop(video, top, left, size, size) for top, left in zip(tops, lefts)]
 
 
 def build_transform(train: bool, cfg: DataConfig) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -103,7 +103,7 @@ def _decode_wanted(path: str | Path, wanted: list[int], seek: bool) -> dict[int,
         fps, time_base, start = _stream_timing(stream)
         try:
             if seek:
-                target = start + int(math.floor(wanted[0] / fps / time_base))
+                target = start + math.floor(wanted[0] / fps / time_base)
                 container.seek(target, stream=stream, backward=True, any_frame=False)
             for n, frame in enumerate(container.decode(stream)):
                 pts = frame.pts if frame.pts is not None else frame.dts
