@@ -10,6 +10,8 @@ import sys
 
 # (verb, one-line help). Add a verb here when its module exists.
 VERBS: list[tuple[str, str]] = [
+    ("train", "train a model from a config (one process or torchrun/DDP), resumable"),
+    ("eval", "evaluate a checkpoint with the benchmark's metrics, single or multi-view"),
     ("profile", "parameters, GMACs, activation memory and CPU latency, side by side"),
 ]
 

@@ -10,11 +10,12 @@ Keys are ``(index, epoch)`` pairs (see ``loader.EpochSampler``) so that augmenta
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from .annotations import Annotation, Sample, parse_annotation
 from .config import DataConfig
@@ -36,6 +37,9 @@ class VideoDataset(Dataset):
         self.cfg = cfg
         self.train = train
         self.transform = build_transform(train, cfg)
+        # When set, each loader worker writes the path it is decoding to <trace_dir>/worker-<id>.txt,
+        # so that a worker killed by a crashing decoder can be reported with the file it was reading.
+        self.trace_dir: Path | None = None
         if self.missing:
             log.warning(
                 "%d listed videos are missing on disk (first: %s)", len(self.missing), self.missing[0]
@@ -77,6 +81,8 @@ class VideoDataset(Dataset):
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         sample = self.samples[index]
         rng = np.random.default_rng([self.cfg.seed, epoch, index])
+        if self.trace_dir is not None:
+            self._trace(sample)
         try:
             if sample.frames:
                 num = sample.num_frames or count_frame_files(sample.path)
@@ -91,6 +97,11 @@ class VideoDataset(Dataset):
             return {"error": (str(sample.path), reason), "index": index}
         clip = clips[0] if self.train else torch.cat(clips)  # eval: (clips*crops, 3, T, H, W)
         return {"clip": clip, "target": self.target_tensor(sample.target), "index": index}
+
+    def _trace(self, sample: Sample) -> None:
+        worker = get_worker_info()
+        self.trace_dir.mkdir(parents=True, exist_ok=True)
+        (self.trace_dir / f"worker-{worker.id if worker else 0}.txt").write_text(str(sample.path))
 
 
 def build_dataset(cfg_data: Any, split: str, train: bool) -> Dataset:

@@ -30,6 +30,7 @@ class EpochSampler(Sampler):
         self.size, self.shuffle, self.seed = size, shuffle, seed
         self.rank, self.world_size, self.pad = rank, world_size, pad
         self.epoch = 0
+        self.start = 0  # keys of this rank to skip in the current epoch (mid-epoch resume)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -43,7 +44,7 @@ class EpochSampler(Sampler):
         if self.pad and self.world_size > 1 and order:
             total = math.ceil(self.size / self.world_size) * self.world_size
             order += order[: total - len(order)]
-        return order[self.rank :: self.world_size]
+        return order[self.rank :: self.world_size][self.start :]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         return iter((i, self.epoch) for i in self._indices())
@@ -90,25 +91,42 @@ def build_loader(
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
         drop_last=train and len(sampler) >= batch_size,
+        # Its own generator: creating an iterator then never draws from the global RNG, which
+        # would shift dropout masks after a resume (augmentation is seeded per sample anyway).
+        generator=torch.Generator().manual_seed(cfg.seed),
     )
 
 
 class SkipCounter:
-    """Counts samples skipped by the collate and stops once their share passes a threshold."""
+    """Counts samples the collate skipped; stops once their share passes ``max_fraction``.
+
+    Under DDP pass the counts summed over ranks to ``add`` so that every rank stops together.
+    """
 
     def __init__(self, max_fraction: float, min_seen: int = 20) -> None:
         self.max_fraction, self.min_seen = max_fraction, min_seen
-        self.seen = 0
-        self.skipped: list[tuple[str, str]] = []
+        self.seen = 0  # samples attempted (loaded + skipped)
+        self.num_skipped = 0
+        self.skipped: list[tuple[str, str]] = []  # (path, reason) seen by this process
+
+    def add(self, loaded: int, skipped: list[tuple[str, str]], total_loaded: int | None = None,
+            total_skipped: int | None = None) -> None:  # fmt: skip
+        self.skipped += skipped
+        self.num_skipped += len(skipped) if total_skipped is None else total_skipped
+        self.seen += (loaded if total_loaded is None else total_loaded) + (
+            len(skipped) if total_skipped is None else total_skipped
+        )
+        self.check()
 
     def update(self, batch: dict[str, Any]) -> None:
-        good = 0 if batch["clip"] is None else len(batch["clip"])
-        self.seen += good + len(batch["skipped"])
-        self.skipped += batch["skipped"]
-        share = len(self.skipped) / max(self.seen, 1)
+        """Count one collated batch of this process."""
+        self.add(0 if batch["clip"] is None else len(batch["clip"]), batch["skipped"])
+
+    def check(self) -> None:
+        share = self.num_skipped / max(self.seen, 1)
         if self.seen >= self.min_seen and share > self.max_fraction:
             raise SkippedSamplesError(
-                f"{len(self.skipped)} of {self.seen} samples could not be loaded ({share:.1%} > "
+                f"{self.num_skipped} of {self.seen} samples could not be loaded ({share:.1%} > "
                 f"data.max_skip_fraction={self.max_fraction:.1%}):\n{self.summary()}"
             )
 

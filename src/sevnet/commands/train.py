@@ -1,0 +1,35 @@
+"""Train a model from a config file; ``key=value`` arguments override the file.
+
+Runs as one process, or under ``torchrun --nproc_per_node N`` as DDP (gloo on CPU, nccl on GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="experiment YAML (see configs/)")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=10 data.root=/data/ssv2")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from <out_dir>/checkpoints/last.safetensors"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from sevnet.data import AnnotationError, SkippedSamplesError
+    from sevnet.engine import NonFiniteLossError, WorkerCrashError, load_config, train
+
+    try:
+        cfg = load_config(args.config, args.overrides)
+        result = train(cfg, resume=args.resume)
+    except (ValueError, FileNotFoundError, AnnotationError, SkippedSamplesError, NonFiniteLossError,
+            WorkerCrashError) as err:  # fmt: skip
+        print(f"sevnet train: error: {err}", file=sys.stderr)
+        return 2
+    if result["metrics"]:
+        shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in result["metrics"].items()}
+        print(f"final validation metrics: {shown}")
+    print(f"checkpoint: {result['checkpoint']}")
+    return 0

@@ -1,0 +1,156 @@
+"""Checkpoints: one safetensors file holding model weights, optimizer state and RNG state, with
+JSON metadata (model name and overrides, class names, inference settings, training position).
+
+No pickle anywhere, so loading a checkpoint cannot execute code. Writes are atomic: the file is
+written beside the target, fsynced, then renamed over it, so a kill during a save leaves the
+previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+FORMAT = "sevnet-checkpoint/1"
+
+
+class CheckpointError(RuntimeError):
+    """An unreadable, foreign or mismatched checkpoint; the message names the file."""
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    plain: dict[str, Any] = {"param_groups": state["param_groups"], "state": {}}
+    for pid, pstate in state["state"].items():
+        plain["state"][str(pid)] = {}
+        for key, value in pstate.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{pid}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                plain["state"][str(pid)][key] = value
+    return tensors, plain
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {int(pid): dict(v) for pid, v in plain["state"].items()}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, pid, key = name.split(".", 2)
+            state.setdefault(int(pid), {})[key] = value
+    return {"state": state, "param_groups": plain["param_groups"]}
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    meta: dict[str, Any],
+    optimizer: torch.optim.Optimizer | None = None,
+    train_state: dict[str, Any] | None = None,
+) -> Path:
+    """Atomically write ``path`` (a ``.safetensors`` file). ``meta`` must be JSON-serialisable;
+    ``train_state`` may hold tensors (e.g. RNG states) at its top level and JSON values."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = getattr(model, "module", model)  # unwrap DDP
+    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    header: dict[str, str] = {"format": FORMAT, "meta": json.dumps(meta)}
+    if optimizer is not None:
+        opt_tensors, opt_plain = _flatten_optimizer(optimizer.state_dict())
+        tensors |= opt_tensors
+        header["optimizer"] = json.dumps(opt_plain)
+    if train_state is not None:
+        plain = {}
+        for key, value in train_state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state.{key}"] = value.detach().cpu().contiguous()
+            else:
+                plain[key] = value
+        header["train_state"] = json.dumps(plain)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=header)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and header of a sevnet checkpoint; refuses anything else (pickles included)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"{path}: not a sevnet checkpoint (safetensors expected; pickled .pt/.pth files are refused "
+            f"because loading them can execute code): {err}"
+        ) from None
+    if header.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a sevnet checkpoint (format {header.get('format')!r})")
+    return tensors, header
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    return json.loads(read_checkpoint(path)[1]["meta"])
+
+
+def load_model(
+    path: str | Path, expect_model: str | None = None, expect_num_classes: int | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model a checkpoint describes and load its weights (eval mode)."""
+    from sevnet.models import create_model
+
+    tensors, header = read_checkpoint(path)
+    meta = json.loads(header["meta"])
+    if expect_model is not None and meta["model"] != expect_model:
+        raise CheckpointError(f"{path}: holds model {meta['model']!r}, expected {expect_model!r}")
+    if expect_num_classes is not None and meta["num_classes"] != expect_num_classes:
+        raise CheckpointError(f"{path}: has {meta['num_classes']} classes, expected {expect_num_classes}")
+    model = create_model(meta["model"], num_classes=meta["num_classes"], **meta.get("model_overrides", {}))
+    load_weights(model, tensors, path)
+    return model.eval(), meta
+
+
+def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: weights do not match the model: {str(err)[:500]}") from None
+
+
+def load_training_state(
+    path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Restore model + optimizer in place; return (JSON train state, tensor train state)."""
+    tensors, header = read_checkpoint(path)
+    load_weights(getattr(model, "module", model), tensors, path)
+    if "optimizer" in header:
+        optimizer.load_state_dict(_unflatten_optimizer(tensors, json.loads(header["optimizer"])))
+    plain = json.loads(header.get("train_state", "{}"))
+    state_tensors = {k.removeprefix("state."): v for k, v in tensors.items() if k.startswith("state.")}
+    return plain, state_tensors

@@ -1,0 +1,117 @@
+"""Evaluation: single- or multi-view (clips x crops, scores averaged), each benchmark's metrics,
+a JSON report and a confusion-matrix PNG. Under DDP every sample is scored exactly once (the
+evaluation sampler never pads) and rank 0 computes the metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sevnet.data import build_dataset, build_loader
+
+from .distributed import DistInfo, gather_objects, init_distributed
+from .metrics import classification_metrics, confusion_matrix, multilabel_metrics
+
+
+@torch.no_grad()
+def predict_loader(
+    model: nn.Module, loader: Any, multi_label: bool, info: DistInfo, autocast: Any = contextlib.nullcontext
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[tuple[str, str]]]:
+    """Scores averaged over views for every sample of every rank: (indices, probs, targets, skipped)."""
+    model.eval()
+    indices, probs, targets, skipped = [], [], [], []
+    for batch in loader:
+        skipped += batch["skipped"]
+        if batch["clip"] is None:
+            continue
+        clip = batch["clip"].to(info.device, non_blocking=True)
+        b, v = clip.shape[:2]
+        with autocast():
+            logits = model(clip.flatten(0, 1)).float()
+        scores = torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=1)
+        probs.append(scores.view(b, v, -1).mean(1).cpu())
+        targets.append(batch["target"])
+        indices.append(batch["index"])
+    local = (
+        torch.cat(indices) if indices else torch.empty(0, dtype=torch.long),
+        torch.cat(probs) if probs else torch.empty(0),
+        torch.cat(targets) if targets else torch.empty(0),
+        skipped,
+    )
+    parts = gather_objects(local, info)
+    idx = torch.cat([p[0] for p in parts])
+    order = torch.argsort(idx)
+    nonempty = [p for p in parts if len(p[0])]
+    if not nonempty:
+        return idx, torch.empty(0), torch.empty(0), [s for p in parts for s in p[3]]
+    all_probs = torch.cat([p[1] for p in nonempty])[order]
+    all_targets = torch.cat([p[2] for p in nonempty])[order]
+    return idx[order], all_probs, all_targets, [s for p in parts for s in p[3]]
+
+
+def compute_metrics(probs: torch.Tensor, targets: torch.Tensor, multi_label: bool) -> dict[str, float]:
+    if len(targets) == 0:
+        raise RuntimeError("no evaluation sample could be loaded")
+    return multilabel_metrics(probs, targets) if multi_label else classification_metrics(probs, targets)
+
+
+def save_confusion_png(probs: torch.Tensor, targets: torch.Tensor, classes: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = confusion_matrix(probs, targets).numpy()
+    k = len(classes)
+    fig, ax = plt.subplots(figsize=(min(3 + 0.35 * k, 16), min(3 + 0.35 * k, 16)))
+    ax.imshow(cm, cmap="Blues")
+    if k <= 40:
+        ax.set_xticks(range(k), [c[:28] for c in classes], rotation=90, fontsize=7)
+        ax.set_yticks(range(k), [c[:28] for c in classes], fontsize=7)
+        for i in range(k):
+            for j in range(k):
+                if cm[i, j]:
+                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=6)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("confusion matrix")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def evaluate(cfg: Any, checkpoint_path: str | Path, out_dir: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate a checkpoint on ``cfg.eval.split`` with ``cfg.data``'s views; write report files."""
+    from .checkpoint import load_model
+
+    info = init_distributed()
+    dataset = build_dataset(cfg.data, cfg.eval.split, train=False)
+    model, meta = load_model(checkpoint_path, expect_num_classes=dataset.num_classes)
+    model.to(info.device)
+    loader = build_loader(
+        dataset, cfg.eval.batch_size, train=False, cfg_data=cfg.data, distributed=info.distributed
+    )
+    _, probs, targets, skipped = predict_loader(model, loader, dataset.multi_label, info)
+    if not info.is_main:
+        return {}
+    report: dict[str, Any] = {
+        "checkpoint": str(checkpoint_path),
+        "model": meta["model"],
+        "split": cfg.eval.split,
+        "views": {"clips": cfg.data.eval_clips, "crops": cfg.data.eval_crops},
+        **compute_metrics(probs, targets, dataset.multi_label),
+        "skipped": len(skipped),
+        "skipped_files": [p for p, _ in skipped],
+    }
+    out = Path(out_dir or Path(cfg.train.out_dir) / "eval")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(report, indent=2))
+    if not dataset.multi_label:
+        save_confusion_png(probs, targets, dataset.classes, out / "confusion_matrix.png")
+    report["report_dir"] = str(out)
+    return report
