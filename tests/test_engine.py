@@ -78,7 +78,7 @@ def test_pickled_checkpoint_is_refused_and_never_runs(tmp_path: Path, monkeypatc
     monkeypatch.setenv("SEVNET_TEST_MARKER", str(marker))
     evil = tmp_path / "evil.pt"
     evil.write_bytes(pickle.dumps({"state_dict": _Payload()}))
-    with pytest.raises(CheckpointError, match="evil.pt.*pickled"):
+    with pytest.raises(CheckpointError, match=r"evil.pt.*pickled"):
         load_model(evil)
     assert not marker.exists()
     assert main(["eval", "none.yaml", "--checkpoint", str(evil)]) == 2
@@ -91,7 +91,7 @@ def test_checkpoint_mismatch_errors_name_the_file(tmp_path: Path) -> None:
     path = tmp_path / "m.safetensors"
     meta = {"model": "sevnet_xs", "model_overrides": {}, "num_classes": 5}
     save_checkpoint(path, create_model("sevnet_xs", num_classes=5), meta)
-    with pytest.raises(CheckpointError, match="m.safetensors: has 5 classes, expected 7"):
+    with pytest.raises(CheckpointError, match=r"m\.safetensors: has 5 classes, expected 7"):
         load_model(path, expect_num_classes=7)
     with pytest.raises(CheckpointError, match="holds model 'sevnet_xs', expected 'sevnet_s'"):
         load_model(path, expect_model="sevnet_s")
