@@ -1,0 +1,21 @@
+"""`sevnet demo --quick`: every step of the main job runs end to end and writes every report file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sevnet.cli import main
+
+
+def test_quick_demo_writes_every_report_file(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "temporal check" in printed and "frames reversed" in printed
+    for name in ("metrics.json", "training_curves.png", "confusion_matrix.png", "samples.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 200, name
+    report = json.loads((out / "metrics.json").read_text())
+    assert set(report["temporal_check"]) == {"forward", "reversed", "shuffled"}
+    assert 0 <= report["top1"] <= 1 and report["gmacs"] > 0 and report["params_m"] > 0
+    assert Path(report["checkpoint"]).is_file()
