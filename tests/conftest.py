@@ -14,9 +14,7 @@ from _videos import write_video
 TINY_MODEL = {"stages": [[16, 8, 1], [32, 16, 1], [32, 16, 1], [64, 32, 1]], "head_channels": 64}
 
 
-def _moving_square(
-    direction: int, start: int, colour: int, frames: int = 8, size: int = 32
-) -> list[np.ndarray]:
+def _moving_square(direction: int, start: int, colour: int, frames: int = 8, size: int = 32) -> list[np.ndarray]:
     """A square moving left (direction -1) or right (+1): the class is only in the motion."""
     out = []
     for t in range(frames):

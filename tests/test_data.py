@@ -45,11 +45,7 @@ def labels_of(ds) -> list:
 def test_decoder_returns_the_frames_asked_for(tmp_path: Path, suffix: str) -> None:
     path = write_video(tmp_path / f"v{suffix}", num_frames=40)
     info = probe_video(path)
-    assert (
-        info.num_frames == 40
-        and info.fps == pytest.approx(12)
-        and info.duration == pytest.approx(40 / 12, 0.05)
-    )
+    assert info.num_frames == 40 and info.fps == pytest.approx(12) and info.duration == pytest.approx(40 / 12, 0.05)
     for wanted in ([0, 1, 2], [33, 34, 39], [21, 3, 21, 37], [38]):
         frames = read_frames(path, wanted)
         assert frames.dtype == torch.uint8 and frames.shape == (len(wanted), 48, 64, 3)
@@ -134,12 +130,8 @@ def test_ssv2_layout(tmp_path: Path) -> None:
 
 
 def test_ssv1_frames_layout(tmp_path: Path) -> None:
-    (tmp_path / "something-something-v1-labels.csv").write_text(
-        "Moving something up\nMoving something down\n"
-    )
-    (tmp_path / "something-something-v1-train.csv").write_text(
-        "7;Moving something down\n8;Moving something up\n"
-    )
+    (tmp_path / "something-something-v1-labels.csv").write_text("Moving something up\nMoving something down\n")
+    (tmp_path / "something-something-v1-train.csv").write_text("7;Moving something down\n8;Moving something up\n")
     for vid in ("7", "8"):
         write_frame_folder(tmp_path / "20bn-something-something-v1" / vid, num_frames=10)
     ds = build_dataset(cfg(tmp_path, "ssv1"), "train", train=True)
@@ -199,9 +191,7 @@ def test_generic_lists(tmp_path: Path) -> None:
     assert labels_of(ds) == [[1.0, 0.0, 1.0]]
     write_frame_folder(tmp_path / "fr" / "f1", num_frames=6)
     (tmp_path / "frames.txt").write_text("fr/f1 6 1\n")
-    ds = build_dataset(
-        cfg(tmp_path, "frame_list", num_classes=3, train_list="frames.txt"), "train", train=True
-    )
+    ds = build_dataset(cfg(tmp_path, "frame_list", num_classes=3, train_list="frames.txt"), "train", train=True)
     assert labels_of(ds) == [1]
 
 
@@ -224,9 +214,7 @@ def test_malformed_generic_list(tmp_path: Path, content: str, needle: str) -> No
 def test_unknown_class_name_names_line(tmp_path: Path) -> None:
     (tmp_path / "something-something-v1-labels.csv").write_text("Moving something up\n")
     (tmp_path / "something-something-v1-train.csv").write_text("1;Moving something up\n2;Flying\n")
-    with pytest.raises(
-        AnnotationError, match=r"something-something-v1-train.csv:2: unknown class name 'Flying'"
-    ):
+    with pytest.raises(AnnotationError, match=r"something-something-v1-train.csv:2: unknown class name 'Flying'"):
         build_dataset(cfg(tmp_path, "ssv1"), "train", train=True)
 
 

@@ -34,13 +34,9 @@ def test_ddp_two_processes_match_one_process(motion_dataset: Path, tmp_path: Pat
     common = {"train.epochs": 2, "train.batch_size": 1, "data.val_list": str(tmp_path / "val7.txt"),
               "train.deterministic": "true", "optim.base_batch": 2}  # fmt: skip
     ddp_cfg, one_cfg = tmp_path / "ddp.yaml", tmp_path / "one.yaml"
+    OmegaConf.save(load_config(None, tiny_config_overrides(motion_dataset, tmp_path / "ddp", **common)), ddp_cfg)
     OmegaConf.save(
-        load_config(None, tiny_config_overrides(motion_dataset, tmp_path / "ddp", **common)), ddp_cfg
-    )
-    OmegaConf.save(
-        load_config(
-            None, tiny_config_overrides(motion_dataset, tmp_path / "one", **common, **{"train.grad_accum": 2})
-        ),
+        load_config(None, tiny_config_overrides(motion_dataset, tmp_path / "one", **common, **{"train.grad_accum": 2})),
         one_cfg,
     )
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
@@ -62,9 +58,7 @@ def test_ddp_two_processes_match_one_process(motion_dataset: Path, tmp_path: Pat
     for key in params:
         torch.testing.assert_close(ddp[key], one[key], rtol=1e-4, atol=1e-5, msg=key)
     # only rank 0 writes: one checkpoint folder, one metrics file
-    assert sorted(
-        p.name for p in (tmp_path / "ddp" / "checkpoints").iterdir() if not p.name.startswith(".")
-    ) == [
+    assert sorted(p.name for p in (tmp_path / "ddp" / "checkpoints").iterdir() if not p.name.startswith(".")) == [
         "last.safetensors",
         "model.safetensors",
     ]

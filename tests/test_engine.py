@@ -108,9 +108,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(motion_dataset: Path, tmp
     before = weights(last)
     # a NaN normalisation mean makes every clip NaN: the loss is NaN from the first step
     bad = tiny_config_overrides(motion_dataset, out, **{"train.epochs": 2, "data.mean": "[.nan, .nan, .nan]"})
-    with pytest.raises(
-        NonFiniteLossError, match=r"at epoch 1, batch 0, optimizer step 6.*last good checkpoint"
-    ):
+    with pytest.raises(NonFiniteLossError, match=r"at epoch 1, batch 0, optimizer step 6.*last good checkpoint"):
         train(load_config(None, bad), resume=True)
     after = weights(last)
     assert all(torch.equal(before[k], after[k]) for k in before)

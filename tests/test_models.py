@@ -115,9 +115,7 @@ def test_unknown_model_name() -> None:
 def test_registry_and_optional_peers() -> None:
     names = sevnet.list_models()
     assert {"sevnet_xs", "sevnet_s", "sevnet_m", "sevnet_l", "r3d_18", "r2plus1d_18"} <= set(names)
-    code = (
-        "import sys, sevnet; print('pytorchvideo' in sys.modules, 'torchvision.models.video' in sys.modules)"
-    )
+    code = "import sys, sevnet; print('pytorchvideo' in sys.modules, 'torchvision.models.video' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split()[0] == "False", "importing sevnet must not import PyTorchVideo"
 

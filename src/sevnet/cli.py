@@ -13,6 +13,9 @@ VERBS: list[tuple[str, str]] = [
     ("demo", "train SEVNet-XS on the built-in benchmark on this CPU, in minutes, with a report"),
     ("train", "train a model from a config (one process or torchrun/DDP), resumable"),
     ("eval", "evaluate a checkpoint with the benchmark's metrics, single or multi-view"),
+    ("export", "export a checkpoint to ONNX or OpenVINO, checked against PyTorch"),
+    ("quantize", "int8 post-training quantization (OpenVINO NNCF) with an accuracy check"),
+    ("predict", "top-k classes for video files from a checkpoint or an exported model"),
     ("profile", "parameters, GMACs, activation memory and CPU latency, side by side"),
 ]
 
@@ -20,9 +23,7 @@ VERBS: list[tuple[str, str]] = [
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(
-        prog="sevnet", description="Efficient video action recognition with SEVNets."
-    )
+    parser = argparse.ArgumentParser(prog="sevnet", description="Efficient video action recognition with SEVNets.")
     parser.add_argument("--version", action="version", version=f"sevnet {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for verb, help_text in VERBS:

@@ -162,8 +162,7 @@ def format_report(r: dict[str, Any], out: Path) -> str:
     c = r["temporal_check"]
     lines = [
         "",
-        f"{'model':<12}{'input':>10}{'top-1':>8}{'GMACs*':>8}{'params':>9}"
-        f"{'train clips/s':>15}{'infer clips/s':>15}",
+        f"{'model':<12}{'input':>10}{'top-1':>8}{'GMACs*':>8}{'params':>9}{'train clips/s':>15}{'infer clips/s':>15}",
         f"{r['model']:<12}{r['input']:>10}{r['top1']:>8.1%}{r['gmacs']:>8.3f}{r['params_m']:>8.2f}M"
         f"{r['train_clips_per_s']:>15.1f}{r['inference_clips_per_s']:>15.1f}",
         f"* multiply-adds per clip; CPU float32, {r['threads']} thread(s). Chance is {r['chance']:.1%}.",

@@ -10,9 +10,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="reports/demo", help="report folder (default reports/demo)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default 8)")
-    p.add_argument(
-        "--minutes", type=float, default=0.0, help="stop training after this budget (0 = no limit)"
-    )
+    p.add_argument("--minutes", type=float, default=0.0, help="stop training after this budget (0 = no limit)")
     p.add_argument("--quick", action="store_true", help="a tiny run (seconds) that exercises every step")
 
 

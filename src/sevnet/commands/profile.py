@@ -12,9 +12,7 @@ import json
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("models", nargs="*", help="model names (default: SEVNets and every installed peer)")
-    p.add_argument(
-        "--input", default="16x160x160", help="common input TxHxW (default 16x160x160; 'none' to skip)"
-    )
+    p.add_argument("--input", default="16x160x160", help="common input TxHxW (default 16x160x160; 'none' to skip)")
     p.add_argument("--repeats", type=int, default=5, help="timed forward passes per model (median)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's default)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -184,9 +184,7 @@ def _read_kinetics_csv(path: Path) -> list[tuple[int, str, str, int, int]]:
         reader = csv.DictReader(f)
         need = {"youtube_id", "time_start", "time_end"}
         if not reader.fieldnames or not need <= set(reader.fieldnames):
-            raise AnnotationError(
-                f"{path}:1: header must name {sorted(need)} (and 'label'), got {reader.fieldnames}"
-            )
+            raise AnnotationError(f"{path}:1: header must name {sorted(need)} (and 'label'), got {reader.fieldnames}")
         out = []
         for row in reader:
             n = reader.line_num
@@ -236,9 +234,7 @@ def parse_mit(cfg: DataConfig, split: str, multi_label: bool = False) -> Annotat
         elif len(parts) == 1 and split == "test":
             target = -1
         else:
-            raise AnnotationError(
-                f"{path}:{n}: expected '<path>,<category>,<agree>,<disagree>', got {line!r}"
-            )
+            raise AnnotationError(f"{path}:{n}: expected '<path>,<category>,<agree>,<disagree>', got {line!r}")
         samples.append(Sample(video_dir / rel, target))
     return Annotation(samples, classes, multi_label=multi_label)
 
@@ -271,9 +267,7 @@ def parse_gym(cfg: DataConfig, split: str, num_classes: int) -> Annotation:
         if not m:
             raise AnnotationError(f"{path}:{n}: expected '<ytid>_E_..._A_... <label>', got {line!r}")
         _check_unique(ids, m.group(1), path, n)
-        samples.append(
-            Sample(video_dir / f"{m.group(1)}.mp4", _label_index(m.group(2), num_classes, path, n))
-        )
+        samples.append(Sample(video_dir / f"{m.group(1)}.mp4", _label_index(m.group(2), num_classes, path, n)))
     return Annotation(samples, classes)
 
 

@@ -41,9 +41,7 @@ class VideoDataset(Dataset):
         # so that a worker killed by a crashing decoder can be reported with the file it was reading.
         self.trace_dir: Path | None = None
         if self.missing:
-            log.warning(
-                "%d listed videos are missing on disk (first: %s)", len(self.missing), self.missing[0]
-            )
+            log.warning("%d listed videos are missing on disk (first: %s)", len(self.missing), self.missing[0])
 
     @property
     def num_classes(self) -> int:
@@ -64,12 +62,9 @@ class VideoDataset(Dataset):
         cfg = self.cfg
         views = 1 if self.train else cfg.eval_clips
         if cfg.sampling == "segment":
-            return [
-                segment_indices(num_frames, cfg.num_frames, self.train, rng, k, views) for k in range(views)
-            ]
+            return [segment_indices(num_frames, cfg.num_frames, self.train, rng, k, views) for k in range(views)]
         return [
-            dense_indices(num_frames, cfg.num_frames, cfg.frame_stride, self.train, rng, k, views)
-            for k in range(views)
+            dense_indices(num_frames, cfg.num_frames, cfg.frame_stride, self.train, rng, k, views) for k in range(views)
         ]
 
     def load_frames(self, sample: Sample, indices: list[int]) -> torch.Tensor:

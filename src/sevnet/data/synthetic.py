@@ -148,9 +148,7 @@ def _render_forward(pair: int, rng: np.random.Generator, spec: SyntheticSpec) ->
     return np.clip(frames, 0, 255).astype(np.uint8)
 
 
-def make_split(
-    num_clips: int, seed: int, spec: SyntheticSpec = SyntheticSpec()
-) -> tuple[np.ndarray, np.ndarray]:
+def make_split(num_clips: int, seed: int, spec: SyntheticSpec = SyntheticSpec()) -> tuple[np.ndarray, np.ndarray]:
     """``num_clips`` clips with balanced labels: (N, T, H, W, 3) uint8 and (N,) int64."""
     labels = np.arange(num_clips) % len(CLASSES)
     clips = np.stack([render_clip(int(lab), i, seed, spec) for i, lab in enumerate(labels)])
@@ -164,9 +162,7 @@ class SyntheticVideoDataset(Dataset):
     num_classes = len(CLASSES)
     multi_label = False
 
-    def __init__(
-        self, clips: np.ndarray, labels: np.ndarray, mean: list[float], std: list[float], train: bool
-    ) -> None:
+    def __init__(self, clips: np.ndarray, labels: np.ndarray, mean: list[float], std: list[float], train: bool) -> None:
         self.clips, self.labels, self.train = clips, labels, train
         self.mean = torch.tensor(mean).view(3, 1, 1, 1) * 255
         self.std = torch.tensor(std).view(3, 1, 1, 1) * 255
@@ -200,9 +196,7 @@ def build_synthetic_dataset(cfg: Any, split: str, train: bool) -> SyntheticVideo
     opts = dict(cfg.synthetic or {})
     known = {"num_train", "num_val", "seed", "size", "noise", "distractors", "clutter"}
     if set(opts) - known:
-        raise ValueError(
-            f"unknown data.synthetic option(s) {sorted(set(opts) - known)}; valid: {sorted(known)}"
-        )
+        raise ValueError(f"unknown data.synthetic option(s) {sorted(set(opts) - known)}; valid: {sorted(known)}")
     spec = SyntheticSpec(
         num_frames=cfg.num_frames,
         size=int(opts.get("size", 64)),
@@ -251,8 +245,6 @@ def write_ssv2_layout(root: str | Path, num_train: int, num_val: int, seed: int 
                 for packet in stream.encode():
                     out.mux(packet)
             template = CLASSES[label].replace("something", "[something]").replace("Something", "[Something]")
-            entries.append(
-                {"id": vid, "label": CLASSES[label].lower(), "template": template, "placeholders": []}
-            )
+            entries.append({"id": vid, "label": CLASSES[label].lower(), "template": template, "placeholders": []})
         (root / f"something-something-v2-{split}.json").write_text(json.dumps(entries))
     return root

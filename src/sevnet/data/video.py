@@ -72,9 +72,7 @@ def probe_video(path: str | Path) -> VideoInfo:
             duration = container.duration / av.time_base
         else:
             duration = counted / fps
-        return VideoInfo(
-            counted, fps, float(duration), stream.codec_context.width, stream.codec_context.height
-        )
+        return VideoInfo(counted, fps, float(duration), stream.codec_context.width, stream.codec_context.height)
 
 
 def read_frames(path: str | Path, indices: Sequence[int]) -> torch.Tensor:

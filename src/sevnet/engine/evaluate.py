@@ -93,9 +93,7 @@ def evaluate(cfg: Any, checkpoint_path: str | Path, out_dir: str | Path | None =
     dataset = build_dataset(cfg.data, cfg.eval.split, train=False)
     model, meta = load_model(checkpoint_path, expect_num_classes=dataset.num_classes)
     model.to(info.device)
-    loader = build_loader(
-        dataset, cfg.eval.batch_size, train=False, cfg_data=cfg.data, distributed=info.distributed
-    )
+    loader = build_loader(dataset, cfg.eval.batch_size, train=False, cfg_data=cfg.data, distributed=info.distributed)
     _, probs, targets, skipped = predict_loader(model, loader, dataset.multi_label, info)
     if not info.is_main:
         return {}

@@ -59,9 +59,7 @@ def build_optimizer(model: nn.Module, cfg: Any, global_batch: int) -> torch.opti
     )
 
 
-def lr_factor(
-    step: int, warmup_steps: int, total_steps: int, warmup_factor: float, min_factor: float
-) -> float:
+def lr_factor(step: int, warmup_steps: int, total_steps: int, warmup_factor: float, min_factor: float) -> float:
     """Linear warm-up from ``warmup_factor`` to 1, then cosine decay to ``min_factor``."""
     if step < warmup_steps:
         return warmup_factor + (1 - warmup_factor) * step / warmup_steps
@@ -199,13 +197,9 @@ def train(cfg: Any, resume: bool = False) -> dict[str, Any]:
         return torch.autocast(info.device.type, dtype=amp_dtype)
 
     scaler = torch.amp.GradScaler(enabled=amp_dtype == torch.float16)
-    loader = build_loader(
-        train_ds, cfg.train.batch_size, train=True, cfg_data=cfg.data, distributed=info.distributed
-    )
+    loader = build_loader(train_ds, cfg.train.batch_size, train=True, cfg_data=cfg.data, distributed=info.distributed)
     val_loader = (
-        build_loader(
-            val_ds, cfg.eval.batch_size, train=False, cfg_data=cfg.data, distributed=info.distributed
-        )
+        build_loader(val_ds, cfg.eval.batch_size, train=False, cfg_data=cfg.data, distributed=info.distributed)
         if val_ds is not None
         else None
     )
@@ -302,11 +296,7 @@ def train(cfg: Any, resume: bool = False) -> dict[str, Any]:
                             optimizer.zero_grad(set_to_none=True)
                             continue
                         where = f"epoch {epoch}, batch {i}, optimizer step {step}"
-                        good = (
-                            f"last good checkpoint: {last_ckpt}"
-                            if last_ckpt.is_file()
-                            else "no checkpoint yet"
-                        )
+                        good = f"last good checkpoint: {last_ckpt}" if last_ckpt.is_file() else "no checkpoint yet"
                         raise NonFiniteLossError(
                             f"loss is {loss.item()} at {where}; stopping ({good}). Lower optim.lr, or set "
                             f"train.nan_policy=skip to skip such steps."

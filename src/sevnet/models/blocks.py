@@ -25,9 +25,7 @@ class Shortcut(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, spatial_stride: int) -> None:
         super().__init__()
         self.pool: nn.Module = (
-            nn.AvgPool3d((1, spatial_stride, spatial_stride), ceil_mode=True)
-            if spatial_stride > 1
-            else nn.Identity()
+            nn.AvgPool3d((1, spatial_stride, spatial_stride), ceil_mode=True) if spatial_stride > 1 else nn.Identity()
         )
         self.proj: nn.Module = (
             ConvBN(in_channels, out_channels, (1, 1, 1), relu=False)
@@ -125,9 +123,7 @@ class SEVModule(_ResidualBlock):
         ]
         if se_ratio > 0:
             layers.append(SqueezeExcite(mid_channels, se_ratio))
-        layers.append(
-            ConvBN(mid_channels, out_channels, (temporal_kernel, 1, 1), groups=t_groups, relu=False)
-        )
+        layers.append(ConvBN(mid_channels, out_channels, (temporal_kernel, 1, 1), groups=t_groups, relu=False))
         self.body = nn.Sequential(*layers)
 
 

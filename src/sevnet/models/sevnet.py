@@ -108,9 +108,7 @@ class SEVNet(nn.Module):
             for j in range(stage.depth):
                 try:
                     blocks.append(
-                        block_cls(
-                            in_ch, stage.out_channels, stage.mid_channels, 2 if j == 0 else 1, **block_kwargs
-                        )
+                        block_cls(in_ch, stage.out_channels, stage.mid_channels, 2 if j == 0 else 1, **block_kwargs)
                     )
                 except ValueError as err:
                     raise ValueError(f"stage {i + 1} (mid_channels={stage.mid_channels}): {err}") from None

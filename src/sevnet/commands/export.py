@@ -1,0 +1,30 @@
+"""Export a checkpoint to ONNX (dynamic batch and clip length) or OpenVINO IR.
+
+The export checks itself: on fresh random clips the exported model must match PyTorch within the
+stated tolerance, else the command fails and says by how much.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="a .safetensors checkpoint written by sevnet train")
+    p.add_argument("--format", choices=["onnx", "openvino"], default="onnx")
+    p.add_argument("--out", default=None, help="output path without suffix (default: beside the checkpoint)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from sevnet.deploy.export import ExportMismatchError, export_checkpoint
+    from sevnet.engine import CheckpointError
+
+    try:
+        report = export_checkpoint(args.checkpoint, args.format, args.out)
+    except (CheckpointError, ExportMismatchError, ValueError) as err:
+        print(f"sevnet export: error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2))
+    return 0

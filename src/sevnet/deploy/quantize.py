@@ -1,0 +1,157 @@
+"""8-bit post-training static quantization with OpenVINO NNCF, checked for accuracy.
+
+Why NNCF on OpenVINO: measured here (docs/deployment.md), ONNX Runtime's int8 (QDQ) 3D
+convolutions fall back to float and gain no speed, and PyTorch's eager int8 flow has no quantized
+Conv3d kernels on x86; OpenVINO runs int8 3D convolutions natively. Calibration clips come from
+the training set with evaluation preprocessing; the report puts float32 and int8 side by side
+(size, latency at batch 1 and a throughput batch, accuracy) and fails past an accuracy threshold.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .runtime import Runner, openvino_runner
+
+
+class QuantizationAccuracyError(RuntimeError):
+    """int8 lost more accuracy than allowed."""
+
+
+def calibration_clips(cfg: Any, count: int) -> list[np.ndarray]:
+    """``count`` training clips (first evaluation view each), spread over the training set."""
+    from sevnet.data import build_dataset
+
+    dataset = build_dataset(cfg.data, "train", train=False)
+    picks = np.linspace(0, len(dataset) - 1, num=min(count, len(dataset))).round().astype(int)
+    clips = []
+    for i in dict.fromkeys(picks.tolist()):
+        item = dataset[i]
+        if "error" not in item:
+            clips.append(item["clip"][:1].numpy())
+    if not clips:
+        raise RuntimeError("no calibration clip could be loaded from the training set")
+    return clips
+
+
+def quantize_openvino(xml_path: str | Path, clips: list[np.ndarray], out_xml: str | Path) -> Path:
+    import nncf
+    import openvino as ov
+
+    model = ov.Core().read_model(str(xml_path))
+    quantized = nncf.quantize(
+        model,
+        nncf.Dataset(clips),
+        subset_size=len(clips),
+        preset=nncf.QuantizationPreset.PERFORMANCE,
+    )
+    ov.save_model(quantized, str(out_xml), compress_to_fp16=False)
+    return Path(out_xml)
+
+
+def model_bytes(xml_path: Path) -> int:
+    return xml_path.stat().st_size + xml_path.with_suffix(".bin").stat().st_size
+
+
+def latency_s(runner: Runner, clip_shape: tuple[int, ...], batch: int, repeats: int = 5) -> float:
+    x = np.random.default_rng(0).standard_normal((batch, *clip_shape)).astype(np.float32)
+    runner(x)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        runner(x)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def accuracy_pair(cfg: Any, fp32: Runner, int8: Runner, limit: int | None = None) -> dict[str, float]:
+    """Top-1 of both models on the evaluation split (views averaged) and their top-1 agreement."""
+    from sevnet.data import build_dataset
+
+    dataset = build_dataset(cfg.data, cfg.eval.split, train=False)
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    right32 = right8 = agree = seen = 0
+    for i in range(n):
+        item = dataset[i]
+        if "error" in item:
+            continue
+        clip = item["clip"].numpy()
+        p32, p8 = fp32(clip).mean(0).argmax(), int8(clip).mean(0).argmax()
+        target = int(item["target"]) if item["target"].ndim == 0 else int(item["target"].argmax())
+        right32 += int(p32 == target)
+        right8 += int(p8 == target)
+        agree += int(p32 == p8)
+        seen += 1
+    if seen == 0:
+        raise RuntimeError("no evaluation clip could be loaded")
+    return {
+        "fp32_top1": right32 / seen,
+        "int8_top1": right8 / seen,
+        "top1_agreement": agree / seen,
+        "clips": seen,
+    }
+
+
+def quantize_checkpoint(
+    checkpoint: str | Path,
+    cfg: Any,
+    out: str | Path | None = None,
+    calib_clips: int = 64,
+    max_drop: float = 1.0,
+    throughput_batch: int = 8,
+    eval_limit: int | None = None,
+) -> dict[str, Any]:
+    """Export (float32 OpenVINO), quantize to int8, compare side by side; raise past ``max_drop`` points."""
+    from .export import export_checkpoint
+    from .runtime import read_sidecar, write_sidecar
+
+    base = Path(out) if out else Path(checkpoint).with_suffix("")
+    exported = export_checkpoint(checkpoint, "openvino", base)
+    fp32_xml = Path(exported["openvino"])
+    int8_xml = base.with_name(base.name + "-int8.xml")
+    quantize_openvino(fp32_xml, calibration_clips(cfg, calib_clips), int8_xml)
+    write_sidecar(int8_xml, {**read_sidecar(fp32_xml), "quantized": "int8 (NNCF post-training, static)"})
+    fp32, int8 = openvino_runner(fp32_xml), openvino_runner(int8_xml)
+    shape = (3, *exported["clip_shape"])
+    fp32_tp, int8_tp = (
+        openvino_runner(fp32_xml, hint="THROUGHPUT"),
+        openvino_runner(int8_xml, hint="THROUGHPUT"),
+    )
+    report: dict[str, Any] = {
+        "fp32_model": str(fp32_xml),
+        "int8_model": str(int8_xml),
+        "fp32_mb": model_bytes(fp32_xml) / 2**20,
+        "int8_mb": model_bytes(int8_xml) / 2**20,
+        "fp32_latency_b1_s": latency_s(fp32, shape, 1),
+        "int8_latency_b1_s": latency_s(int8, shape, 1),
+        "fp32_clips_per_s": throughput_batch / latency_s(fp32_tp, shape, throughput_batch),
+        "int8_clips_per_s": throughput_batch / latency_s(int8_tp, shape, throughput_batch),
+        "throughput_batch": throughput_batch,
+        "calibration_clips": calib_clips,
+        **accuracy_pair(cfg, fp32, int8, eval_limit),
+    }
+    report["top1_drop_points"] = 100 * (report["fp32_top1"] - report["int8_top1"])
+    if report["top1_drop_points"] > max_drop:
+        raise QuantizationAccuracyError(
+            f"int8 top-1 {report['int8_top1']:.2%} vs float32 {report['fp32_top1']:.2%}: a drop of "
+            f"{report['top1_drop_points']:.2f} points > --max-drop {max_drop}"
+        )
+    return report
+
+
+def format_quantize_report(r: dict[str, Any]) -> str:
+    rows = [
+        f"{'':<10}{'size (MB)':>11}{'latency b=1 (ms)':>18}{'clips/s b=' + str(r['throughput_batch']):>15}{'top-1':>9}",
+        f"{'float32':<10}{r['fp32_mb']:>11.2f}{r['fp32_latency_b1_s'] * 1e3:>18.1f}{r['fp32_clips_per_s']:>15.1f}"
+        f"{r['fp32_top1']:>9.2%}",
+        f"{'int8':<10}{r['int8_mb']:>11.2f}{r['int8_latency_b1_s'] * 1e3:>18.1f}{r['int8_clips_per_s']:>15.1f}"
+        f"{r['int8_top1']:>9.2%}",
+        f"OpenVINO CPU; top-1 on {r['clips']} evaluation clips; int8 agrees with float32 on "
+        f"{r['top1_agreement']:.1%} of them (drop {r['top1_drop_points']:.2f} points).",
+    ]
+    return "\n".join(rows)
