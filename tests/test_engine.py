@@ -199,3 +199,38 @@ def test_kill_during_checkpoint_write_leaves_a_loadable_checkpoint(tmp_path: Pat
         meta = read_meta(path)  # parses: never a half-written file
         w = load_file(str(path))["model.weight"]
         assert torch.all(w == meta["i"]), "weights and metadata come from the same save"
+
+
+_CRASHER = """
+import os, signal, sys
+from pathlib import Path
+import sevnet.data.datasets as datasets
+from sevnet.engine import WorkerCrashError, load_config, train
+
+real = datasets.read_frames
+
+def crashing(path, indices):
+    if Path(path).name == "005.mp4":
+        os.kill(os.getpid(), signal.SIGKILL)  # what a decoder crash (PyAV#2344) does to a worker
+    return real(path, indices)
+
+datasets.read_frames = crashing  # forked loader workers inherit it
+try:
+    train(load_config(sys.argv[1]))
+except WorkerCrashError as err:
+    print(err)
+    sys.exit(3)
+"""
+
+
+def test_dead_loader_worker_is_reported_with_its_file(motion_dataset: Path, tmp_path: Path) -> None:
+    """A decoder that kills its process takes a loader worker down; the error names the file.
+    Runs in a fresh process: forking workers from a process that loaded OpenVINO is not what users do."""
+    cfg = _config_file(
+        tiny_config_overrides(motion_dataset, tmp_path / "run", **{"data.num_workers": 1}), tmp_path / "c.yaml"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", _CRASHER, cfg], capture_output=True, text=True, env=_env(), timeout=300
+    )
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert "worker died" in done.stdout and "005.mp4" in done.stdout

@@ -153,7 +153,7 @@ def save_sample_strip(dataset: Any, preds: torch.Tensor, path: Path, per_pair: i
             fontsize=7,
             loc="left",
         )
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.95, bottom=0.01, wspace=0.05, hspace=0.4)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

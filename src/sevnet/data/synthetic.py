@@ -209,7 +209,8 @@ def build_synthetic_dataset(cfg: Any, split: str, train: bool) -> SyntheticVideo
     seed = int(opts.get("seed", 0)) * 2 + (0 if is_train else 1)  # disjoint train / held-out clips
     key = (spec, count, seed)
     if key not in _CACHE:
-        _CACHE.clear()  # keep one split in memory at a time besides the current one
+        if len(_CACHE) >= 2:  # keep the last train and held-out splits, not every one ever built
+            _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = make_split(count, seed, spec)
     clips, labels = _CACHE[key]
     return SyntheticVideoDataset(clips, labels, list(cfg.mean), list(cfg.std), train)
