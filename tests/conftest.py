@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -11,7 +12,15 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from _videos import write_video
 
-TINY_MODEL = {"stages": [[16, 8, 1], [32, 16, 1], [32, 16, 1], [64, 32, 1]], "head_channels": 64}
+
+@pytest.fixture(autouse=True)
+def _default_sigchld():
+    """Restore SIGCHLD's default disposition after each test. PyTorch's DataLoader installs a
+    SIGCHLD handler in the test process once a loader has workers; after OpenVINO's threads are
+    loaded too (test_deploy), any child process exiting then crashed the test process (SIGSEGV).
+    One process never mixes the three in sevnet's own commands; the test process does."""
+    yield
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
 
 def _moving_square(direction: int, start: int, colour: int, frames: int = 8, size: int = 32) -> list[np.ndarray]:
