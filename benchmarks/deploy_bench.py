@@ -5,10 +5,16 @@ OpenVINO float32 and OpenVINO int8 (NNCF), all in one run on this CPU.
 The int8 models here are calibrated on random clips: this script measures speed. Accuracy after
 int8 is measured by `sevnet quantize` on a trained model (see docs/deployment.md).
 
-    python benchmarks/deploy_bench.py [--models sevnet_s sevnet_m x3d_s x3d_m] [--repeats 5]
+    python benchmarks/deploy_bench.py [--models sevnet_s sevnet_m x3d_s x3d_m] [--repeats 7]
 """
 
 from __future__ import annotations
+
+import os
+
+# Inductor's pool of compile worker processes stays alive after compiling and, on a 2-core
+# machine, measurably slows every backend timed after it (eager included); compile in-process.
+os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
 
 import argparse
 import statistics
@@ -49,7 +55,7 @@ def compiled_runner(model: torch.nn.Module):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["sevnet_s", "x3d_s", "sevnet_m", "x3d_m"])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--no-compile", action="store_true")
     args = parser.parse_args()
@@ -66,29 +72,32 @@ def main() -> None:
             shape = (3, t, h, w)
             x1 = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
             xb = np.random.default_rng(1).standard_normal((args.batch, *shape)).astype(np.float32)
+            # Eager first, in a process no other runtime has touched yet: it is the baseline.
+            rows = [("pytorch eager", timed(torch_runner(model), x1, args.repeats),
+                     args.batch / timed(torch_runner(model), xb, max(2, args.repeats // 2)))]  # fmt: skip
             onnx_path = export_onnx(model, Path(tmp) / f"{name}.onnx", (t, h, w))
             xml = export_openvino(onnx_path, Path(tmp) / f"{name}.xml")
             calib = [np.random.default_rng(i).standard_normal((1, *shape)).astype(np.float32) for i in range(8)]
             int8 = quantize_openvino(xml, calib, Path(tmp) / f"{name}-int8.xml")
-            backends = {"pytorch eager": (torch_runner(model), torch_runner(model))}
+            backends = {}
             if not args.no_compile:
                 try:
                     run = compiled_runner(model)
                     run(x1)
-                    backends["torch.compile"] = (run, run)
+                    backends["torch.compile"] = run
                 except Exception as err:
                     print(f"{name}: torch.compile failed: {type(err).__name__}: {str(err)[:120]}")
-            backends["onnxruntime fp32"] = (onnx_runner(onnx_path), onnx_runner(onnx_path))
+            backends["onnxruntime fp32"] = onnx_runner(onnx_path)
             # One synchronous request per call (LATENCY hint): a THROUGHPUT-hint model needs several
             # requests in flight to use its streams, which a batch-at-a-time caller does not have.
-            backends["openvino fp32"] = (openvino_runner(xml),) * 2
-            backends["openvino int8"] = (openvino_runner(int8),) * 2
+            backends["openvino fp32"] = openvino_runner(xml)
+            backends["openvino int8"] = openvino_runner(int8)
+            for backend, run in backends.items():
+                rate = args.batch / timed(run, xb, max(2, args.repeats // 2))
+                rows.append((backend, timed(run, x1, args.repeats), rate))
             gmacs = count_gmacs(model, (1, *shape))
-            eager_rate = None
-            for backend, (latency_run, throughput_run) in backends.items():
-                latency = timed(latency_run, x1, args.repeats)
-                rate = args.batch / timed(throughput_run, xb, max(2, args.repeats // 2))
-                eager_rate = eager_rate or rate
+            eager_rate = rows[0][2]
+            for backend, latency, rate in rows:
                 print(f"{name:<10}{f'{t}x{h}x{w}':>12}{gmacs:>7.2f}  {backend:<18}{latency * 1e3:>11.1f}{rate:>9.1f}"
                       f"{rate / eager_rate:>9.2f}x", flush=True)  # fmt: skip
             print()

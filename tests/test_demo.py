@@ -19,3 +19,13 @@ def test_quick_demo_writes_every_report_file(tmp_path: Path, capsys) -> None:
     assert set(report["temporal_check"]) == {"forward", "reversed", "shuffled"}
     assert 0 <= report["top1"] <= 1 and report["gmacs"] > 0 and report["params_m"] > 0
     assert Path(report["checkpoint"]).is_file()
+
+    # The demo's checkpoint goes straight into the deployment flow (synthetic clips keep their size).
+    config = out / "run" / "config.yaml"
+    assert config.is_file()
+    argv = ["quantize", report["checkpoint"], "--calib", str(config), "--calib-clips", "4", "--eval-limit", "8",
+            "--max-drop", "100", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    quantized = json.loads(printed[printed.index("{") :])
+    assert quantized["clips"] == 8 and Path(quantized["int8_model"]).is_file()

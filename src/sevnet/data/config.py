@@ -60,4 +60,7 @@ def to_data_config(cfg: Any) -> DataConfig:
         raise ValueError(f"data.sampling must be 'segment' or 'dense', got {out.sampling!r}")
     if out.eval_crops not in (1, 3):
         raise ValueError(f"data.eval_crops must be 1 or 3, got {out.eval_crops}")
+    if out.format == "synthetic":  # clips are rendered at their final size: no resize, no crop
+        size = int(out.synthetic.get("size", 64))
+        out.train_scale, out.train_crop, out.eval_scale, out.eval_crop = [size, size], size, size, size
     return out

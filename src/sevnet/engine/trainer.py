@@ -14,6 +14,7 @@ import json
 import math
 import random
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sevnet.data import SkipCounter, build_dataset, build_loader
+from sevnet.data import SkipCounter, build_dataset, build_loader, to_data_config
 from sevnet.models import create_model
 
 from .checkpoint import load_training_state, save_checkpoint
@@ -87,7 +88,7 @@ def _seed_everything(seed: int, deterministic: bool) -> None:
 
 def checkpoint_meta(cfg: Any, dataset: Any) -> dict[str, Any]:
     """Everything needed to rebuild the model and preprocess like evaluation, from the file alone."""
-    data = to_container(cfg.data)
+    data = asdict(to_data_config(cfg.data))  # resolved: e.g. synthetic clips' real crop size
     return {
         "model": cfg.model.name,
         "model_overrides": {"dropout": cfg.model.dropout, **to_container(cfg.model.overrides)},
