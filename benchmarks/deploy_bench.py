@@ -17,9 +17,7 @@ import os
 os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
 
 import argparse
-import statistics
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -30,16 +28,11 @@ from sevnet.deploy.export import export_onnx, export_openvino
 from sevnet.deploy.quantize import quantize_openvino
 from sevnet.deploy.runtime import onnx_runner, openvino_runner, torch_runner
 from sevnet.models import count_gmacs, create_model, list_models, model_info
+from sevnet.timing import median_seconds
 
 
 def timed(run, x: np.ndarray, repeats: int) -> float:
-    run(x)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        run(x)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_seconds(lambda: run(x), repeats)
 
 
 def compiled_runner(model: torch.nn.Module):

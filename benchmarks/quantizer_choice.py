@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import tempfile
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -27,18 +25,13 @@ from sevnet.deploy.export import export_onnx, export_openvino
 from sevnet.deploy.quantize import quantize_openvino
 from sevnet.deploy.runtime import onnx_runner, openvino_runner, torch_runner
 from sevnet.models import create_model, model_info
+from sevnet.timing import median_seconds
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
 
 def timed(run: Runner, x: np.ndarray, repeats: int) -> float:
-    run(x)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        run(x)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_seconds(lambda: run(x), repeats)
 
 
 def torch_fx_int8(model: torch.nn.Module, calib: list[np.ndarray]) -> Runner:

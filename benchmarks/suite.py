@@ -21,6 +21,7 @@ import torch
 
 from sevnet.engine import load_config, train
 from sevnet.models import count_gmacs, count_params, create_model, list_models
+from sevnet.timing import train_steps_per_second
 
 BASE = {
     "model.dropout": 0.2,
@@ -62,15 +63,7 @@ ABLATIONS = [
 def steps_per_second(name: str, overrides: dict, batch: int = 16, shape=(3, 8, 64, 64), steps: int = 4) -> float:
     """Training steps/s measured on random clips (forward + backward + SGD step)."""
     model = create_model(name, num_classes=12, **overrides)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x, y = torch.randn(batch, *shape), torch.randint(0, 12, (batch,))
-    for i in range(steps + 1):
-        if i == 1:
-            start = time.perf_counter()
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-    return steps / (time.perf_counter() - start)
+    return train_steps_per_second(model, torch.randn(batch, *shape), torch.randint(0, 12, (batch,)), steps)
 
 
 def run_one(label: str, name: str, overrides: dict, minutes: float, out: Path) -> dict:

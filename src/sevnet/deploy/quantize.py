@@ -9,12 +9,12 @@ the training set with evaluation preprocessing; the report puts float32 and int8
 
 from __future__ import annotations
 
-import statistics
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from sevnet.timing import median_seconds
 
 from .runtime import Runner, openvino_runner
 
@@ -60,13 +60,7 @@ def model_bytes(xml_path: Path) -> int:
 
 def latency_s(runner: Runner, clip_shape: tuple[int, ...], batch: int, repeats: int = 5) -> float:
     x = np.random.default_rng(0).standard_normal((batch, *clip_shape)).astype(np.float32)
-    runner(x)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        runner(x)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_seconds(lambda: runner(x), repeats)
 
 
 def accuracy_pair(cfg: Any, fp32: Runner, int8: Runner, limit: int | None = None) -> dict[str, float]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+
+from sevnet.timing import median_seconds
 
 from .complexity import count_gmacs, count_params
 from .registry import create_model, model_info
@@ -49,14 +49,7 @@ def activation_megabytes(model: nn.Module, x: torch.Tensor) -> float:
 @torch.inference_mode()
 def latency_ms(model: nn.Module, x: torch.Tensor, repeats: int = 5, warmup: int = 1) -> float:
     """Median wall time of ``repeats`` forward passes after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        model(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model(x)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    return median_seconds(lambda: model(x), repeats, warmup) * 1e3
 
 
 def parse_input(text: str) -> tuple[int, int, int]:
