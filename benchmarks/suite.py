@@ -6,8 +6,8 @@ parameters, training and inference clips/s, plus plots (accuracy vs GMACs, accur
 parameters, CPU clips/s vs GMACs). The budget is per model; each model's cosine schedule is
 fitted to the number of steps its measured speed allows in that budget.
 
-    python benchmarks/suite.py --minutes 1.0                 # peers + ablations
-    python benchmarks/suite.py --minutes 2 --only peers      # SEVNet vs X3D / R(2+1)D / R3D
+    python benchmarks/suite.py --minutes 2.5                 # peers + ablations, equal wall-clock
+    python benchmarks/suite.py --steps 600 --only peers      # equal number of steps (epochs) instead
 """
 
 from __future__ import annotations
@@ -66,9 +66,9 @@ def steps_per_second(name: str, overrides: dict, batch: int = 16, shape=(3, 8, 6
     return train_steps_per_second(model, torch.randn(batch, *shape), torch.randint(0, 12, (batch,)), steps)
 
 
-def run_one(label: str, name: str, overrides: dict, minutes: float, out: Path) -> dict:
-    sps = steps_per_second(name, overrides)
-    max_steps = max(10, int(minutes * 60 * sps))
+def run_one(label: str, name: str, overrides: dict, minutes: float, out: Path, steps: int = 0) -> dict:
+    """Train one model for ``steps`` steps, or as many as fit in ``minutes`` at its measured speed."""
+    max_steps = steps or max(10, int(minutes * 60 * steps_per_second(name, overrides)))
     settings = {
         **BASE,
         "model.name": name,
@@ -103,9 +103,9 @@ def run_one(label: str, name: str, overrides: dict, minutes: float, out: Path) -
     return row
 
 
-def table(rows: list[dict], title: str, minutes: float) -> str:
+def table(rows: list[dict], title: str, budget: str) -> str:
     lines = [
-        f"### {title} (8x64x64 clips, {minutes:g} min of training per model, {torch.get_num_threads()} CPU threads)",
+        f"### {title} (8x64x64 clips, {budget} per model, {torch.get_num_threads()} CPU threads)",
         "",
         "| model | top-1 | GMACs | params (M) | train clips/s | inference clips/s | steps |",
         "|---|---|---|---|---|---|---|",
@@ -118,7 +118,7 @@ def table(rows: list[dict], title: str, minutes: float) -> str:
     return "\n".join(lines)
 
 
-def plots(rows: list[dict], out: Path) -> None:
+def plots(rows: list[dict], out: Path, budget: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,7 +140,7 @@ def plots(rows: list[dict], out: Path) -> None:
         ax.set_xscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-    fig.suptitle("Built-in temporal benchmark, equal wall-clock training budget (red: SEVNet)")
+    fig.suptitle(f"Built-in temporal benchmark, {budget} per model (red: SEVNet)")
     fig.tight_layout()
     fig.savefig(out / "suite_plots.png", dpi=110)
     plt.close(fig)
@@ -148,7 +148,8 @@ def plots(rows: list[dict], out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=1.0, help="training budget per model")
+    parser.add_argument("--minutes", type=float, default=2.5, help="wall-clock training budget per model")
+    parser.add_argument("--steps", type=int, default=0, help="train every model this many steps instead (batch 16)")
     parser.add_argument("--only", choices=["peers", "ablations"], default=None)
     parser.add_argument("--out", default="reports/suite")
     args = parser.parse_args()
@@ -159,15 +160,18 @@ def main() -> None:
     for group, entries in (("peers", PEERS), ("ablations", ABLATIONS)):
         if args.only and group != args.only:
             continue
-        results[group] = [run_one(lbl, n, ov, args.minutes, out) for lbl, n, ov in entries if n in available]
+        results[group] = [
+            run_one(lbl, n, ov, args.minutes, out, args.steps) for lbl, n, ov in entries if n in available
+        ]
         (out / "suite.json").write_text(json.dumps(results, indent=2))
+    budget = f"{args.steps} training steps" if args.steps else f"{args.minutes:g} min of training"
     text = []
     if "peers" in results:
-        text.append(table(results["peers"], "SEVNet vs peers, trained from scratch", args.minutes))
+        text.append(table(results["peers"], "SEVNet vs peers, trained from scratch", budget))
     if "ablations" in results:
-        text.append(table(results["ablations"], "The paper's ablations on SEVNet-XS", args.minutes))
+        text.append(table(results["ablations"], "The paper's ablations on SEVNet-XS", budget))
     (out / "suite.md").write_text("\n\n".join(text) + "\n")
-    plots([r for rows in results.values() for r in rows], out)
+    plots([r for rows in results.values() for r in rows], out, budget)
     print("\n\n".join(text))
     print(f"\nwritten: {out}/suite.md, suite.json, suite_plots.png")
 
