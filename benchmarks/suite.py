@@ -150,6 +150,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=2.5, help="wall-clock training budget per model")
     parser.add_argument("--steps", type=int, default=0, help="train every model this many steps instead (batch 16)")
+    parser.add_argument("--models", nargs="+", default=None, help="only these registry names, e.g. sevnet_xs x3d_xs")
     parser.add_argument("--only", choices=["peers", "ablations"], default=None)
     parser.add_argument("--out", default="reports/suite")
     args = parser.parse_args()
@@ -160,9 +161,8 @@ def main() -> None:
     for group, entries in (("peers", PEERS), ("ablations", ABLATIONS)):
         if args.only and group != args.only:
             continue
-        results[group] = [
-            run_one(lbl, n, ov, args.minutes, out, args.steps) for lbl, n, ov in entries if n in available
-        ]
+        wanted = [(lbl, n, ov) for lbl, n, ov in entries if n in available and (not args.models or n in args.models)]
+        results[group] = [run_one(lbl, n, ov, args.minutes, out, args.steps) for lbl, n, ov in wanted]
         (out / "suite.json").write_text(json.dumps(results, indent=2))
     budget = f"{args.steps} training steps" if args.steps else f"{args.minutes:g} min of training"
     text = []
