@@ -31,8 +31,10 @@ from sevnet.models import count_gmacs, create_model, list_models, model_info
 from sevnet.timing import median_seconds
 
 
-def timed(run, x: np.ndarray, repeats: int) -> float:
-    return median_seconds(lambda: run(x), repeats)
+def measure(run, x1: np.ndarray, xb: np.ndarray, repeats: int) -> tuple[float, float]:
+    """(median batch-1 latency in s, clips/s at the batch of ``xb``)."""
+    latency = median_seconds(lambda: run(x1), repeats)
+    return latency, len(xb) / median_seconds(lambda: run(xb), max(2, repeats // 2))
 
 
 def compiled_runner(model: torch.nn.Module):
@@ -66,8 +68,7 @@ def main() -> None:
             x1 = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
             xb = np.random.default_rng(1).standard_normal((args.batch, *shape)).astype(np.float32)
             # Eager first, in a process no other runtime has touched yet: it is the baseline.
-            rows = [("pytorch eager", timed(torch_runner(model), x1, args.repeats),
-                     args.batch / timed(torch_runner(model), xb, max(2, args.repeats // 2)))]  # fmt: skip
+            rows = [("pytorch eager", *measure(torch_runner(model), x1, xb, args.repeats))]
             onnx_path = export_onnx(model, Path(tmp) / f"{name}.onnx", (t, h, w))
             xml = export_openvino(onnx_path, Path(tmp) / f"{name}.xml")
             calib = [np.random.default_rng(i).standard_normal((1, *shape)).astype(np.float32) for i in range(8)]
@@ -85,9 +86,7 @@ def main() -> None:
             # requests in flight to use its streams, which a batch-at-a-time caller does not have.
             backends["openvino fp32"] = openvino_runner(xml)
             backends["openvino int8"] = openvino_runner(int8)
-            for backend, run in backends.items():
-                rate = args.batch / timed(run, xb, max(2, args.repeats // 2))
-                rows.append((backend, timed(run, x1, args.repeats), rate))
+            rows += [(backend, *measure(run, x1, xb, args.repeats)) for backend, run in backends.items()]
             gmacs = count_gmacs(model, (1, *shape))
             eager_rate = rows[0][2]
             for backend, latency, rate in rows:

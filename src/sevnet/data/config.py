@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 FORMATS = (
@@ -42,10 +42,10 @@ class DataConfig:
 
 
 def to_data_config(cfg: Any) -> DataConfig:
-    """Accept a DataConfig, a dict or an OmegaConf node; reject unknown keys by name."""
+    """Accept a DataConfig, a dict or an OmegaConf node; reject unknown keys by name, resolve derived keys."""
     if isinstance(cfg, DataConfig):
-        return cfg
-    if not isinstance(cfg, dict):
+        cfg = asdict(cfg)  # validated and resolved like any other input, into a new object
+    elif not isinstance(cfg, dict):
         from omegaconf import OmegaConf
 
         cfg = OmegaConf.to_container(cfg, resolve=True)
