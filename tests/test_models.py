@@ -125,3 +125,66 @@ def test_spatial_kernel_t_ablation_knob() -> None:
     full = sevnet.create_model("sevnet_xs", spatial_kernel_t=3, **TINY)
     assert count_params(full) > count_params(base)
     assert full(torch.randn(1, 3, 2, 32, 32)).shape == (1, 400)
+
+
+def test_sev_module_names_its_parts_in_paper_order() -> None:
+    block = SEVModule(16, 32, 8, 2, se_ratio=0.25)
+    assert [n for n, _ in block.named_children()][:4] == ["shortcut", "act", "channel", "spatial"]
+    assert block.channel.conv.kernel_size == (1, 1, 1)
+    assert block.spatial.conv.kernel_size == (1, 3, 3) and block.spatial.conv.groups == 8 // 8
+    assert block.temporal.conv.kernel_size == (3, 1, 1)
+    block.temporal.bn.weight.data.fill_(1.0)
+    block.zero_init_last()
+    assert torch.all(block.temporal.bn.weight == 0)
+
+
+@pytest.mark.parametrize("zero_init_last", [True, False])
+def test_zero_init_last_is_a_model_option(zero_init_last: bool) -> None:
+    model = sevnet.create_model("sevnet_xs", zero_init_last=zero_init_last, **TINY)
+    weights = [getattr(m, m.last_name).bn.weight for m in model.modules() if isinstance(m, BLOCKS["sev"])]
+    assert weights and all(bool(torch.all(w == 0)) == zero_init_last for w in weights)
+
+
+def test_block_args_pass_through_and_are_checked() -> None:
+    model = sevnet.create_model("sevnet_xs", group_width=4, **TINY)
+    assert model.cfg.block_args == {"group_width": 4}
+    assert model.stages[0][0].spatial.conv.groups == 8 // 4
+    with pytest.raises(ValueError, match="not accepted by block='r2plus1d'"):
+        sevnet.create_model("sevnet_xs", block="r2plus1d", temporal_conv="grouped", **TINY)
+
+
+def test_stem_temporal_conv_option() -> None:
+    model = sevnet.create_model("sevnet_xs", stem_temporal_kernel=3, **TINY)
+    assert model.stem.temporal.conv.kernel_size == (3, 1, 1) and model.stem.temporal.conv.groups == 1
+    off = sevnet.create_model("sevnet_xs", stem_temporal_kernel=1, **TINY)
+    assert isinstance(off.stem.temporal, torch.nn.Identity)
+
+
+@pytest.mark.parametrize("block", sorted(BLOCKS))
+def test_causal_model_never_sees_the_future(block: str) -> None:
+    torch.manual_seed(0)
+    model = sevnet.create_model("sevnet_xs", block=block, causal=True, se_ratio=0.25, stem_temporal_kernel=3,
+                                zero_init_last=False, **TINY).eval()  # fmt: skip
+    clip = torch.randn(1, 3, 6, 32, 32)
+    changed = clip.clone()
+    changed[:, :, 4:] = torch.randn(1, 3, 2, 32, 32)  # only the last two frames differ
+    with torch.no_grad():
+        a = model.head_conv(model.stages(model.stem(clip)))
+        b = model.head_conv(model.stages(model.stem(changed)))
+    assert torch.allclose(a[:, :, :4], b[:, :, :4], atol=1e-5)  # frames 0..3 see only frames 0..3
+    assert not torch.allclose(a[:, :, 4:], b[:, :, 4:], atol=1e-5)
+
+
+def test_format_1_checkpoint_loads_with_identical_outputs() -> None:
+    import json
+    from pathlib import Path
+
+    from sevnet.engine.checkpoint import load_model
+
+    fixtures = Path(__file__).parent / "fixtures"
+    model, meta = load_model(fixtures / "v1_tiny_sevnet.safetensors")
+    assert meta["model_overrides"]["stem_temporal_kernel"] == 1  # architecture pinned to format 1
+    x = torch.linspace(-1, 1, 3 * 4 * 20 * 20).reshape(1, 3, 4, 20, 20)
+    expected = json.loads((fixtures / "v1_tiny_sevnet.json").read_text())["logits"]
+    with torch.no_grad():
+        assert torch.allclose(model(x)[0], torch.tensor(expected), atol=1e-5)

@@ -19,11 +19,37 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-FORMAT = "sevnet-checkpoint/1"
+FORMAT = "sevnet-checkpoint/2"  # 2: named block layers (sevnet.models.compat reads 1)
+FORMAT_V1 = "sevnet-checkpoint/1"
+
+
+# What torch.compile (OptimizedModule._orig_mod) and DDP (.module) wrap a model in; also the
+# prefixes they add to state-dict keys.
+WRAPPERS = ("module", "_orig_mod")
 
 
 class CheckpointError(RuntimeError):
     """An unreadable, foreign or mismatched checkpoint; the message names the file."""
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The plain model inside any DDP / torch.compile wrappers (in any order or nesting), so that
+    checkpoints hold the same keys however the run was wrapped."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel):
+            model = model.module
+        elif type(model).__name__ == "OptimizedModule":  # torch.compile (no torch._dynamo import here)
+            model = model._orig_mod
+        else:
+            return model
+
+
+def unwrap_key(key: str) -> str:
+    """A state-dict key without the ``module.`` / ``_orig_mod.`` prefixes wrappers add."""
+    prefixes = tuple(f"{a}." for a in WRAPPERS)
+    while key.startswith(prefixes):
+        key = key.split(".", 1)[1]
+    return key
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -59,8 +85,7 @@ def save_checkpoint(
     ``train_state`` may hold tensors (e.g. RNG states) at its top level and JSON values."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = getattr(model, "module", model)  # unwrap DDP
-    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
+    model = unwrap_model(model)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     header: dict[str, str] = {"format": FORMAT, "meta": json.dumps(meta)}
     if optimizer is not None:
@@ -109,9 +134,22 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
             f"{path}: not a sevnet checkpoint (safetensors expected; pickled .pt/.pth files are refused "
             f"because loading them can execute code): {err}"
         ) from None
+    if header.get("format") == FORMAT_V1:
+        return _upgrade_v1(tensors, header)
     if header.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a sevnet checkpoint (format {header.get('format')!r})")
     return tensors, header
+
+
+def _upgrade_v1(tensors: dict[str, torch.Tensor], header: dict[str, str]) -> tuple[dict[str, torch.Tensor], dict]:
+    """Format 1 -> 2: rename the model's keys and pin its architecture options (see models.compat)."""
+    from sevnet.models.compat import remap_v1_keys, upgrade_v1_meta
+
+    meta = upgrade_v1_meta(json.loads(header.get("meta", "{}")))
+    block = meta.get("model_overrides", {}).get("block", "sev")
+    model = remap_v1_keys({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}, block)
+    rest = {k: v for k, v in tensors.items() if not k.startswith("model.")}
+    return rest | {f"model.{k}": v for k, v in model.items()}, {**header, "format": FORMAT, "meta": json.dumps(meta)}
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
@@ -136,7 +174,7 @@ def load_model(
 
 
 def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], path: str | Path) -> None:
-    state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+    state = {unwrap_key(k.removeprefix("model.")): v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
@@ -146,9 +184,9 @@ def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], path: str |
 def load_training_state(
     path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Restore model + optimizer in place; return (JSON train state, tensor train state)."""
+    """Restore model (however wrapped) + optimizer in place; return (JSON train state, tensor train state)."""
     tensors, header = read_checkpoint(path)
-    load_weights(getattr(model, "module", model), tensors, path)
+    load_weights(unwrap_model(model), tensors, path)
     if "optimizer" in header:
         optimizer.load_state_dict(_unflatten_optimizer(tensors, json.loads(header["optimizer"])))
     plain = json.loads(header.get("train_state", "{}"))

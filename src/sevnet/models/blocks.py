@@ -4,7 +4,10 @@ Every block maps ``in_channels -> out_channels`` through ``mid_channels`` (the b
 optionally halving H and W (``spatial_stride=2``), and adds a shortcut. The three kinds are the
 SEV module (the paper's block) and the two ablation blocks of the paper's Figure 4; they share
 one signature, so the network skeleton takes the block kind as a parameter (as torchvision's
-``VideoResNet`` does with its conv builders).
+``VideoResNet`` does with its conv builders). Block-specific options (e.g. the SEV module's
+``group_width``) reach the block through the skeleton's ``block_args``, as in timm.
+
+Each block names its parts in the order ``forward`` calls them and owns ``zero_init_last()``.
 """
 
 from __future__ import annotations
@@ -50,23 +53,41 @@ def resolve_group_width(group_width: int | str, channels: int) -> int:
     return group_width
 
 
-class _ResidualBlock(nn.Module):
-    """Body + shortcut, then the final ReLU after the addition (ResNet bottleneck style)."""
+def _check_odd(**kernels: int) -> None:
+    for name, k in kernels.items():
+        if k < 1 or k % 2 == 0:
+            raise ValueError(f"{name} must be a positive odd int, got {k}")
 
-    body: nn.Sequential
+
+def _squeeze_excite(channels: int, se_ratio: float, causal: bool) -> nn.Module:
+    return SqueezeExcite(channels, se_ratio, causal=causal) if se_ratio > 0 else nn.Identity()
+
+
+class ResidualBlock(nn.Module):
+    """Base: a residual function ``residual(x)`` + shortcut, then ReLU (ResNet bottleneck style)."""
+
+    last_name: str = "temporal"  # the conv + BN whose output is added to the shortcut
 
     def __init__(self, in_channels: int, out_channels: int, spatial_stride: int) -> None:
         super().__init__()
         if spatial_stride not in (1, 2):
             raise ValueError(f"spatial_stride must be 1 or 2, got {spatial_stride}")
         self.shortcut = Shortcut(in_channels, out_channels, spatial_stride)
-        self.relu = nn.ReLU(inplace=True)
+        self.act = nn.ReLU(inplace=True)
+
+    def residual(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.relu(self.body(x) + self.shortcut(x))
+        return self.act(self.residual(x) + self.shortcut(x))
+
+    def zero_init_last(self) -> None:
+        """Zero the last BN's scale so the block starts as its shortcut (Goyal et al., 2017)."""
+        last: ConvBN = getattr(self, self.last_name)
+        nn.init.zeros_(last.bn.weight)
 
 
-class SEVModule(_ResidualBlock):
+class SEVModule(ResidualBlock):
     """The SEV module: channel-wise 1x1x1 -> spatial-grouped 1x3x3 -> temporal 3x1x1, residual.
 
     Args:
@@ -79,6 +100,7 @@ class SEVModule(_ResidualBlock):
         temporal_conv: ``"dense"`` or ``"grouped"`` (grouped with the same groups as the spatial
             conv, which requires out_channels to be divisible by the group count).
         se_ratio: squeeze-and-excitation after the spatial conv, hidden = ratio * mid; 0 = off.
+        causal: temporal padding on the left only (a streaming model); SE pools causally.
     """
 
     def __init__(
@@ -93,41 +115,29 @@ class SEVModule(_ResidualBlock):
         spatial_kernel_t: int = 1,
         temporal_conv: str = "dense",
         se_ratio: float = 0.0,
+        causal: bool = False,
     ) -> None:
         super().__init__(in_channels, out_channels, spatial_stride)
-        gw = resolve_group_width(group_width, mid_channels)
-        groups = mid_channels // gw
-        if temporal_conv == "dense":
-            t_groups = 1
-        elif temporal_conv == "grouped":
-            if out_channels % groups:
-                raise ValueError(
-                    f"temporal_conv='grouped' needs out_channels={out_channels} divisible by the "
-                    f"{groups} groups of group_width={group_width}"
-                )
-            t_groups = groups
-        else:
+        _check_odd(temporal_kernel=temporal_kernel, spatial_kernel_t=spatial_kernel_t)
+        groups = mid_channels // resolve_group_width(group_width, mid_channels)
+        if temporal_conv not in ("dense", "grouped"):
             raise ValueError(f"temporal_conv must be 'dense' or 'grouped', got {temporal_conv!r}")
-        for name, k in (("temporal_kernel", temporal_kernel), ("spatial_kernel_t", spatial_kernel_t)):
-            if k < 1 or k % 2 == 0:
-                raise ValueError(f"{name} must be a positive odd int, got {k}")
-        layers: list[nn.Module] = [
-            ConvBN(in_channels, mid_channels, (1, 1, 1)),
-            ConvBN(
-                mid_channels,
-                mid_channels,
-                (spatial_kernel_t, 3, 3),
-                stride=(1, spatial_stride, spatial_stride),
-                groups=groups,
-            ),
-        ]
-        if se_ratio > 0:
-            layers.append(SqueezeExcite(mid_channels, se_ratio))
-        layers.append(ConvBN(mid_channels, out_channels, (temporal_kernel, 1, 1), groups=t_groups, relu=False))
-        self.body = nn.Sequential(*layers)
+        if temporal_conv == "grouped" and out_channels % groups:
+            raise ValueError(f"temporal_conv='grouped' needs out_channels={out_channels} divisible by the "
+                             f"{groups} groups of group_width={group_width}")  # fmt: skip
+        stride = (1, spatial_stride, spatial_stride)
+        self.channel = ConvBN(in_channels, mid_channels, (1, 1, 1))
+        self.spatial = ConvBN(mid_channels, mid_channels, (spatial_kernel_t, 3, 3), stride, groups, causal=causal)
+        self.se = _squeeze_excite(mid_channels, se_ratio, causal)
+        t_groups = groups if temporal_conv == "grouped" else 1
+        self.temporal = ConvBN(mid_channels, out_channels, (temporal_kernel, 1, 1), groups=t_groups, relu=False,
+                               causal=causal)  # fmt: skip
+
+    def residual(self, x: Tensor) -> Tensor:
+        return self.temporal(self.se(self.spatial(self.channel(x))))
 
 
-class R2Plus1DLikeBlock(_ResidualBlock):
+class R2Plus1DLikeBlock(ResidualBlock):
     """Ablation (paper Fig. 4): dense 1x3x3 (in -> mid) then dense 3x1x1 (mid -> out)."""
 
     def __init__(
@@ -139,22 +149,25 @@ class R2Plus1DLikeBlock(_ResidualBlock):
         *,
         temporal_kernel: int = 3,
         se_ratio: float = 0.0,
+        causal: bool = False,
     ) -> None:
         super().__init__(in_channels, out_channels, spatial_stride)
-        layers: list[nn.Module] = [
-            ConvBN(in_channels, mid_channels, (1, 3, 3), stride=(1, spatial_stride, spatial_stride))
-        ]
-        if se_ratio > 0:
-            layers.append(SqueezeExcite(mid_channels, se_ratio))
-        layers.append(ConvBN(mid_channels, out_channels, (temporal_kernel, 1, 1), relu=False))
-        self.body = nn.Sequential(*layers)
+        _check_odd(temporal_kernel=temporal_kernel)
+        self.spatial = ConvBN(in_channels, mid_channels, (1, 3, 3), stride=(1, spatial_stride, spatial_stride))
+        self.se = _squeeze_excite(mid_channels, se_ratio, causal)
+        self.temporal = ConvBN(mid_channels, out_channels, (temporal_kernel, 1, 1), relu=False, causal=causal)
+
+    def residual(self, x: Tensor) -> Tensor:
+        return self.temporal(self.se(self.spatial(x)))
 
 
-class R3DLikeBlock(_ResidualBlock):
+class R3DLikeBlock(ResidualBlock):
     """Ablation (paper Fig. 4): one dense 3x3x3 conv (in -> mid) then 1x1x1 (mid -> out).
 
     The 1x1x1 restores the stage width so the block fits the same skeleton and stage table.
     """
+
+    last_name = "channel"
 
     def __init__(
         self,
@@ -165,23 +178,20 @@ class R3DLikeBlock(_ResidualBlock):
         *,
         temporal_kernel: int = 3,
         se_ratio: float = 0.0,
+        causal: bool = False,
     ) -> None:
         super().__init__(in_channels, out_channels, spatial_stride)
-        layers: list[nn.Module] = [
-            ConvBN(
-                in_channels,
-                mid_channels,
-                (temporal_kernel, 3, 3),
-                stride=(1, spatial_stride, spatial_stride),
-            )
-        ]
-        if se_ratio > 0:
-            layers.append(SqueezeExcite(mid_channels, se_ratio))
-        layers.append(ConvBN(mid_channels, out_channels, (1, 1, 1), relu=False))
-        self.body = nn.Sequential(*layers)
+        _check_odd(temporal_kernel=temporal_kernel)
+        stride = (1, spatial_stride, spatial_stride)
+        self.spacetime = ConvBN(in_channels, mid_channels, (temporal_kernel, 3, 3), stride, causal=causal)
+        self.se = _squeeze_excite(mid_channels, se_ratio, causal)
+        self.channel = ConvBN(mid_channels, out_channels, (1, 1, 1), relu=False)
+
+    def residual(self, x: Tensor) -> Tensor:
+        return self.channel(self.se(self.spacetime(x)))
 
 
-BLOCKS: dict[str, type[_ResidualBlock]] = {
+BLOCKS: dict[str, type[ResidualBlock]] = {
     "sev": SEVModule,
     "r2plus1d": R2Plus1DLikeBlock,
     "r3d": R3DLikeBlock,

@@ -1,18 +1,25 @@
-"""Small layers shared by every block: conv + BN (+ ReLU), squeeze-and-excitation."""
+"""Small layers shared by every block: conv + BN (+ ReLU), squeeze-and-excitation.
+
+Each has named parts (``conv``, ``bn``, ``act``) so a state-dict key says what it is, and a
+``causal`` option: a causal layer never lets frame t see frames after t, which is what a
+streaming model (one frame in, one prediction out) needs.
+"""
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 Triple = tuple[int, int, int]
 
 
-def _same_padding(kernel: Triple) -> Triple:
-    return (kernel[0] // 2, kernel[1] // 2, kernel[2] // 2)
+class ConvBN(nn.Module):
+    """Conv3d (no bias) -> BatchNorm3d -> optional ReLU; padding keeps the size at stride 1.
 
-
-class ConvBN(nn.Sequential):
-    """Conv3d (no bias) -> BatchNorm3d -> optional ReLU. Padding keeps size at stride 1."""
+    With ``causal=True`` the temporal padding is all on the left (k_t - 1 frames before the
+    first frame, none after the last), so output frame t depends on input frames <= t.
+    """
 
     def __init__(
         self,
@@ -22,38 +29,46 @@ class ConvBN(nn.Sequential):
         stride: Triple = (1, 1, 1),
         groups: int = 1,
         relu: bool = True,
+        causal: bool = False,
     ) -> None:
-        layers: list[nn.Module] = [
-            nn.Conv3d(
-                in_channels,
-                out_channels,
-                kernel,
-                stride=stride,
-                padding=_same_padding(kernel),
-                groups=groups,
-                bias=False,
-            ),
-            nn.BatchNorm3d(out_channels),
-        ]
-        if relu:
-            layers.append(nn.ReLU(inplace=True))
-        super().__init__(*layers)
+        super().__init__()
+        kt, kh, kw = kernel
+        self.causal_pad = kt - 1 if causal else 0
+        padding = (0 if causal else kt // 2, kh // 2, kw // 2)
+        self.conv = nn.Conv3d(in_channels, out_channels, kernel, stride=stride, padding=padding, groups=groups,
+                              bias=False)  # fmt: skip
+        self.bn = nn.BatchNorm3d(out_channels)
+        self.act: nn.Module = nn.ReLU(inplace=True) if relu else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.causal_pad:
+            x = F.pad(x, (0, 0, 0, 0, self.causal_pad, 0))
+        return self.act(self.bn(self.conv(x)))
 
 
 class SqueezeExcite(nn.Module):
     """Channel attention (Hu et al.): global pool -> FC -> ReLU -> FC -> sigmoid -> scale.
 
-    The FCs are 1x1x1 convs so the unit exports to ONNX/OpenVINO as plain ops.
+    The FCs are 1x1x1 convs so the unit exports to ONNX/OpenVINO as plain ops. With
+    ``causal=True`` the pool is a running mean over time (frame t pools frames 0..t), so the
+    unit stays causal.
     """
 
-    def __init__(self, channels: int, ratio: float) -> None:
+    def __init__(self, channels: int, ratio: float, causal: bool = False) -> None:
         super().__init__()
         hidden = max(8, round(channels * ratio))
-        self.pool = nn.AdaptiveAvgPool3d(1)
+        self.causal = causal
         self.fc1 = nn.Conv3d(channels, hidden, 1)
         self.relu = nn.ReLU(inplace=True)
         self.fc2 = nn.Conv3d(hidden, channels, 1)
         self.gate = nn.Sigmoid()
+
+    def pool(self, x: Tensor) -> Tensor:
+        if not self.causal:
+            return x.mean(dim=(2, 3, 4), keepdim=True)
+        per_frame = x.mean(dim=(3, 4), keepdim=True)
+        counts = torch.arange(1, x.shape[2] + 1, device=x.device, dtype=x.dtype).view(1, 1, -1, 1, 1)
+        return per_frame.cumsum(dim=2) / counts
 
     def forward(self, x: Tensor) -> Tensor:
         scale = self.gate(self.fc2(self.relu(self.fc1(self.pool(x)))))

@@ -8,12 +8,14 @@ docs/architecture.md for the table, the reasoning and the measured figures).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from .blocks import BLOCKS, SEVModule
+from .blocks import BLOCKS, ResidualBlock
 from .layers import ConvBN
 from .registry import register_model
 
@@ -29,21 +31,25 @@ class Stage:
 
 @dataclass(frozen=True)
 class SEVNetConfig:
-    """Everything that defines a SEVNet; ``create_model`` overrides any field by keyword."""
+    """Everything that defines a SEVNet; ``create_model`` overrides any field by keyword.
+
+    Keywords that are not fields here (e.g. ``group_width`` of the SEV module) go to the block
+    through ``block_args`` and are checked against the block's signature.
+    """
 
     stages: tuple[Stage, ...]
     stem_channels: int = 24
+    stem_temporal_kernel: int = 1  # a dense kx1x1 conv after the spatial stem conv; 1 = none
     head_channels: int = 432
     block: str = "sev"
-    group_width: int | str = 8
+    block_args: dict[str, Any] = field(default_factory=dict)  # block-specific keywords (timm's block_args)
     temporal_kernel: int = 3
-    spatial_kernel_t: int = 1
-    temporal_conv: str = "dense"
     se_ratio: float = 0.0
+    causal: bool = False  # time mixed from the past only: a model that can stream (sevnet.streaming)
+    zero_init_last: bool = True  # each block starts as its shortcut
     dropout: float = 0.5
     num_classes: int = 400
     reference_input: tuple[int, int, int] = (16, 160, 160)  # T, H, W used for the FLOPs figure
-    extra: dict = field(default_factory=dict, compare=False)
 
 
 # The stage tables (out_channels, mid_channels, depth); reasoning and measurements in docs/architecture.md.
@@ -74,11 +80,25 @@ SIZES: dict[str, SEVNetConfig] = {
     ),
 }
 
-_SEV_ONLY = ("group_width", "spatial_kernel_t", "temporal_conv")
+
+class Stem(nn.Module):
+    """A strided 1x3x3 conv, then optionally a dense kx1x1 temporal conv at the stem's resolution."""
+
+    def __init__(self, channels: int, temporal_kernel: int, causal: bool) -> None:
+        super().__init__()
+        if temporal_kernel < 1 or temporal_kernel % 2 == 0:
+            raise ValueError(f"stem_temporal_kernel must be a positive odd int, got {temporal_kernel}")
+        self.spatial = ConvBN(3, channels, (1, 3, 3), stride=(1, 2, 2))
+        self.temporal: nn.Module = (
+            ConvBN(channels, channels, (temporal_kernel, 1, 1), causal=causal) if temporal_kernel > 1 else nn.Identity()
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.temporal(self.spatial(x))
 
 
 class SEVNet(nn.Module):
-    """Stem (1x3x3, stride 2) -> 4 stages -> 1x1x1 expansion -> pool -> FC.
+    """Stem -> 4 stages of residual blocks -> 1x1x1 expansion -> pool -> dropout -> FC.
 
     Input ``(N, 3, T, H, W)``; output logits ``(N, num_classes)``. Time is never strided, so any
     T >= 1 works; H and W need not be multiples of 32.
@@ -86,42 +106,36 @@ class SEVNet(nn.Module):
 
     def __init__(self, cfg: SEVNetConfig) -> None:
         super().__init__()
-        if cfg.block not in BLOCKS:
-            raise ValueError(f"block must be one of {sorted(BLOCKS)}, got {cfg.block!r}")
-        if not 0.0 <= cfg.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout}")
-        if cfg.num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {cfg.num_classes}")
+        _check_config(cfg)
         self.cfg = cfg
-        c0 = cfg.stem_channels
-        # A spatial-only stem: a temporal conv at this resolution (X3D's depthwise 3x1x1) cost
-        # a quarter of SEVNet-S's CPU latency for <1% of its FLOPs; the blocks model time.
-        self.stem = ConvBN(3, c0, (1, 3, 3), stride=(1, 2, 2))
+        self.stem = Stem(cfg.stem_channels, cfg.stem_temporal_kernel, cfg.causal)
+        self.stages = self._make_stages(cfg)
+        self.head_conv = ConvBN(cfg.stages[-1].out_channels, cfg.head_channels, (1, 1, 1))
+        self.pool = nn.AdaptiveAvgPool3d(1)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.fc = nn.Linear(cfg.head_channels, cfg.num_classes)
+        self.init_weights()
+
+    @staticmethod
+    def _make_stages(cfg: SEVNetConfig) -> nn.Sequential:
         block_cls = BLOCKS[cfg.block]
-        block_kwargs: dict = {"temporal_kernel": cfg.temporal_kernel, "se_ratio": cfg.se_ratio}
-        if block_cls is SEVModule:
-            block_kwargs |= {k: getattr(cfg, k) for k in _SEV_ONLY}
-        stages = []
-        in_ch = c0
+        kwargs = {"temporal_kernel": cfg.temporal_kernel, "se_ratio": cfg.se_ratio, "causal": cfg.causal}
+        stages, in_ch = [], cfg.stem_channels
         for i, stage in enumerate(cfg.stages):
             blocks = []
             for j in range(stage.depth):
+                stride = 2 if j == 0 else 1
                 try:
-                    blocks.append(
-                        block_cls(in_ch, stage.out_channels, stage.mid_channels, 2 if j == 0 else 1, **block_kwargs)
-                    )
+                    blocks.append(block_cls(in_ch, stage.out_channels, stage.mid_channels, stride,
+                                            **kwargs, **cfg.block_args))  # fmt: skip
                 except ValueError as err:
                     raise ValueError(f"stage {i + 1} (mid_channels={stage.mid_channels}): {err}") from None
                 in_ch = stage.out_channels
             stages.append(nn.Sequential(*blocks))
-        self.stages = nn.Sequential(*stages)
-        self.head_conv = ConvBN(in_ch, cfg.head_channels, (1, 1, 1))
-        self.pool = nn.AdaptiveAvgPool3d(1)
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.fc = nn.Linear(cfg.head_channels, cfg.num_classes)
-        self._init_weights()
+        return nn.Sequential(*stages)
 
-    def _init_weights(self) -> None:
+    def init_weights(self) -> None:
+        """He init for convs, small normal for the classifier; optionally zero each block's last BN."""
         for m in self.modules():
             if isinstance(m, nn.Conv3d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -133,12 +147,10 @@ class SEVNet(nn.Module):
             elif isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, std=0.01)
                 nn.init.zeros_(m.bias)
-        # Zero the last BN of each residual body so every block starts as an identity: helps
-        # from-scratch training (Goyal et al., "Accurate, Large Minibatch SGD").
-        for stage in self.stages:
-            for block in stage:
-                last_bn = block.body[-1][1]
-                nn.init.zeros_(last_bn.weight)
+        if self.cfg.zero_init_last:
+            for m in self.modules():
+                if isinstance(m, ResidualBlock):
+                    m.zero_init_last()
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Pooled features before dropout and the classifier, ``(N, head_channels)``."""
@@ -151,22 +163,40 @@ class SEVNet(nn.Module):
         return self.fc(self.dropout(self.forward_features(x)))
 
 
-def build_sevnet(size: str, **overrides: object) -> SEVNet:
-    """Build SEVNet of ``size`` ('xs', 's', 'm', 'l'), overriding any ``SEVNetConfig`` field."""
+def _check_config(cfg: SEVNetConfig) -> None:
+    if cfg.block not in BLOCKS:
+        raise ValueError(f"block must be one of {sorted(BLOCKS)}, got {cfg.block!r}")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout}")
+    if cfg.num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {cfg.num_classes}")
+    accepted = set(inspect.signature(BLOCKS[cfg.block]).parameters) - _SKELETON_ARGS
+    unknown = sorted(set(cfg.block_args) - accepted)
+    if unknown:
+        raise ValueError(f"{unknown} not accepted by block={cfg.block!r} ({BLOCKS[cfg.block].__name__}); "
+                         f"its options: {sorted(accepted)}")  # fmt: skip
+
+
+# Arguments the skeleton passes to every block itself (not block_args).
+_SKELETON_ARGS = {"in_channels", "out_channels", "mid_channels", "spatial_stride", "temporal_kernel", "se_ratio",
+                  "causal"}  # fmt: skip
+
+
+def build_sevnet(size: str, **overrides: Any) -> SEVNet:
+    """Build SEVNet of ``size`` ('xs', 's', 'm', 'l'), overriding any ``SEVNetConfig`` field.
+
+    Other keywords (e.g. ``group_width``) are block options and go to ``block_args``.
+    """
     if size not in SIZES:
         raise ValueError(f"unknown SEVNet size {size!r}; known: {sorted(SIZES)}")
-    base = SIZES[size]
-    known = {f.name for f in dataclasses.fields(SEVNetConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise TypeError(f"unknown argument(s) for sevnet_{size}: {unknown}; valid: {sorted(known)}")
+    fields = {f.name for f in dataclasses.fields(SEVNetConfig)}
+    block_args = dict(overrides.pop("block_args", {}))
+    block_args |= {k: overrides.pop(k) for k in list(overrides) if k not in fields}
     if "stages" in overrides:
         overrides["stages"] = tuple(s if isinstance(s, Stage) else Stage(*s) for s in overrides["stages"])
-    cfg = dataclasses.replace(base, **overrides)
-    if cfg.block != "sev":
-        changed = [k for k in _SEV_ONLY if getattr(cfg, k) != getattr(base, k)]
-        if changed:
-            raise ValueError(f"{changed} only apply to block='sev', not block={cfg.block!r}")
+    cfg = dataclasses.replace(SIZES[size], **overrides)
+    if block_args:
+        cfg = dataclasses.replace(cfg, block_args={**cfg.block_args, **block_args})
     return SEVNet(cfg)
 
 
