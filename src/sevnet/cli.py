@@ -17,6 +17,7 @@ VERBS: list[tuple[str, str]] = [
     ("quantize", "int8 post-training quantization (OpenVINO NNCF) with an accuracy check"),
     ("predict", "top-k classes for video files from a checkpoint or an exported model"),
     ("profile", "parameters, GMACs, activation memory and CPU latency, side by side"),
+    ("data", "dataset tools: 'data check' reads every sample and lists the bad files (report + exclude list)"),
 ]
 
 

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
+import os
+import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import DataConfig
+
+log = logging.getLogger(__name__)
 
 
 class AnnotationError(ValueError):
@@ -34,6 +39,8 @@ class Annotation:
     classes: list[str]
     multi_label: bool = False
     missing: list[str] = field(default_factory=list)  # listed but absent on disk (reported, not fatal)
+    ignored: list[str] = field(default_factory=list)  # format folder: stray files under root, not samples
+    excluded: int = 0  # samples dropped because data.exclude_list names them
 
 
 def _file(root: Path, name: str | None, default: str) -> Path:
@@ -59,6 +66,16 @@ def _class_index(name: str, lookup: dict[str, int], path: Path, where: int) -> i
         return lookup[name]
     except KeyError:
         raise AnnotationError(f"{path}:{where}: unknown class name {name!r}") from None
+
+
+def resolve_data_file(root: Path, name: str, key: str) -> Path:
+    """A file named by a config key (``split_file``, ``exclude_list``): absolute, or relative to
+    data.root, or else to the current folder (where ``sevnet data check`` writes by default)."""
+    path = Path(name)
+    for candidate in (path,) if path.is_absolute() else (root / path, path):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"data.{key} not found: {name} (looked in {root} and in {Path.cwd()})")
 
 
 def _label_index(token: str, num_classes: int, path: Path, where: int) -> int:
@@ -286,40 +303,117 @@ def _gym_classes(path: Path, num_classes: int) -> list[str]:
 
 
 # --- The generic lists (MMAction2 style) ----------------------------------------------------------
+def _generic_classes(cfg: DataConfig, root: Path, path: Path) -> tuple[list[str], dict[str, int], Path | None]:
+    if cfg.labels_file:
+        labels_path = _file(root, cfg.labels_file, "")
+        classes = [line for _, line in _lines(labels_path)]
+        return classes, {name: i for i, name in enumerate(classes)}, labels_path
+    if cfg.num_classes:
+        return [f"class_{i}" for i in range(cfg.num_classes)], {}, None
+    raise ValueError(
+        f"{cfg.format}: {path.name} needs a class list: write the class names one per line (line i = class i) "
+        "and set data.labels_file; the labels in the list may then be class names or 0-based indices. "
+        "(With integer labels only, data.num_classes also works.)"
+    )
+
+
+def _split_line(line: str, need: int, lookup: dict[str, int], multi_label: bool) -> tuple[list[str], list[str]]:
+    """The fields before the label(s), and the label(s). A single label is the last field, so paths
+    may contain spaces; with a labels file it may be a class name with spaces: the longest class name
+    that ends the line is the label. Multi-label lines split on every space."""
+    if lookup and not multi_label:
+        for m in re.finditer(r"\s+", line):
+            if line[m.end() :] in lookup:
+                head = line[: m.start()]
+                fields = [head] if need == 2 else head.rsplit(None, 1)
+                if len(fields) == need - 1:
+                    return fields, [line[m.end() :]]
+    if multi_label:
+        parts = line.split()
+        return parts[: need - 1], parts[need - 1 :]
+    fields = line.rsplit(None, need - 1)
+    return fields[:-1], fields[-1:]
+
+
+def _generic_label(token: str, classes: list[str], lookup: dict[str, int], labels: Path | None, path: Path,
+                   n: int) -> int:  # fmt: skip
+    """A class name from the labels file, or a 0-based index; the error says which fix applies."""
+    if token in lookup:
+        return lookup[token]
+    if re.fullmatch(r"[+-]?\d+", token):
+        return _label_index(token, len(classes), path, n)
+    if labels is not None:
+        raise AnnotationError(
+            f"{path}:{n}: unknown class name {token!r}: not in {labels} and not a 0-based index "
+            "(the label is the longest class name that ends the line, else the last word)"
+        )
+    raise AnnotationError(
+        f"{path}:{n}: label {token!r} is not an integer; to use class names as labels, write them one per line "
+        "in a file and set data.labels_file (data.num_classes works with integer labels only)"
+    )
+
+
+def _frame_count(token: str, path: Path, n: int) -> int:
+    if not re.fullmatch(r"\d+", token) or int(token) == 0:
+        raise AnnotationError(
+            f"{path}:{n}: frame count {token!r} must be an integer > 0 ('<folder> <num frames> <label>')"
+        )
+    return int(token)
+
+
 def parse_generic(cfg: DataConfig, split: str, frames: bool) -> Annotation:
     root = Path(cfg.root)
     default = {"train": "train_list.txt", "val": "val_list.txt", "test": "test_list.txt"}[split]
     path = _file(root, _list_name(cfg, split), default)
-    if cfg.labels_file:
-        classes = [line for _, line in _lines(_file(root, cfg.labels_file, ""))]
-    elif cfg.num_classes:
-        classes = [f"class_{i}" for i in range(cfg.num_classes)]
-    else:
-        raise ValueError(f"{cfg.format}: set data.labels_file (one class name per line) or data.num_classes")
+    classes, lookup, labels_path = _generic_classes(cfg, root, path)
     video_dir = root / (cfg.video_dir or "")
     need = 3 if frames else 2
     samples, ids = [], {}
     for n, line in _lines(path):
-        parts = line.split()
-        if len(parts) < need or (len(parts) > need and not cfg.multi_label):
+        fields, labels = _split_line(line, need, lookup, cfg.multi_label)
+        if len(fields) < need - 1 or not labels or (len(labels) > 1 and not cfg.multi_label):
             form = "<folder> <num frames> <label>" if frames else "<path> <label>"
             more = " [<label> ...]" if cfg.multi_label else ""
             raise AnnotationError(f"{path}:{n}: expected '{form}{more}', got {line!r}")
-        _check_unique(ids, parts[0], path, n)
-        labels = [_label_index(t, len(classes), path, n) for t in parts[need - 1 :]]
-        target: int | list[int] = sorted(set(labels)) if cfg.multi_label else labels[0]
-        num = None
-        if frames:
-            num = _label_index(parts[1], 10**9, path, n)
-            if num == 0:
-                raise AnnotationError(f"{path}:{n}: frame count must be > 0")
-        samples.append(Sample(video_dir / parts[0], target, frames=frames, num_frames=num))
+        _check_unique(ids, fields[0], path, n)
+        targets = [_generic_label(t, classes, lookup, labels_path, path, n) for t in labels]
+        target: int | list[int] = sorted(set(targets)) if cfg.multi_label else targets[0]
+        num = _frame_count(fields[1], path, n) if frames else None
+        samples.append(Sample(video_dir / fields[0], target, frames=frames, num_frames=num))
     return Annotation(samples, classes, multi_label=cfg.multi_label)
 
 
-def parse_annotation(cfg: DataConfig, split: str) -> Annotation:
-    """Dispatch on ``cfg.format``; ``split`` is train, val (validation) or test."""
-    split = _split_key(split)
+# --- data.exclude_list: samples known to be bad (``sevnet data check`` writes the list) ---------------
+def _norm(rel: str) -> str:
+    return posixpath.normpath(rel.strip().replace("\\", "/"))
+
+
+def read_exclude_list(path: Path, root: Path) -> set[str]:
+    """Paths relative to root, one per line (blank lines and ``#`` comments skipped; absolute paths
+    are made relative to root)."""
+    out = set()
+    for _, line in _lines(path):
+        if line.startswith("#"):
+            continue
+        out.add(_norm(os.path.relpath(line, root) if os.path.isabs(line) else line))
+    return out
+
+
+def apply_exclude_list(annotation: Annotation, cfg: DataConfig, split: str) -> Annotation:
+    """Drop the samples ``data.exclude_list`` names, and say how many: a bad file found once by
+    ``sevnet data check`` is then never read again, in training or evaluation."""
+    root = Path(cfg.root)
+    path = resolve_data_file(root, cfg.exclude_list or "", "exclude_list")
+    names = read_exclude_list(path, root)
+    kept = [s for s in annotation.samples if _norm(Path(os.path.relpath(s.path, root)).as_posix()) not in names]
+    annotation.excluded = len(annotation.samples) - len(kept)
+    annotation.samples = kept
+    log.warning("%s: excluded %d of %d samples (data.exclude_list %s)", split, annotation.excluded,
+                len(kept) + annotation.excluded, path)  # fmt: skip
+    return annotation
+
+
+def _parse_format(cfg: DataConfig, split: str) -> Annotation:
     match cfg.format:
         case "ssv2":
             return parse_ssv2(cfg, split)
@@ -339,4 +433,20 @@ def parse_annotation(cfg: DataConfig, split: str) -> Annotation:
             return parse_generic(cfg, split, frames=False)
         case "frame_list":
             return parse_generic(cfg, split, frames=True)
+        case "folder":
+            from .folder import parse_folder
+
+            return parse_folder(cfg, split)
     raise ValueError(f"no annotation parser for format {cfg.format!r}")
+
+
+def parse_annotation(cfg: DataConfig, split: str) -> Annotation:
+    """Dispatch on ``cfg.format``; ``split`` is train, val (validation) or test. Samples named by
+    ``data.exclude_list`` are dropped (and counted) whatever the format."""
+    split = _split_key(split)
+    if cfg.split_file and cfg.format != "folder":
+        raise ValueError(f"data.split_file is read by format 'folder' only (format is {cfg.format!r})")
+    annotation = _parse_format(cfg, split)
+    if cfg.exclude_list:
+        annotation = apply_exclude_list(annotation, cfg, split)
+    return annotation

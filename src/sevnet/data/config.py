@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 FORMATS = (
-    "ssv2", "ssv1", "kinetics400", "mit", "mmit", "gym99", "gym288", "video_list", "frame_list", "synthetic",
+    "ssv2", "ssv1", "kinetics400", "mit", "mmit", "gym99", "gym288", "video_list", "frame_list", "folder",
+    "synthetic",
 )  # fmt: skip
 
 
@@ -22,6 +23,13 @@ class DataConfig:
     video_dir: str | None = None  # folder of videos / frame folders, relative to root
     multi_label: bool = False  # video_list only: several labels per line
     num_classes: int | None = None  # video_list/frame_list without a labels file
+    # format "folder" (root/<class>/<videos>, or root/{train,val[,test]}/<class>/...; sevnet.data.folder):
+    val_fraction: float = 0.2  # share of each class drawn for validation when there are no split folders
+    split_seed: int | None = None  # seed of that split; None = data.seed
+    split_file: str | None = None  # CSV/JSON of (path, class, split) to use instead; the trainer writes one per run
+    # A file of sample paths relative to root, one per line (``sevnet data check`` writes one): any format
+    # drops these samples when it parses its annotations, and says how many it dropped.
+    exclude_list: str | None = None
     num_frames: int = 8  # T of a clip
     sampling: str = "segment"  # "segment" (TSN: SSv1/v2, FineGym) or "dense" (Kinetics, MiT)
     frame_stride: int = 4  # dense sampling: frames between samples
