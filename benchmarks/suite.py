@@ -78,7 +78,7 @@ def run_one(label: str, name: str, overrides: dict, minutes: float, out: Path, s
     overrides_yaml = "{" + ", ".join(f"{k}: {v}" for k, v in overrides.items()) + "}"
     cfg = load_config(None, [f"{k}={v}" for k, v in settings.items()] + [f"model.overrides={overrides_yaml}"])
     result = train(cfg)
-    model = result["model"].eval()
+    model = result.model.eval()
     x = torch.randn(32, 3, 8, 64, 64)
     with torch.inference_mode():
         model(x)
@@ -89,13 +89,13 @@ def run_one(label: str, name: str, overrides: dict, minutes: float, out: Path, s
         "model": label,
         "name": name,
         "overrides": overrides,
-        "top1": result["metrics"]["top1"],
+        "top1": result.metrics["top1"],
         "gmacs": count_gmacs(model, (1, 3, 8, 64, 64)),
         "params_m": count_params(model) / 1e6,
-        "train_clips_per_s": result["clips_seen"] / result["train_time_s"],
+        "train_clips_per_s": result.train_clips_per_s,
         "infer_clips_per_s": infer,
-        "steps": result["steps"],
-        "train_minutes": result["train_time_s"] / 60,
+        "steps": result.steps,
+        "train_minutes": result.train_time_s / 60,
     }
     print(f"{label:<36} top-1 {row['top1']:.1%}  {row['gmacs']:.3f} GMACs  {row['params_m']:.2f} M  "
           f"train {row['train_clips_per_s']:.1f} clips/s  infer {row['infer_clips_per_s']:.1f} clips/s  "

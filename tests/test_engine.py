@@ -29,10 +29,10 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
 def test_train_end_to_end_then_eval(motion_dataset: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
     result = train(load_config(None, tiny_config_overrides(motion_dataset, out, **{"train.epochs": 6})))
-    losses = [row["train_loss"] for row in result["history"]]
+    losses = [row["train_loss"] for row in result.history]
     assert losses[-1] < losses[0] * 0.5, losses
-    assert set(result["metrics"]) >= {"top1", "top5", "mean_class_accuracy"}
-    assert 0 <= result["metrics"]["top1"] <= 1 and result["metrics"]["num_samples"] == 8
+    assert set(result.metrics) >= {"top1", "top5", "mean_class_accuracy"}
+    assert 0 <= result.metrics["top1"] <= 1 and result.metrics["num_samples"] == 8
     for name in (
         "metrics.csv",
         "training_curves.png",
@@ -115,7 +115,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(motion_dataset: Path, tmp
     skip = tiny_config_overrides(motion_dataset, tmp_path / "skip", **{"train.epochs": 1, "data.mean": "[.nan, .nan, .nan]",
                                                                        "train.nan_policy": "skip"})  # fmt: skip
     result = train(load_config(None, skip))
-    assert result["nonfinite_steps_skipped"] == 6 and result["steps"] == 0
+    assert result.nonfinite_steps_skipped == 6 and result.steps == 0
 
 
 def test_unknown_config_key_is_an_error(tmp_path: Path) -> None:

@@ -73,8 +73,8 @@ def run_demo(
         flush=True,
     )
     result = train(cfg)
-    model = result["model"].eval()
-    train_clips_per_s = result["clips_seen"] / max(result["train_time_s"], 1e-6)
+    model = result.model.eval()
+    train_clips_per_s = result.train_clips_per_s
 
     from sevnet.data import build_loader
     from sevnet.data.synthetic import build_synthetic_dataset
@@ -113,17 +113,17 @@ def run_demo(
         "params_m": count_params(model) / 1e6,
         "train_clips_per_s": train_clips_per_s,
         "inference_clips_per_s": checks["forward"]["inference_clips_per_s"],
-        "train_time_s": result["train_time_s"],
+        "train_time_s": result.train_time_s,
         "epochs": cfg.train.epochs,
-        "steps": result["steps"],
+        "steps": result.steps,
         "num_train": num_train,
         "num_val": num_val,
         "threads": torch.get_num_threads(),
-        "checkpoint": result["checkpoint"],
+        "checkpoint": str(result.checkpoint),
     }
     save_confusion_png(main_probs, main_targets, CLASSES, out / "confusion_matrix.png")
     save_sample_strip(val, main_probs.argmax(1), out / "samples.png")
-    curves = Path(result["out_dir"]) / "training_curves.png"
+    curves = result.out_dir / "training_curves.png"
     if curves.is_file():
         (out / "training_curves.png").write_bytes(curves.read_bytes())
     report["wall_time_s"] = time.time() - started

@@ -17,17 +17,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sevnet.data import AnnotationError, SkippedSamplesError
-    from sevnet.engine import NonFiniteLossError, WorkerCrashError, load_config, train
+    from sevnet.engine import CheckpointError, NonFiniteLossError, WorkerCrashError, load_config, train
 
     try:
         cfg = load_config(args.config, args.overrides)
         result = train(cfg, resume=args.resume)
     except (ValueError, FileNotFoundError, AnnotationError, SkippedSamplesError, NonFiniteLossError,
-            WorkerCrashError) as err:  # fmt: skip
+            WorkerCrashError, CheckpointError) as err:  # fmt: skip
         print(f"sevnet train: error: {err}", file=sys.stderr)
         return 2
-    if result["metrics"]:
-        shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in result["metrics"].items()}
+    if result.metrics:
+        shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.metrics.items()}
         print(f"final validation metrics: {shown}")
-    print(f"checkpoint: {result['checkpoint']}")
+    for failure in result.eval_errors:
+        print(f"evaluation failed after epoch {failure['epoch']}: {failure['error']}", file=sys.stderr)
+    print(f"checkpoint: {result.checkpoint}")
     return 0

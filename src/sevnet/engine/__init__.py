@@ -1,13 +1,17 @@
 """Engine: configs, the training loop (one process or DDP), checkpoints, evaluation, metrics."""
 
-from .checkpoint import CheckpointError, load_model, read_meta, save_checkpoint
+from .checkpoint import CheckpointError, load_model, read_meta, save_checkpoint, unwrap_model
 from .config import load_config
 from .evaluate import evaluate
-from .trainer import NonFiniteLossError, WorkerCrashError, train
+from .state import TrainResult, TrainState
+from .trainer import NonFiniteLossError, Trainer, WorkerCrashError, train
 
 __all__ = [
     "CheckpointError",
     "NonFiniteLossError",
+    "TrainResult",
+    "TrainState",
+    "Trainer",
     "WorkerCrashError",
     "evaluate",
     "load_config",
@@ -15,4 +19,5 @@ __all__ = [
     "read_meta",
     "save_checkpoint",
     "train",
+    "unwrap_model",
 ]

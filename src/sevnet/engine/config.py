@@ -2,12 +2,15 @@
 
 Precedence: the schema's defaults < the YAML file < ``key=value`` overrides from the command
 line. A key that is not in the schema is an error naming the key, so a typo never silently
-falls back to a default.
+falls back to a default; so is a value outside a key's choices (the Enums below), e.g.
+``train.amp=fp32``, which a plain string field once took for float16.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +20,53 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 from sevnet.data.config import DataConfig
 
 
+class AmpMode(StrEnum):
+    """Mixed precision: auto = bf16 on CUDA if supported, else fp16 (with a grad scaler); off on CPU."""
+
+    auto = "auto"
+    off = "off"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class ChannelsLast(StrEnum):
+    """channels_last_3d memory format: auto = on CUDA only."""
+
+    auto = "auto"
+    on = "on"
+    off = "off"
+
+
+class NanPolicy(StrEnum):
+    """What a NaN/inf loss does: stop (naming the step) or skip the step and count it."""
+
+    stop = "stop"
+    skip = "skip"
+
+
+class OptimName(StrEnum):
+    sgd = "sgd"
+    adamw = "adamw"
+
+
 @dataclass
 class ModelConfig:
     name: str = "sevnet_s"
     dropout: float = 0.5  # before the classifier; per dataset (paper: 0.5 small, 0.2 medium datasets)
     overrides: dict[str, Any] = field(default_factory=dict)  # any create_model keyword, e.g. block: r3d
+    init_from: str = ""  # fine-tune: a sevnet checkpoint or a safetensors state dict to start from
 
 
 @dataclass
 class OptimConfig:
+    name: OptimName = OptimName.sgd  # sgd (the paper's) | adamw (decoupled weight decay; small datasets)
     lr: float = 0.01  # at base_batch; scaled linearly with the global batch (Goyal et al.)
     base_batch: int = 64
-    momentum: float = 0.9
-    nesterov: bool = True
+    momentum: float = 0.9  # sgd
+    nesterov: bool = True  # sgd
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw
     weight_decay: float = 5e-5  # not applied to BN and biases
-    warmup_epochs: float = 2.0  # linear warm-up from warmup_factor * lr
+    warmup_epochs: float = 2.0  # linear warm-up from warmup_factor * lr (capped at 10% of a time budget)
     warmup_factor: float = 0.1
     min_lr_factor: float = 0.0  # cosine decays to min_lr_factor * lr
     label_smoothing: float = 0.0
@@ -39,22 +74,24 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 64
+    epochs: int = 64  # with max_minutes: an upper bound only
     batch_size: int = 8  # per process
     grad_accum: int = 1  # optimizer step every grad_accum batches
     max_steps: int = 0  # stop after this many optimizer steps (0 = run all epochs)
-    max_minutes: float = 0.0  # stop after this wall-clock budget, then evaluate (0 = no limit)
-    amp: str = "auto"  # auto (bf16 on CUDA if supported, else fp16; off on CPU) | off | bf16 | fp16
-    channels_last: str = "auto"  # auto (on CUDA) | on | off
+    # Training-time budget (evaluation excluded): the LR schedule spans it and ends at the minimum
+    # LR, then the model is evaluated (0 = no budget; the schedule spans the epochs).
+    max_minutes: float = 0.0
+    amp: AmpMode = AmpMode.auto
+    channels_last: ChannelsLast = ChannelsLast.auto
     compile: bool = False  # torch.compile the model
     sync_bn: bool = False  # SyncBatchNorm under DDP (CUDA only)
     seed: int = 0
     deterministic: bool = False  # torch.use_deterministic_algorithms: bit-identical resume on CPU
     out_dir: str = "runs/experiment"
     ckpt_every_steps: int = 0  # also checkpoint every N optimizer steps (0 = once per epoch)
-    nan_policy: str = "stop"  # stop | skip: what a NaN/inf loss does
+    nan_policy: NanPolicy = NanPolicy.stop
     log_every: int = 10  # steps between TensorBoard scalars
-    progress: bool = True  # tqdm bar on rank 0
+    progress: bool = True  # tqdm bar on rank 0 (the per-epoch lines are printed either way)
 
 
 @dataclass
@@ -85,14 +122,42 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             path = Path(path)
             if not path.is_file():
                 raise FileNotFoundError(f"config file not found: {path}")
-            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+            cfg = OmegaConf.merge(cfg, _yaml_switches(OmegaConf.load(path)))
         if overrides:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+            cfg = OmegaConf.merge(cfg, _yaml_switches(OmegaConf.from_dotlist(list(overrides))))
     except (ConfigKeyError, ValidationError) as err:
         where = f" in {path}" if path else ""
-        raise ValueError(f"invalid config{where}: {err.msg if hasattr(err, 'msg') else err}") from None
+        raise ValueError(f"invalid config{where}: {_explain(err)}") from None
     return cfg
 
 
+def _explain(err: ConfigKeyError | ValidationError) -> str:
+    """The key first, then OmegaConf's reason (which lists an Enum's valid values)."""
+    msg = str(err.msg if hasattr(err, "msg") else err).split("\n")[0]
+    key = getattr(err, "full_key", None)
+    return f"{key}: {msg}" if key else msg
+
+
+def _enum_keys() -> list[tuple[str, str]]:
+    """(section, key) of every Enum-typed key of the schema."""
+    out = []
+    for section in dataclasses.fields(ExperimentConfig):
+        for f in dataclasses.fields(section.default_factory()):  # type: ignore[misc]
+            kind = globals().get(f.type) if isinstance(f.type, str) else f.type
+            if isinstance(kind, type) and issubclass(kind, StrEnum):
+                out.append((section.name, f.name))
+    return out
+
+
+def _yaml_switches(node: DictConfig) -> DictConfig:
+    """YAML reads an unquoted ``on``/``off`` as a boolean; give an Enum key the word back."""
+    for section, key in _enum_keys():
+        value = OmegaConf.select(node, f"{section}.{key}", default=None)
+        if isinstance(value, bool):  # a word the key does not take is then rejected by name
+            node[section][key] = "on" if value else "off"
+    return node
+
+
 def to_container(cfg: DictConfig) -> dict[str, Any]:
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    """Plain JSON-able values (Enums as their names), e.g. for checkpoint metadata."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[return-value]

@@ -1,20 +1,26 @@
 """The training loop: the paper's from-scratch recipe, one process or many (torchrun/DDP).
 
-SGD + momentum, lr scaled linearly with the global batch, linear warm-up then cosine decay, per
-step. Checkpoints (atomic, no pickle) at each epoch end and every ``ckpt_every_steps`` steps;
-``resume`` continues from the last one mid-epoch: the sampler skips the batches already seen and
-the RNG state is restored, so a resumed CPU run in deterministic mode is bit-identical.
+``Trainer`` builds everything in ``__init__``; ``fit`` runs epochs (``train_epoch``, which calls
+``train_step`` per batch), saves a checkpoint after each epoch *before* evaluating (so a failing
+evaluation cannot lose the epoch), evaluates when due, and writes the final checkpoint. Where the
+run stands is one ``TrainState`` (``state_dict`` / ``load_state_dict``); checkpoints (atomic, no
+pickle) hold it, so ``resume`` continues mid-epoch: the sampler skips the batches already seen
+and the RNG state is restored, and a resumed CPU run in deterministic mode is bit-identical.
+
+Recipe: SGD + momentum or AdamW, lr scaled linearly with the global batch, linear warm-up then
+cosine decay per step, over the epochs or, with ``train.max_minutes``, over a training-time budget.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
+import copy
 import json
-import math
 import random
+import sys
 import time
-from dataclasses import asdict
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +31,16 @@ from torch import nn
 from sevnet.data import SkipCounter, build_dataset, build_loader, to_data_config
 from sevnet.models import create_model
 
-from .checkpoint import load_training_state, save_checkpoint
-from .config import to_container
+from .checkpoint import load_training_state, save_checkpoint, unwrap_model
+from .config import AmpMode, ChannelsLast, NanPolicy, to_container
 from .distributed import DistInfo, all_reduce_sum, barrier, gather_objects, init_distributed
 from .evaluate import compute_metrics, predict_loader
+from .finetune import init_from_checkpoint
+from .optim import LRSchedule, build_optimizer, lr_factor
+from .runlog import RunLog, budget_text, epoch_line
+from .state import TrainResult, TrainState
+
+__all__ = ["NonFiniteLossError", "TrainResult", "TrainState", "Trainer", "WorkerCrashError", "lr_factor", "train"]
 
 INFERENCE_KEYS = ("num_frames", "sampling", "frame_stride", "eval_scale", "eval_crop", "mean", "std",
                   "frame_template")  # fmt: skip
@@ -42,48 +54,402 @@ class WorkerCrashError(RuntimeError):
     """A data-loading worker died (e.g. the decoder crashed); the message names what it was loading."""
 
 
-def build_optimizer(model: nn.Module, cfg: Any, global_batch: int) -> torch.optim.SGD:
-    """SGD; lr = cfg.optim.lr * global_batch / base_batch; no weight decay on BN and biases."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    lr = cfg.optim.lr * global_batch / cfg.optim.base_batch
-    return torch.optim.SGD(
-        [
-            {"params": decay, "weight_decay": cfg.optim.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=lr,
-        momentum=cfg.optim.momentum,
-        nesterov=cfg.optim.nesterov,
-    )
+def train(cfg: Any, resume: bool = False) -> TrainResult:
+    """Train as ``cfg`` says (continuing ``<out_dir>/checkpoints/last.safetensors`` if ``resume``)."""
+    return Trainer(cfg).fit(resume=resume)
 
 
-def lr_factor(step: int, warmup_steps: int, total_steps: int, warmup_factor: float, min_factor: float) -> float:
-    """Linear warm-up from ``warmup_factor`` to 1, then cosine decay to ``min_factor``."""
-    if step < warmup_steps:
-        return warmup_factor + (1 - warmup_factor) * step / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+@dataclass
+class _EpochMeter:
+    """Running loss / accuracy / throughput of the epoch in progress (this rank)."""
+
+    loss_sum: float = 0.0
+    correct: float = 0.0
+    seen: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    def add(self, loss: float, logits: torch.Tensor, target: torch.Tensor, multi_label: bool) -> None:
+        self.loss_sum += loss * len(target)
+        self.seen += len(target)
+        if not multi_label:
+            self.correct += (logits.argmax(1) == target).sum().item()
+
+    def loss(self) -> float:
+        return self.loss_sum / max(self.seen, 1)
+
+    def top1(self) -> float:
+        return self.correct / max(self.seen, 1)
+
+    def seconds(self) -> float:
+        return max(time.perf_counter() - self.started, 1e-6)
 
 
-def _amp_dtype(cfg: Any, device: torch.device) -> torch.dtype | None:
-    mode = cfg.train.amp
-    if mode == "off" or (mode == "auto" and device.type != "cuda"):
-        return None
-    if mode == "bf16" or (mode == "auto" and torch.cuda.is_bf16_supported()):
-        return torch.bfloat16
-    return torch.float16
+class Trainer:
+    """One training run. ``model``/``train_set``/``val_set`` replace what ``cfg`` would build
+    (tests use tiny in-memory ones); with ``train_set`` given, there is no validation set unless
+    ``val_set`` is given too."""
 
+    def __init__(self, cfg: Any, *, model: nn.Module | None = None, train_set: Any = None, val_set: Any = None) -> None:
+        self.cfg = cfg = copy.deepcopy(cfg)  # the caller's config is left as it was
+        self.info = init_distributed()
+        _seed_everything(cfg.train.seed, cfg.train.deterministic)
+        self.out_dir = Path(cfg.train.out_dir)
+        self.last_ckpt = self.out_dir / "checkpoints" / "last.safetensors"
+        self.final_ckpt = self.out_dir / "checkpoints" / "model.safetensors"
+        cfg.data = self._prepare_data_config(cfg.data)
+        if self.info.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.yaml").write_text(_yaml(cfg))
+        self._build_data(train_set, val_set)
+        self._build_model(model)
+        self._build_optimization()
+        self.state = TrainState()
+        self.log = RunLog(self.out_dir, self.info.is_main)
+        self.skips = SkipCounter(cfg.data.max_skip_fraction)
+        self.meter = _EpochMeter()
+        self._micro = 0  # micro-batches accumulated towards the next optimizer step
+        self._clock: tuple[float, float] | None = None  # (perf_counter, elapsed_s) while an epoch runs
 
-def _seed_everything(seed: int, deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=False)
-        torch.backends.cudnn.benchmark = False
+    # ---- setup ---------------------------------------------------------------------------------
+
+    def _prepare_data_config(self, data_cfg: Any) -> Any:
+        """Integration point, called on every rank before config.yaml is written: the data config
+        the run will use and record. To come: ``freeze_split(data_cfg, out_dir)`` and
+        ``data.cache_dir = <out_dir>/cache`` when empty. For now it returns ``data_cfg`` unchanged."""
+        return data_cfg
+
+    def _build_data(self, train_set: Any, val_set: Any) -> None:
+        cfg, info = self.cfg, self.info
+        if train_set is None:
+            train_set, val_set = build_dataset(cfg.data, "train", train=True), _maybe_val_dataset(cfg)
+        self.train_set, self.val_set = train_set, val_set
+        if hasattr(train_set, "trace_dir"):
+            train_set.trace_dir = self.out_dir / ".loading"
+        self.loader = build_loader(train_set, cfg.train.batch_size, train=True, cfg_data=cfg.data,
+                                   distributed=info.distributed)  # fmt: skip
+        self.val_loader = None
+        if val_set is not None:
+            self.val_loader = build_loader(val_set, cfg.eval.batch_size, train=False, cfg_data=cfg.data,
+                                           distributed=info.distributed)  # fmt: skip
+
+    def _build_model(self, model: nn.Module | None) -> None:
+        cfg, info = self.cfg, self.info
+        if model is None:
+            model = create_model(cfg.model.name, num_classes=self.train_set.num_classes, dropout=cfg.model.dropout,
+                                 **to_container(cfg.model.overrides))  # fmt: skip
+        if cfg.model.init_from:
+            report = init_from_checkpoint(model, cfg.model.init_from, list(self.train_set.classes))
+            if info.is_main:
+                print(report.summary(), flush=True)
+        self.meta = checkpoint_meta(cfg, self.train_set)
+        self.channels_last = cfg.train.channels_last == ChannelsLast.on or (
+            cfg.train.channels_last == ChannelsLast.auto and info.device.type == "cuda"
+        )
+        self.model = _prepare_model(model, cfg, info, self.channels_last)
+        self.amp_dtype = _amp_dtype(cfg.train.amp, info.device)
+        self.scaler = torch.amp.GradScaler(info.device.type, enabled=self.amp_dtype == torch.float16)
+        self.criterion: nn.Module = (
+            nn.BCEWithLogitsLoss()
+            if self.train_set.multi_label
+            else nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
+        )
+
+    def _build_optimization(self) -> None:
+        """Optimizer, step counts and the lr schedule; a run that would take no step is an error."""
+        cfg = self.cfg
+        self.accum = cfg.train.grad_accum
+        if self.accum < 1 or cfg.train.max_minutes < 0:
+            raise ValueError("train.grad_accum must be >= 1 and train.max_minutes >= 0")
+        self.optimizer = build_optimizer(self.model, cfg, cfg.train.batch_size * self.info.world_size * self.accum)
+        self.batches_per_epoch = len(self.loader)
+        steps_per_epoch = self.batches_per_epoch // self.accum
+        self.total_steps = cfg.train.epochs * steps_per_epoch
+        if cfg.train.max_steps:
+            self.total_steps = min(self.total_steps, cfg.train.max_steps)
+        if self.total_steps <= 0:
+            raise ValueError(
+                f"this config trains for zero steps: {len(self.train_set)} training clips, batch "
+                f"{cfg.train.batch_size} x {self.info.world_size} process(es) -> {self.batches_per_epoch} "
+                f"batches per epoch, train.grad_accum={self.accum}, train.epochs={cfg.train.epochs}, "
+                f"train.max_steps={cfg.train.max_steps}"
+            )
+        self.budget_s = cfg.train.max_minutes * 60
+        self.schedule = LRSchedule(round(cfg.optim.warmup_epochs * steps_per_epoch), self.total_steps,
+                                   cfg.optim.warmup_factor, cfg.optim.min_lr_factor, self.budget_s)  # fmt: skip
+        self.schedule.apply(self.optimizer, 0, 0.0)
+
+    # ---- the loop ------------------------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        """Out of epochs, steps (``train.max_steps``) or training time (``train.max_minutes``)."""
+        s = self.state
+        out_of_time = self.budget_s > 0 and s.elapsed_s >= self.budget_s
+        return s.epoch >= self.cfg.train.epochs or s.step >= self.total_steps or out_of_time
+
+    def fit(self, resume: bool = False) -> TrainResult:
+        """Train to the end (from the last checkpoint if ``resume``); evaluate; save the model."""
+        if resume:
+            self.resume()
+        while not self.done:
+            row = self.train_epoch()
+            self.state.history.append(row)
+            self.save()  # before evaluating: an evaluation that fails cannot lose the epoch
+            if self._evaluation_due() and self._evaluate_epoch(row):
+                self.save()  # again, with the validation metrics in the history
+            self.log.epoch(self.state.history)
+            if self.info.is_main:
+                print(epoch_line(row, self.budget_s), flush=True)
+        return self.finish()
+
+    def train_epoch(self) -> dict[str, Any]:
+        """The rest of the current epoch (from ``state.batch``); returns its metrics.csv row."""
+        s, cfg = self.state, self.cfg
+        epoch, first = s.epoch, s.batch
+        self.model.train()
+        self.loader.sampler.set_epoch(epoch)
+        self.loader.sampler.start = first * cfg.train.batch_size
+        self.meter, self._micro = _EpochMeter(), 0
+        self.optimizer.zero_grad(set_to_none=True)
+        self._clock = (time.perf_counter(), s.elapsed_s)
+        bar = self._progress(epoch, first)
+        with self._worker_errors():
+            for batch in bar:
+                before = s.step
+                self.train_step(batch)
+                if s.step == before:
+                    continue
+                self._show(bar)
+                if cfg.train.ckpt_every_steps and s.step % cfg.train.ckpt_every_steps == 0:
+                    self.save()
+                if self.done:
+                    break
+        self._tick()
+        self._clock = None
+        if s.batch >= self.batches_per_epoch:
+            s.epoch, s.batch = epoch + 1, 0
+        m = self.meter
+        return {"epoch": epoch + 1, "step": s.step, "train_loss": m.loss(),
+                "train_top1": None if self.train_set.multi_label else m.top1(),
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "train_clips_per_s": m.seen * self.info.world_size / m.seconds(), "epoch_time_s": m.seconds(),
+                "train_time_s": s.elapsed_s}  # fmt: skip
+
+    def train_step(self, batch: dict[str, Any]) -> float | None:
+        """One micro-batch: forward, finite check, backward; every ``grad_accum``-th one also an
+        optimizer step. Returns the loss, or None for a batch with no sample or a skipped one."""
+        self.state.batch += 1
+        if self._all_skipped(batch):
+            return None
+        clip = batch["clip"].to(self.info.device, non_blocking=True)
+        target = batch["target"].to(self.info.device, non_blocking=True)
+        if self.channels_last:
+            clip = clip.contiguous(memory_format=torch.channels_last_3d)
+        last_micro = self._micro + 1 >= self.accum
+        no_sync = self.info.distributed and not last_micro
+        with self.model.no_sync() if no_sync else contextlib.nullcontext():
+            with self._autocast():
+                logits = self.model(clip)
+                loss = self.criterion(logits.float(), target)
+            if not self._loss_is_finite(loss):
+                return None
+            self.scaler.scale(loss / self.accum).backward()
+        value = loss.item()
+        self.meter.add(value, logits, target, self.train_set.multi_label)
+        self.state.clips_seen += len(clip) * self.info.world_size
+        self._micro += 1
+        if last_micro:
+            self._optimizer_step(value)
+        return value
+
+    def _optimizer_step(self, loss: float) -> None:
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self._micro = 0
+        s = self.state
+        s.step += 1
+        self._tick()
+        lr = self.schedule.apply(self.optimizer, s.step, s.elapsed_s)
+        s.lrs.append(lr)
+        self.log.step(s.step, loss, lr, self.cfg.train.log_every)
+
+    def _all_skipped(self, batch: dict[str, Any]) -> bool:
+        """Count the samples that failed to load (all ranks); True when no rank has any clip."""
+        empty = batch["clip"] is None
+        n_empty, n_skipped, n_good = all_reduce_sum(
+            [float(empty), len(batch["skipped"]), 0 if empty else len(batch["clip"])], self.info
+        )
+        self.skips.add(0, batch["skipped"], total_loaded=int(n_good), total_skipped=int(n_skipped))
+        return bool(n_empty)
+
+    def _loss_is_finite(self, loss: torch.Tensor) -> bool:
+        """All ranks agree; a NaN/inf loss stops the run (naming the step) or, with
+        ``train.nan_policy=skip``, drops this step's accumulated gradients and counts it."""
+        (finite,) = all_reduce_sum([float(torch.isfinite(loss).item())], self.info)
+        if finite == self.info.world_size:
+            return True
+        s = self.state
+        if self.cfg.train.nan_policy == NanPolicy.skip:
+            s.nonfinite_skipped += 1
+            self.optimizer.zero_grad(set_to_none=True)
+            self._micro = 0
+            return False
+        good = f"last good checkpoint: {self.last_ckpt}" if self.last_ckpt.is_file() else "no checkpoint yet"
+        raise NonFiniteLossError(
+            f"loss is {loss.item()} at epoch {s.epoch}, batch {s.batch - 1}, optimizer step {s.step}; stopping "
+            f"({good}). Lower optim.lr, or set train.nan_policy=skip to skip such steps."
+        )
+
+    def _tick(self) -> None:
+        """Advance ``state.elapsed_s`` (while an epoch runs). With a budget under DDP the ranks
+        average their clocks, so that all stop at the same step with the same lr."""
+        if self._clock is None:
+            return
+        started, base = self._clock
+        elapsed = base + time.perf_counter() - started
+        if self.budget_s and self.info.distributed:
+            elapsed = all_reduce_sum([elapsed], self.info)[0] / self.info.world_size
+        self.state.elapsed_s = elapsed
+
+    # ---- evaluation ----------------------------------------------------------------------------
+
+    def _evaluation_due(self) -> bool:
+        every = self.cfg.eval.every_epochs
+        return self.val_loader is not None and (self.done or bool(every and self.state.epoch % every == 0))
+
+    def evaluate(self) -> dict[str, float]:
+        """Validation metrics of the current weights on rank 0 ({} on the other ranks)."""
+        multi = self.val_set.multi_label
+        _, probs, targets, skipped = predict_loader(self.model, self.val_loader, multi, self.info, self._autocast)
+        if not self.info.is_main:
+            return {}
+        metrics = compute_metrics(probs, targets, multi)
+        metrics["skipped"] = len(skipped)
+        return metrics
+
+    def _evaluate_epoch(self, row: dict[str, Any]) -> bool:
+        """Evaluate into ``row`` and the state; a failure is reported and recorded, not raised."""
+        s = self.state
+        try:
+            metrics = self.evaluate()
+        except Exception as err:  # the epoch is saved; the run goes on and records the failure
+            s.eval_errors.append({"epoch": row["epoch"], "error": f"{type(err).__name__}: {err}"})
+            if self.info.is_main:
+                print(f"warning: evaluation after epoch {row['epoch']} failed ({type(err).__name__}: {err}); "
+                      f"the epoch's checkpoint is saved and training goes on", file=sys.stderr, flush=True)  # fmt: skip
+            return False
+        s.metrics = metrics
+        row |= {f"val_{k}": v for k, v in metrics.items() if k != "num_samples"}
+        key = "mAP" if self.val_set.multi_label else "top1"
+        if key in metrics and (s.best_metric is None or metrics[key] > s.best_metric):
+            s.best_metric, s.best_epoch = metrics[key], row["epoch"]
+        return True
+
+    # ---- state and checkpoints -----------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resume restores: weights, optimizer, grad scaler, TrainState, CPU RNG."""
+        return {
+            "model": unwrap_model(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "train_state": self.state.to_dict(),
+            "rng_cpu": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue where ``state`` (from ``state_dict``; model and optimizer optional) left off."""
+        if "model" in state:
+            unwrap_model(self.model).load_state_dict(state["model"])
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.state = TrainState.from_dict(state["train_state"])
+        torch.set_rng_state(state["rng_cpu"])
+        self.schedule.apply(self.optimizer, self.state.step, self.state.elapsed_s)
+
+    def save(self, path: Path | None = None) -> None:
+        """Checkpoint the run at its current position (rank 0 writes; all ranks wait)."""
+        if self.info.is_main:
+            sd = self.state_dict()
+            extra = {**sd["train_state"], "scaler": sd["scaler"], "rng_cpu": sd["rng_cpu"]}
+            meta = {**self.meta, "epoch": self.state.epoch, "step": self.state.step}
+            save_checkpoint(path or self.last_ckpt, self.model, meta, self.optimizer, extra)
+        barrier(self.info)
+
+    def resume(self) -> bool:
+        """Continue from ``last.safetensors`` if there is one; says where."""
+        if not self.last_ckpt.is_file():
+            if self.info.is_main:
+                print(f"no checkpoint at {self.last_ckpt}; starting from scratch")
+            return False
+        plain, tensors = load_training_state(self.last_ckpt, self.model, self.optimizer)
+        self.load_state_dict({"train_state": plain, "scaler": plain.get("scaler"), "rng_cpu": tensors["rng_cpu"]})
+        s = self.state
+        if self.info.is_main:
+            print(f"resumed from {self.last_ckpt}: epoch {s.epoch}, batch {s.batch}, step {s.step}")
+        return True
+
+    def finish(self) -> TrainResult:
+        """Final checkpoint, curves and summary.json (rank 0); the result (every rank)."""
+        s, info = self.state, self.info
+        # Every rank's weights must be identical after DDP; a digest per rank makes that checkable.
+        digests = gather_objects(weights_digest(self.model), info)
+        if info.is_main:
+            meta = {**self.meta, "epoch": s.epoch, "step": s.step, "metrics": s.metrics}
+            save_checkpoint(self.final_ckpt, self.model, meta)
+            self.log.close(s.history, s.lrs)
+            summary = {"metrics": s.metrics, "steps": s.step, "train_time_s": s.elapsed_s,
+                       "best_metric": s.best_metric, "best_epoch": s.best_epoch, "eval_errors": s.eval_errors,
+                       "skipped_samples": self.skips.num_skipped, "nonfinite_steps_skipped": s.nonfinite_skipped,
+                       "world_size": info.world_size, "weights_digest_per_rank": digests,
+                       "history": s.history}  # fmt: skip
+            (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        barrier(info)
+        return TrainResult(
+            model=unwrap_model(self.model), metrics=s.metrics, history=s.history, steps=s.step,
+            checkpoint=self.final_ckpt, last_checkpoint=self.last_ckpt, out_dir=self.out_dir,
+            train_time_s=s.elapsed_s, clips_seen=s.clips_seen, nonfinite_steps_skipped=s.nonfinite_skipped,
+            skipped=self.skips.skipped, eval_errors=s.eval_errors, best_metric=s.best_metric, config=self.cfg,
+        )  # fmt: skip
+
+    # ---- small helpers -------------------------------------------------------------------------
+
+    def _autocast(self) -> Any:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.info.device.type, dtype=self.amp_dtype)
+
+    def _progress(self, epoch: int, first: int) -> Any:
+        if not (self.info.is_main and self.cfg.train.progress):
+            return self.loader
+        from tqdm.auto import tqdm
+
+        return tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}", initial=first,
+                    total=self.batches_per_epoch, leave=False, dynamic_ncols=True)  # fmt: skip
+
+    def _show(self, bar: Any) -> None:
+        if not (self.info.is_main and hasattr(bar, "set_postfix")):
+            return
+        m = self.meter
+        shown = {"loss": f"{m.loss():.3f}", "acc": f"{m.top1():.3f}",
+                 "clips_s": f"{m.seen * self.info.world_size / m.seconds():.1f}",
+                 "lr": f"{self.optimizer.param_groups[0]['lr']:.2e}"}  # fmt: skip
+        if self.budget_s:
+            shown["budget"] = budget_text(self.state.elapsed_s, self.budget_s)
+        bar.set_postfix(shown)
+
+    @contextlib.contextmanager
+    def _worker_errors(self) -> Iterator[None]:
+        """A dead loader worker becomes a WorkerCrashError naming what each worker was loading."""
+        try:
+            yield
+        except RuntimeError as err:
+            if "DataLoader worker" in str(err):
+                raise WorkerCrashError(_loading_report(self.out_dir / ".loading", err)) from err
+            raise
 
 
 def checkpoint_meta(cfg: Any, dataset: Any) -> dict[str, Any]:
@@ -100,298 +466,31 @@ def checkpoint_meta(cfg: Any, dataset: Any) -> dict[str, Any]:
     }
 
 
-class _RunLog:
-    """Rank-0 outputs: per-epoch CSV, TensorBoard scalars, LR history, curves PNG."""
-
-    def __init__(self, out_dir: Path, enabled: bool) -> None:
-        self.out_dir, self.enabled = out_dir, enabled
-        self.history: list[dict[str, Any]] = []
-        self.lrs: list[float] = []
-        self.tb = None
-        if enabled:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(out_dir / "tensorboard"))
-
-    def step(self, step: int, loss: float, lr: float, every: int) -> None:
-        self.lrs.append(lr)
-        if self.tb is not None and step % max(every, 1) == 0:
-            self.tb.add_scalar("train/loss", loss, step)
-            self.tb.add_scalar("train/lr", lr, step)
-
-    def epoch(self, row: dict[str, Any]) -> None:
-        self.history.append(row)
-        if not self.enabled:
-            return
-        path = self.out_dir / "metrics.csv"
-        keys = list(dict.fromkeys(k for r in self.history for k in r))
-        with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(self.history)
-        for key, value in row.items():
-            if isinstance(value, float) and self.tb is not None:
-                self.tb.add_scalar(f"epoch/{key}", value, row["epoch"])
-
-    def close(self) -> None:
-        if not self.enabled:
-            return
-        if self.tb is not None:
-            self.tb.close()
-        if self.history:
-            plot_curves(self.history, self.lrs, self.out_dir / "training_curves.png")
-
-
-def plot_curves(history: list[dict[str, Any]], lrs: list[float], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    epochs = [r["epoch"] for r in history]
-    axes[0].plot(epochs, [r["train_loss"] for r in history], marker="o")
-    axes[0].set_title("training loss")
-    for key in ("train_top1", "val_top1", "val_mean_class_accuracy", "val_mAP"):
-        values = [r.get(key) for r in history]
-        if any(v is not None for v in values):
-            axes[1].plot(epochs, [np.nan if v is None else v for v in values], marker="o", label=key)
-    axes[1].set_title("accuracy")
-    axes[1].legend(fontsize=7)
-    axes[2].plot(lrs)
-    axes[2].set_title("learning rate (per step)")
-    for ax, label in zip(axes, ("epoch", "epoch", "step")):
-        ax.set_xlabel(label)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def train(cfg: Any, resume: bool = False) -> dict[str, Any]:
-    """Train as ``cfg`` says; returns final metrics, history, checkpoint paths and the model."""
-    info = init_distributed()
-    _seed_everything(cfg.train.seed, cfg.train.deterministic)
-    out_dir = Path(cfg.train.out_dir)
-    ckpt_dir = out_dir / "checkpoints"
-    last_ckpt = ckpt_dir / "last.safetensors"
-    if info.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(_yaml(cfg))
-
-    train_ds = build_dataset(cfg.data, "train", train=True)
-    val_ds = _maybe_val_dataset(cfg)
-    if hasattr(train_ds, "trace_dir"):
-        train_ds.trace_dir = out_dir / ".loading"
-    model = create_model(
-        cfg.model.name,
-        num_classes=train_ds.num_classes,
-        dropout=cfg.model.dropout,
-        **to_container(cfg.model.overrides),
-    )
-    meta = checkpoint_meta(cfg, train_ds)
-    model = _prepare_model(model, cfg, info)
-    amp_dtype = _amp_dtype(cfg, info.device)
-
-    def autocast() -> Any:
-        if amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(info.device.type, dtype=amp_dtype)
-
-    scaler = torch.amp.GradScaler(enabled=amp_dtype == torch.float16)
-    loader = build_loader(train_ds, cfg.train.batch_size, train=True, cfg_data=cfg.data, distributed=info.distributed)
-    val_loader = (
-        build_loader(val_ds, cfg.eval.batch_size, train=False, cfg_data=cfg.data, distributed=info.distributed)
-        if val_ds is not None
-        else None
-    )
-    accum = cfg.train.grad_accum
-    global_batch = cfg.train.batch_size * info.world_size * accum
-    optimizer = build_optimizer(model, cfg, global_batch)
-    batches_per_epoch = len(loader)
-    steps_per_epoch = max(1, batches_per_epoch // accum)
-    total_steps = cfg.train.epochs * steps_per_epoch
-    if cfg.train.max_steps:
-        total_steps = min(total_steps, cfg.train.max_steps)
-    warmup_steps = round(cfg.optim.warmup_epochs * steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda s: lr_factor(s, warmup_steps, total_steps, cfg.optim.warmup_factor, cfg.optim.min_lr_factor),
-    )
-    criterion: nn.Module = (
-        nn.BCEWithLogitsLoss()
-        if train_ds.multi_label
-        else nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
-    )
-
-    start_epoch, start_batch, step = 0, 0, 0
-    log = _RunLog(out_dir, info.is_main)
-    if resume and last_ckpt.is_file():
-        plain, tensors = load_training_state(last_ckpt, model, optimizer)
-        scheduler.load_state_dict(plain["scheduler"])
-        start_epoch, start_batch, step = plain["epoch"], plain["batch_in_epoch"], plain["step"]
-        log.history, log.lrs = plain["history"], plain["lrs"]
-        torch.set_rng_state(tensors["rng_cpu"])
-        if info.is_main:
-            print(f"resumed from {last_ckpt}: epoch {start_epoch}, batch {start_batch}, step {step}")
-    elif resume and info.is_main:
-        print(f"no checkpoint at {last_ckpt}; starting from scratch")
-
-    def save(epoch: int, batch_in_epoch: int) -> None:
-        if info.is_main:
-            state = {
-                "epoch": epoch,
-                "batch_in_epoch": batch_in_epoch,
-                "step": step,
-                "scheduler": scheduler.state_dict(),
-                "history": log.history,
-                "lrs": log.lrs,
-                "rng_cpu": torch.get_rng_state(),
-            }
-            save_checkpoint(last_ckpt, model, {**meta, "epoch": epoch, "step": step}, optimizer, state)
-        barrier(info)
-
-    skips = SkipCounter(cfg.data.max_skip_fraction)
-    nonfinite_skipped = 0
-    metrics: dict[str, Any] = {}
-    started = time.time()
-    clips_seen = 0
-    done = step >= total_steps
-    epoch = start_epoch
-    position = (start_epoch, start_batch)
-    for epoch in range(start_epoch, cfg.train.epochs):
-        if done:
-            break
-        model.train()
-        loader.sampler.set_epoch(epoch)
-        first = start_batch if epoch == start_epoch else 0
-        loader.sampler.start = first * cfg.train.batch_size
-        bar = _progress(loader, info, cfg, epoch, first, batches_per_epoch)
-        loss_sum = correct = seen = 0.0
-        epoch_start = time.time()
-        optimizer.zero_grad(set_to_none=True)
-        try:
-            for i, batch in enumerate(bar, start=first):
-                empty = batch["clip"] is None
-                n_empty, n_skipped, n_good = all_reduce_sum(
-                    [float(empty), len(batch["skipped"]), 0 if empty else len(batch["clip"])], info
-                )
-                skips.add(0, batch["skipped"], total_loaded=int(n_good), total_skipped=int(n_skipped))
-                if n_empty:
-                    continue
-                clip = batch["clip"].to(info.device, non_blocking=True)
-                target = batch["target"].to(info.device, non_blocking=True)
-                if cfg.train.channels_last == "on" or (
-                    cfg.train.channels_last == "auto" and info.device.type == "cuda"
-                ):
-                    clip = clip.contiguous(memory_format=torch.channels_last_3d)
-                last_micro = (i + 1) % accum == 0
-                sync = contextlib.nullcontext() if last_micro or not info.distributed else model.no_sync()
-                with sync:
-                    with autocast():
-                        logits = model(clip)
-                        loss = criterion(logits.float(), target)
-                    (finite,) = all_reduce_sum([float(torch.isfinite(loss).item())], info)
-                    if finite < info.world_size:
-                        if cfg.train.nan_policy == "skip":
-                            nonfinite_skipped += 1
-                            optimizer.zero_grad(set_to_none=True)
-                            continue
-                        where = f"epoch {epoch}, batch {i}, optimizer step {step}"
-                        good = f"last good checkpoint: {last_ckpt}" if last_ckpt.is_file() else "no checkpoint yet"
-                        raise NonFiniteLossError(
-                            f"loss is {loss.item()} at {where}; stopping ({good}). Lower optim.lr, or set "
-                            f"train.nan_policy=skip to skip such steps."
-                        )
-                    scaler.scale(loss / accum).backward()
-                batch_size = len(clip)
-                loss_sum += loss.item() * batch_size
-                seen += batch_size
-                clips_seen += batch_size * info.world_size
-                if not train_ds.multi_label:
-                    correct += (logits.argmax(1) == target).sum().item()
-                if not last_micro:
-                    continue
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                scheduler.step()
-                step += 1
-                log.step(step, loss.item(), optimizer.param_groups[0]["lr"], cfg.train.log_every)
-                if info.is_main and hasattr(bar, "set_postfix"):
-                    elapsed = max(time.time() - epoch_start, 1e-6)
-                    bar.set_postfix(
-                        loss=f"{loss_sum / max(seen, 1):.3f}",
-                        acc=f"{correct / max(seen, 1):.3f}",
-                        clips_s=f"{seen * info.world_size / elapsed:.1f}",
-                        lr=f"{optimizer.param_groups[0]['lr']:.2e}",
-                    )
-                position = (epoch, i + 1)  # where a resume continues from
-                if cfg.train.ckpt_every_steps and step % cfg.train.ckpt_every_steps == 0:
-                    save(*position)
-                if step >= total_steps or _out_of_time(cfg, started):
-                    done = True
-                    break
-        except RuntimeError as err:
-            if "DataLoader worker" in str(err):
-                raise WorkerCrashError(_loading_report(out_dir / ".loading", err)) from err
-            raise
-        epoch_time = time.time() - epoch_start
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "step": step,
-            "train_loss": loss_sum / max(seen, 1),
-            "train_top1": None if train_ds.multi_label else correct / max(seen, 1),
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_clips_per_s": seen * info.world_size / max(epoch_time, 1e-6),
-            "epoch_time_s": epoch_time,
-        }
-        last_epoch = done or epoch + 1 == cfg.train.epochs
-        every = cfg.eval.every_epochs
-        if val_loader is not None and (last_epoch or (every and (epoch + 1) % every == 0)):
-            _, probs, targets, skipped = predict_loader(model, val_loader, val_ds.multi_label, info, autocast)
-            if info.is_main:
-                metrics = compute_metrics(probs, targets, val_ds.multi_label)
-                metrics["skipped"] = len(skipped)
-                row |= {f"val_{k}": v for k, v in metrics.items() if k != "num_samples"}
-        log.epoch(row)
-        if info.is_main and cfg.train.progress:
-            print(_epoch_line(row), flush=True)
-        finished_epoch = not done or position == (epoch, batches_per_epoch)
-        save(*((epoch + 1, 0) if finished_epoch else position))
-    final = ckpt_dir / "model.safetensors"
-    # Every rank's weights must be identical after DDP; a digest per rank makes that checkable.
-    digests = gather_objects(weights_digest(model), info)
-    if info.is_main:
-        save_checkpoint(final, model, {**meta, "epoch": epoch + 1, "step": step, "metrics": metrics})
-        log.close()
-        summary = {"metrics": metrics, "steps": step, "skipped_samples": skips.num_skipped,
-                   "nonfinite_steps_skipped": nonfinite_skipped, "world_size": info.world_size,
-                   "weights_digest_per_rank": digests, "history": log.history}  # fmt: skip
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    barrier(info)
-    return {
-        "metrics": metrics,
-        "history": log.history,
-        "steps": step,
-        "checkpoint": str(final),
-        "last_checkpoint": str(last_ckpt),
-        "out_dir": str(out_dir),
-        "model": getattr(model, "module", model),
-        "skipped": skips.skipped,
-        "nonfinite_steps_skipped": nonfinite_skipped,
-        "train_time_s": time.time() - started,
-        "clips_seen": clips_seen,
-    }
-
-
 def weights_digest(model: nn.Module) -> str:
     """SHA-256 of every parameter and buffer, in order: equal digests = bit-identical weights."""
     import hashlib
 
     h = hashlib.sha256()
-    for tensor in getattr(model, "module", model).state_dict().values():
+    for tensor in unwrap_model(model).state_dict().values():
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+def _amp_dtype(mode: AmpMode, device: torch.device) -> torch.dtype | None:
+    if mode == AmpMode.off or (mode == AmpMode.auto and device.type != "cuda"):
+        return None
+    if mode == AmpMode.bf16 or (mode == AmpMode.auto and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    return torch.float16
+
+
+def _seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=False)
+        torch.backends.cudnn.benchmark = False
 
 
 def _yaml(cfg: Any) -> str:
@@ -408,13 +507,13 @@ def _maybe_val_dataset(cfg: Any) -> Any:
         return None
 
 
-def _prepare_model(model: nn.Module, cfg: Any, info: DistInfo) -> nn.Module:
+def _prepare_model(model: nn.Module, cfg: Any, info: DistInfo, channels_last: bool) -> nn.Module:
     if cfg.train.sync_bn and info.distributed:
         if info.device.type != "cuda":
             raise ValueError("train.sync_bn needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel)")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(info.device)
-    if cfg.train.channels_last == "on" or (cfg.train.channels_last == "auto" and info.device.type == "cuda"):
+    if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
     if cfg.train.compile:
         model = torch.compile(model)
@@ -422,29 +521,6 @@ def _prepare_model(model: nn.Module, cfg: Any, info: DistInfo) -> nn.Module:
         device_ids = [info.local_rank] if info.device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     return model
-
-
-def _out_of_time(cfg: Any, started: float) -> bool:
-    minutes = getattr(cfg.train, "max_minutes", 0) or 0
-    return bool(minutes) and time.time() - started > minutes * 60
-
-
-def _progress(loader: Any, info: DistInfo, cfg: Any, epoch: int, first: int, total: int) -> Any:
-    if not (info.is_main and cfg.train.progress):
-        return loader
-    from tqdm.auto import tqdm
-
-    return tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", initial=first, total=total, leave=False,
-                dynamic_ncols=True)  # fmt: skip
-
-
-def _epoch_line(row: dict[str, Any]) -> str:
-    parts = [f"epoch {row['epoch']}", f"loss {row['train_loss']:.4f}"]
-    for key in ("train_top1", "val_top1", "val_top5", "val_mean_class_accuracy", "val_mAP"):
-        if row.get(key) is not None:
-            parts.append(f"{key} {row[key]:.4f}")
-    parts.append(f"{row['train_clips_per_s']:.1f} clips/s")
-    return " | ".join(parts)
 
 
 def _loading_report(trace_dir: Path, err: Exception) -> str:

@@ -1,0 +1,116 @@
+"""``model.init_from``: start training from another run's weights (fine-tuning).
+
+Loads every tensor whose name and shape match from a sevnet checkpoint (any run, any dataset)
+or a plain safetensors state dict (keys with or without a ``model.`` prefix). The classifier is
+left freshly initialised when the class count or the class names differ, as is any tensor whose
+shape differs; the report says what was loaded, dropped and re-initialised. Only safetensors are
+read: a pickled file is refused, never unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
+from torch import nn
+
+from .checkpoint import FORMAT, CheckpointError, read_checkpoint, unwrap_key, unwrap_model
+
+
+@dataclass
+class InitReport:
+    """What ``init_from_checkpoint`` did, tensor by tensor name."""
+
+    source: str
+    loaded: list[str] = field(default_factory=list)
+    reinitialised: dict[str, str] = field(default_factory=dict)  # name -> why
+    dropped: list[str] = field(default_factory=list)  # in the source, not in this model
+    missing: list[str] = field(default_factory=list)  # in this model, not in the source
+
+    def summary(self, limit: int = 12) -> str:
+        def names(items: list[str]) -> str:
+            shown = ", ".join(items[:limit])
+            return f": {shown}" + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+        total = len(self.loaded) + len(self.reinitialised) + len(self.missing)
+        lines = [f"model.init_from {self.source}: loaded {len(self.loaded)} of {total} tensors"]
+        if self.reinitialised:
+            reasons = sorted(set(self.reinitialised.values()))
+            lines.append(f"  re-initialised {len(self.reinitialised)} ({'; '.join(reasons)})"
+                         f"{names(list(self.reinitialised))}")  # fmt: skip
+        if self.dropped:
+            lines.append(f"  dropped {len(self.dropped)} not in this model{names(self.dropped)}")
+        if self.missing:
+            lines.append(f"  kept the initialisation of {len(self.missing)} not in the source{names(self.missing)}")
+        return "\n".join(lines)
+
+
+def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], list[str] | None]:
+    """(model tensors, class names or None) from a sevnet checkpoint or a plain safetensors file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: model.init_from: no such file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+        is_sevnet = str(header.get("format", "")).startswith(FORMAT.split("/")[0] + "/")
+        if is_sevnet:  # any version read_checkpoint reads (it upgrades older layouts)
+            tensors, header = read_checkpoint(path)
+        else:
+            tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"{path}: model.init_from takes a sevnet checkpoint or a safetensors state dict (pickled "
+            f".pt/.pth files are refused because loading them can execute code): {err}"
+        ) from None
+    if is_sevnet:
+        meta = json.loads(header["meta"])
+        state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+        return {unwrap_key(k): v for k, v in state.items()}, meta.get("class_names")
+    prefixed = bool(tensors) and all(k.startswith("model.") for k in tensors)
+    state = {(k.removeprefix("model.") if prefixed else k): v for k, v in tensors.items()}
+    return {unwrap_key(k): v for k, v in state.items()}, None
+
+
+def classifier_keys(model: nn.Module, num_classes: int) -> set[str]:
+    """State-dict keys of the last layer with ``num_classes`` outputs (the classifier)."""
+    last = None
+    for name, module in model.named_modules():
+        out = getattr(module, "out_features", None) or getattr(module, "out_channels", None)
+        if isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d) and out == num_classes:
+            last = name
+    if last is None:
+        return set()
+    return {f"{last}.{k}" if last else k for k in model.get_submodule(last).state_dict()}
+
+
+def init_from_checkpoint(model: nn.Module, path: str | Path, class_names: list[str]) -> InitReport:
+    """Load the matching tensors of ``path`` into ``model`` in place (see the module docstring)."""
+    model = unwrap_model(model)
+    source, source_classes = read_state_dict(path)
+    own = model.state_dict()
+    head = classifier_keys(model, len(class_names))
+    head_reason = None
+    if source_classes is not None and len(source_classes) != len(class_names):
+        head_reason = f"classifier: {len(source_classes)} classes -> {len(class_names)}"
+    elif source_classes is not None and list(source_classes) != list(class_names):
+        head_reason = "classifier: class names differ"
+    report = InitReport(str(path))
+    take = {}
+    for name, tensor in own.items():
+        if name not in source:
+            report.missing.append(name)
+        elif head_reason and name in head:
+            report.reinitialised[name] = head_reason
+        elif source[name].shape != tensor.shape:
+            report.reinitialised[name] = "shape differs"
+        else:
+            take[name] = source[name]
+            report.loaded.append(name)
+    report.dropped = [k for k in source if k not in own]
+    model.load_state_dict(take, strict=False)
+    return report

@@ -1,0 +1,100 @@
+"""Optimizers and learning-rate schedules.
+
+SGD (the paper's recipe) or AdamW (small datasets, fine-tuning); either way the lr is given at
+``optim.base_batch`` and scaled linearly with the global batch, and BN weights and biases get no
+weight decay. The schedule is a pure function of (step, training seconds), so a resumed run
+recomputes the same lr from its ``TrainState`` and needs no scheduler state.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import OptimName
+
+
+def scaled_lr(cfg: Any, global_batch: int) -> float:
+    """``optim.lr`` is given at ``optim.base_batch`` clips; scale it linearly (Goyal et al.)."""
+    return cfg.optim.lr * global_batch / cfg.optim.base_batch
+
+
+def build_optimizer(model: nn.Module, cfg: Any, global_batch: int) -> torch.optim.Optimizer:
+    """``optim.name``: sgd (momentum, Nesterov) or adamw (decoupled weight decay); no decay on
+    BN and biases (1-d tensors) for either."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": cfg.optim.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    lr = scaled_lr(cfg, global_batch)
+    if cfg.optim.name == OptimName.adamw:
+        if len(cfg.optim.betas) != 2:
+            raise ValueError(f"optim.betas must be two numbers, got {list(cfg.optim.betas)}")
+        betas = (float(cfg.optim.betas[0]), float(cfg.optim.betas[1]))
+        optimizer: torch.optim.Optimizer = torch.optim.AdamW(groups, lr=lr, betas=betas)
+    else:
+        optimizer = torch.optim.SGD(groups, lr=lr, momentum=cfg.optim.momentum, nesterov=cfg.optim.nesterov)
+    for group in optimizer.param_groups:
+        group["initial_lr"] = group["lr"]  # what the schedule's factor multiplies
+    return optimizer
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int, warmup_factor: float, min_factor: float) -> float:
+    """Linear warm-up from ``warmup_factor`` to 1, then cosine decay to ``min_factor``."""
+    if step < warmup_steps:
+        return warmup_factor + (1 - warmup_factor) * step / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def budget_lr_factor(
+    step: int,
+    elapsed_s: float,
+    budget_s: float,
+    warmup_steps: int,
+    warmup_factor: float,
+    min_factor: float,
+    warmup_share: float = 0.1,
+) -> float:
+    """A schedule over a training-time budget: cosine over the fraction of the budget spent,
+    under a linear warm-up that ends after ``warmup_steps`` or ``warmup_share`` of the budget,
+    whichever comes first. Reaches exactly ``min_factor`` when the budget is spent, so a
+    budgeted run ends at the minimum lr however fast the machine is."""
+    spent = min(max(elapsed_s / budget_s, 0.0), 1.0)
+    cosine = min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * spent))
+    warm = max(step / warmup_steps if warmup_steps else 1.0, spent / warmup_share)
+    ramp = warmup_factor + (1 - warmup_factor) * min(warm, 1.0)
+    return min(ramp, cosine)
+
+
+@dataclass(frozen=True)
+class LRSchedule:
+    """Per-step lr factor: over ``total_steps``, or over ``budget_s`` training seconds when set."""
+
+    warmup_steps: int
+    total_steps: int
+    warmup_factor: float
+    min_factor: float
+    budget_s: float = 0.0
+
+    def factor(self, step: int, elapsed_s: float) -> float:
+        if self.budget_s > 0:
+            return budget_lr_factor(
+                step, elapsed_s, self.budget_s, self.warmup_steps, self.warmup_factor, self.min_factor
+            )
+        return lr_factor(step, self.warmup_steps, self.total_steps, self.warmup_factor, self.min_factor)
+
+    def apply(self, optimizer: torch.optim.Optimizer, step: int, elapsed_s: float) -> float:
+        """Set every group's lr for the next step; returns the first group's."""
+        f = self.factor(step, elapsed_s)
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * f
+        return optimizer.param_groups[0]["lr"]
