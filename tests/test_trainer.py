@@ -207,6 +207,21 @@ def test_budgeted_run_ends_at_the_minimum_lr_then_evaluates(tmp_path: Path, caps
     assert "epoch 1 | loss" in printed and "/0.1 min" in printed
 
 
+def test_resume_continues_a_budgeted_schedule_from_the_saved_training_time(tmp_path: Path) -> None:
+    cfg = config(tmp_path, **{"train.max_minutes": 1.0, "optim.warmup_epochs": 0, "optim.min_lr_factor": 0.0})
+    first = Trainer(cfg, model=linear_model(), train_set=Clips(16))
+    peak = first.optimizer.param_groups[0]["initial_lr"]
+    assert first.optimizer.param_groups[0]["lr"] == pytest.approx(peak)
+    state = first.state_dict()
+    state["train_state"] |= {"step": 3, "elapsed_s": 30.0}  # half the budget spent
+    second = Trainer(cfg, model=linear_model(), train_set=Clips(16))
+    second.load_state_dict(state)
+    assert second.optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * peak)  # cosine at its midpoint
+    assert not second.done
+    second.state.elapsed_s = 60.0
+    assert second.done
+
+
 def test_zero_training_steps_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="zero steps"):
         Trainer(config(tmp_path, **{"train.epochs": 0}), model=linear_model(), train_set=Clips(16))
