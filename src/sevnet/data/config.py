@@ -46,6 +46,10 @@ class DataConfig:
     num_workers: int = 2
     max_skip_fraction: float = 0.05  # stop training when more than this share of samples fails
     seed: int = 0  # augmentation seed (per sample: seed, epoch, index)
+    # Decoded-frame cache (sevnet.data.cache): "off", "memory" (RAM, rebuilt each run) or "disk" (reused while
+    # the files and settings are unchanged). Frames are decoded once, short side max(train_scale, eval_scale).
+    cache: str = "off"
+    cache_dir: str = ""  # disk cache folder; empty: the trainer's <out_dir>/cache, else ~/.cache/sevnet/frames
     synthetic: dict[str, Any] = field(default_factory=dict)  # options of format "synthetic"
 
 
@@ -68,6 +72,10 @@ def to_data_config(cfg: Any) -> DataConfig:
         raise ValueError(f"data.sampling must be 'segment' or 'dense', got {out.sampling!r}")
     if out.eval_crops not in (1, 3):
         raise ValueError(f"data.eval_crops must be 1 or 3, got {out.eval_crops}")
+    if str(out.cache).lower() in ("false", "none", "0", ""):  # YAML reads a bare `off` as false
+        out.cache = "off"
+    if out.cache not in ("off", "memory", "disk"):
+        raise ValueError(f"data.cache must be 'off', 'memory' or 'disk', got {out.cache!r}")
     if out.format == "synthetic":  # clips are rendered at their final size: no resize, no crop
         size = int(out.synthetic.get("size", 64))
         out.train_scale, out.train_crop, out.eval_scale, out.eval_crop = [size, size], size, size, size

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from .annotations import Annotation, Sample, parse_annotation
+from .cache import FrameCache, open_cache
 from .config import DataConfig
 from .sampling import dense_indices, segment_indices
 from .transforms import build_transform
@@ -40,6 +41,9 @@ class VideoDataset(Dataset):
         # When set, each loader worker writes the path it is decoding to <trace_dir>/worker-<id>.txt,
         # so that a worker killed by a crashing decoder can be reported with the file it was reading.
         self.trace_dir: Path | None = None
+        # Decoded-frame cache (data.cache: memory | disk, set by build_dataset): frame counts and frames
+        # come from it instead of the files; sampling, seeding and transforms are unchanged.
+        self.cache: FrameCache | None = None
         if self.missing:
             log.warning("%d listed videos are missing on disk (first: %s)", len(self.missing), self.missing[0])
 
@@ -67,7 +71,16 @@ class VideoDataset(Dataset):
             dense_indices(num_frames, cfg.num_frames, cfg.frame_stride, self.train, rng, k, views) for k in range(views)
         ]
 
-    def load_frames(self, sample: Sample, indices: list[int]) -> torch.Tensor:
+    def count_frames(self, sample: Sample) -> int:
+        """The frame count sampling uses (video containers misreport it: ``probe_video`` demuxes)."""
+        if sample.frames:
+            return sample.num_frames or count_frame_files(sample.path)
+        return probe_video(sample.path).num_frames
+
+    def load_frames(self, sample: Sample, indices: list[int], index: int | None = None) -> torch.Tensor:
+        """uint8 (T, H, W, 3) frames ``indices`` of ``sample`` (number ``index``, from the cache when there is one)."""
+        if self.cache is not None and index is not None:
+            return self.cache.frames(index, indices)
         if sample.frames:
             return read_frame_folder(sample.path, indices, self.cfg.frame_template)
         return read_frames(sample.path, indices)
@@ -79,14 +92,12 @@ class VideoDataset(Dataset):
         if self.trace_dir is not None:
             self._trace(sample)
         try:
-            if sample.frames:
-                num = sample.num_frames or count_frame_files(sample.path)
-            else:
-                num = probe_video(sample.path).num_frames
+            # From the cache, a sample that failed to decode when it was built raises that error again.
+            num = self.cache.num_frames(index) if self.cache is not None else self.count_frames(sample)
             views = self.clip_indices(num, rng)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(rng.integers(2**62)))
-                clips = [self.transform(self.load_frames(sample, idx)) for idx in views]
+                clips = [self.transform(self.load_frames(sample, idx, index)) for idx in views]
         except (DecodeError, OSError, RuntimeError, ValueError) as err:
             reason = str(err)
             return {"error": (str(sample.path), reason), "index": index}
@@ -108,4 +119,7 @@ def build_dataset(cfg_data: Any, split: str, train: bool) -> Dataset:
         from .synthetic import build_synthetic_dataset
 
         return build_synthetic_dataset(cfg, split, train)
-    return VideoDataset(parse_annotation(cfg, split), cfg, train)
+    dataset = VideoDataset(parse_annotation(cfg, split), cfg, train)
+    if cfg.cache != "off":
+        dataset.cache = open_cache(dataset, cfg, name=split)
+    return dataset

@@ -1,0 +1,179 @@
+"""Does the decoded-frame cache (data.cache) train from video files at in-memory speed?
+
+Training clips/s of SEVNet-XS (8x96x96 clips, batch 16, AdamW, 2 loader workers) in one run, with
+one training-step function for every row:
+  (a) clips held in memory as one tensor (the reference: no loader at all),
+  (b) from the video files (decoding every epoch in the loader workers),
+  (c) from the frame cache, after it is built (its build time is reported separately),
+on a 720-clip class-folder dataset of 24-frame webm videos (12 classes): ``sevnet.data.photo_motion``
+when it is installed, else moving-pattern videos written here. The target is (c)/(a) >= 0.9.
+
+    python benchmarks/cache_bench.py [--root DIR] [--steps 40] [--warmup 3] [--cache disk,memory] [--videos auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from sevnet.data import DataConfig, build_dataset, build_loader
+from sevnet.data.config import FORMATS
+from sevnet.models import create_model
+
+CLASSES, PER_CLASS, FRAMES, SIZE, BATCH = 12, 60, 24, (128, 128), 16
+DATA = {"num_frames": 8, "train_scale": [96, 120], "train_crop": 96, "eval_scale": 110, "eval_crop": 96}
+
+
+def write_pattern_videos(root: Path) -> None:
+    """Fallback data: per class a stripe pattern moving in its own direction and speed, VP9 webm."""
+    import av
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[: SIZE[0], : SIZE[1]]
+    for c, k in itertools.product(range(CLASSES), range(PER_CLASS)):
+        path = root / "train" / f"class_{c:02d}" / f"{k:05d}.webm"
+        if path.exists():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        angle, colour = 2 * np.pi * c / CLASSES, rng.integers(40, 255, 3)
+        with av.open(str(path), "w") as out:
+            stream = out.add_stream("libvpx-vp9", rate=12)
+            stream.width, stream.height, stream.pix_fmt = SIZE[1], SIZE[0], "yuv420p"
+            stream.options = {"crf": "30", "b:v": "0", "deadline": "realtime", "cpu-used": "8"}
+            stream.codec_context.time_base = Fraction(1, 12)
+            for t in range(FRAMES):
+                phase = (xx * np.cos(angle) + yy * np.sin(angle) + 2 * t) / 6.0
+                frame = (0.5 + 0.5 * np.sin(phase))[..., None] * colour
+                video_frame = av.VideoFrame.from_ndarray(frame.astype(np.uint8), format="rgb24")
+                video_frame.pts = t
+                out.mux(stream.encode(video_frame))
+            out.mux(stream.encode())
+
+
+def make_dataset(root: Path, videos: str) -> DataConfig:
+    """The dataset (written once; reused when ``root`` already holds it) and its data config."""
+    try:
+        if videos == "pattern":
+            raise ImportError
+        from sevnet.data.photo_motion import write_folder_dataset
+
+        write_folder_dataset(root, "objects", train_per_class=PER_CLASS, val_per_class=2, num_frames=FRAMES,
+                             size=SIZE, seed=0)  # fmt: skip
+    except ImportError:
+        write_pattern_videos(root)
+    if "folder" in FORMATS:
+        return DataConfig(format="folder", root=str(root), num_workers=2, **DATA)
+    videos = sorted((root / "train").glob("*/*.webm"))  # before format "folder": an explicit list
+    classes = sorted({v.parent.name for v in videos})
+    lines = [f"{v.relative_to(root)} {classes.index(v.parent.name)}\n" for v in videos]
+    (root / "train_list.txt").write_text("".join(lines))
+    return DataConfig(format="video_list", root=str(root), num_classes=len(classes), num_workers=2, **DATA)
+
+
+def train_rate(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], warmup: int, steps: int) -> float:
+    """Clips/s of one training step (forward, cross-entropy, backward, AdamW), batches included,
+    after ``warmup`` untimed steps (worker start-up, first allocations)."""
+    torch.manual_seed(0)
+    model = create_model("sevnet_xs", num_classes=CLASSES)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    clips = 0
+    for n in range(warmup + steps):
+        if n == warmup:
+            start, clips = time.perf_counter(), 0
+        x, y = next(batches)
+        opt.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+        clips += len(x)
+    return clips / (time.perf_counter() - start)
+
+
+def loader_batches(dataset: Dataset, cfg: DataConfig) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Training batches from the loader, epoch after epoch (skipped samples would be dropped)."""
+    loader = build_loader(dataset, BATCH, train=True, cfg_data=cfg, num_workers=2)
+    for epoch in itertools.count():
+        loader.sampler.set_epoch(epoch)
+        for batch in loader:
+            if batch["clip"] is not None:
+                yield batch["clip"], batch["target"]
+
+
+def tensor_batches(clips: torch.Tensor, targets: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The reference: real training clips decoded beforehand and held as one tensor."""
+    for start in itertools.cycle(range(0, len(clips), BATCH)):
+        yield clips[start : start + BATCH], targets[start : start + BATCH]
+
+
+def held_clips(cfg: DataConfig, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    dataset = build_dataset(cfg, "train", train=True)
+    items = [dataset[(i, 0)] for i in range(count)]
+    return torch.stack([it["clip"] for it in items]), torch.stack([it["target"] for it in items])
+
+
+def measure(sources: dict[str, Callable[[], Iterator]], warmup: int, steps: int, rounds: int) -> dict[str, float]:
+    """Median clips/s of each source over ``rounds`` interleaved rounds (a shared machine's load
+    drifts: interleaving spreads it over all rows). Each round starts a fresh loader and shuts it
+    down after, so that no idle row's workers decode in the background of another row's timing."""
+    rates: dict[str, list[float]] = {name: [] for name in sources}
+    for r in range(rounds):
+        for name, make in sources.items():
+            batches = make()
+            rates[name].append(train_rate(batches, warmup, steps))
+            batches.close()  # the generator's loader goes, its workers with it
+            print(f"  round {r + 1}/{rounds} {name}: {rates[name][-1]:.1f} clips/s", flush=True)
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, help="dataset folder (written there if absent); default: a temp dir")
+    parser.add_argument("--steps", type=int, default=30, help="timed training steps per row and round")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the table gives medians")
+    parser.add_argument("--cache", default="disk,memory", help="cache modes to measure, comma-separated")
+    parser.add_argument("--videos", choices=["auto", "pattern"], default="auto",
+                        help="auto: sevnet.data.photo_motion when installed; pattern: moving stripes")  # fmt: skip
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.root or Path(tmp) / "data"
+        t0 = time.perf_counter()
+        cfg = make_dataset(root, args.videos)
+        print(f"dataset: {root} (format {cfg.format}), ready in {time.perf_counter() - t0:.0f} s")
+        clips, targets = held_clips(cfg, 8 * BATCH)
+        files = build_dataset(cfg, "train", train=True)
+        sources = {"(a) clips in memory (tensor)": lambda: tensor_batches(clips, targets),
+                   "(b) video files, no cache": lambda: loader_batches(files, cfg)}  # fmt: skip
+        notes = {}
+        for mode in args.cache.split(","):
+            cached = DataConfig(**{**cfg.__dict__, "cache": mode, "cache_dir": str(Path(tmp) / "cache")})
+            t0 = time.perf_counter()
+            dataset = build_dataset(cached, "train", train=True)  # decodes every frame once, 2 workers
+            name = f"(c) frame cache: {mode}"
+            notes[name] = f"built in {time.perf_counter() - t0:.1f} s, {dataset.cache.nbytes / 1e6:.0f} MB"
+            sources[name] = lambda dataset=dataset, cached=cached: loader_batches(dataset, cached)
+        rates = measure(sources, args.warmup, args.steps, args.rounds)
+    ref = rates["(a) clips in memory (tensor)"]
+    print(f"\n{'source':<32}{'train clips/s':>14}{'vs (a)':>9}  note")
+    for name, rate in rates.items():
+        print(f"{name:<32}{rate:>14.1f}{rate / ref:>8.2f}x  {notes.get(name, '')}")
+    print(
+        f"\nSEVNet-XS, {DATA['num_frames']}x96x96 clips, batch {BATCH}, AdamW, 2 loader workers, "
+        f"{args.warmup} warm-up + {args.steps} timed steps per row, median of {args.rounds} interleaved rounds, "
+        f"{torch.get_num_threads()} threads; {CLASSES * PER_CLASS} clips of {FRAMES} frames at {SIZE[0]}x{SIZE[1]}."
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,359 @@
+"""Decoded-frame cache: decode every frame of every sample once, then train at in-memory speed.
+
+On a small CPU machine, decoding competes with the training step every epoch. For a dataset that
+fits, ``data.cache: memory | disk`` decodes each video (or frame folder) once, in loader worker
+processes, resizes it so the short side is the largest scale any transform needs (never
+upscaling), and stores the frames as uint8 in one flat file plus an index (per sample: byte
+offset, frame count, height, width). The dataset then samples frame indices exactly as without
+the cache and reads those frames from it, so the same transforms see (up to that one resize) the
+same frames.
+
+* ``disk``: ``<cache_dir>/<split>-<id>-<key>/frames.u8`` is memory-mapped. Workers share the
+  page cache, a restarted or resumed run reuses it, and DDP ranks build it once (a file lock).
+* ``memory``: built in a temporary folder, then read into one anonymous numpy array before the
+  DataLoader forks its workers; forked workers share its pages copy-on-write (nothing writes
+  to them). Chosen over a file in /dev/shm because a killed run would leave that file behind
+  and Docker's /dev/shm is 64 MB by default. With the "spawn" start method each worker would get
+  its own copy: use ``disk`` there.
+
+The key is a hash of every file's (path, size, mtime), the sample list and the settings that
+change the stored frames (short side, frame template, cache/decoder versions): a stale cache is
+never read; a changed file or setting builds a new one and removes the old one.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+import av
+import numpy as np
+import torch
+import torchvision
+from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torchvision.transforms.v2 import functional as F
+
+from .annotations import Sample
+from .config import DataConfig
+from .video import DecodeError, _open, _stream_timing
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1  # bump when what is stored, or how, changes: old caches then never match
+CHUNK = 32  # frames resized at a time: bounds a worker's memory on long videos
+LOAD_ERRORS = (DecodeError, OSError, RuntimeError, ValueError)  # what VideoDataset skips and counts
+
+
+def cache_short_side(cfg: DataConfig) -> int:
+    """The largest short side any transform resizes to: storing more would only cost memory."""
+    return max(max(cfg.train_scale), cfg.eval_scale, cfg.eval_crop)
+
+
+def default_cache_dir(cfg: DataConfig) -> Path:
+    """``data.cache_dir``, else ``$XDG_CACHE_HOME/sevnet/frames`` (the trainer passes ``<out_dir>/cache``)."""
+    if cfg.cache_dir:
+        return Path(cfg.cache_dir)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sevnet" / "frames"
+
+
+def with_run_cache_dir(data_cfg: Any, out_dir: str | Path) -> Any:
+    """``data_cfg`` with ``cache_dir = <out_dir>/cache`` when the disk cache is on and no folder is set,
+    so that a run's cache lives (and is recorded in config.yaml) with the run. For the trainer; takes
+    and returns a DictConfig, a dict or a DataConfig, never changing the one it was given."""
+    get = data_cfg.get if isinstance(data_cfg, dict) or hasattr(data_cfg, "get") else data_cfg.__dict__.get
+    if str(get("cache", "off")) != "disk" or get("cache_dir", ""):
+        return data_cfg
+    folder = str(Path(out_dir) / "cache")
+    if isinstance(data_cfg, DataConfig):
+        return dataclasses.replace(data_cfg, cache_dir=folder)
+    if isinstance(data_cfg, dict):
+        return {**data_cfg, "cache_dir": folder}
+    out = copy.deepcopy(data_cfg)  # an OmegaConf node
+    out.cache_dir = folder
+    return out
+
+
+def _stat(path: Path) -> list[int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return [-1, -1]  # missing: its appearance later changes the key
+    # A frame folder's mtime changes when frames are added, removed or renamed (not rewritten in place).
+    return [st.st_size if path.is_file() else 0, st.st_mtime_ns]
+
+
+def cache_key(samples: Sequence[Sample], cfg: DataConfig) -> str:
+    """Hash of all that decides the stored frames: files (path, size, mtime), sample list, settings."""
+    h = hashlib.sha256()
+    settings = {
+        "version": CACHE_VERSION,
+        "short_side": cache_short_side(cfg),
+        "format": cfg.format,  # how a frame folder is read (template or name order)
+        "frame_template": cfg.frame_template if any(s.frames for s in samples) else None,
+        "torchvision": torchvision.__version__,  # the resize kernel
+        "av": av.__version__,  # the decoder
+    }
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    for s in samples:
+        h.update(json.dumps([str(s.path), s.frames, s.num_frames, _stat(Path(s.path))]).encode())
+    return h.hexdigest()[:20]
+
+
+# --- decoding a whole sample (runs in build workers) ---------------------------------------------
+def _decode_all(path: Path, num: int) -> Iterator[np.ndarray]:
+    """Frames 0..num-1 by ``read_frames``' rules (index from the timestamp; a gap gets the next
+    frame; past the end, or after a broken tail, the last good frame), decoded once from the start."""
+    pending, last = 0, None
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        fps, time_base, start = _stream_timing(stream)
+        try:
+            for n, frame in enumerate(container.decode(stream)):
+                pts = frame.pts if frame.pts is not None else frame.dts
+                index = round((pts - start) * time_base * fps) if pts is not None else n
+                if index < pending:
+                    continue
+                last = frame.to_ndarray(format="rgb24")
+                while pending < num and pending <= index:
+                    yield last
+                    pending += 1
+                if pending == num:
+                    return
+        except av.FFmpegError as err:
+            if last is None:
+                raise DecodeError(f"{path}: decoding failed ({err})") from None
+    if last is None:
+        raise DecodeError(f"{path}: no decodable frame at or after index 0")
+    for _ in range(num - pending):
+        yield last
+
+
+class FrameSource(Protocol):
+    """What the cache decodes: ``VideoDataset``'s samples, frame count and (frame folder) reader, so
+    that the cache holds what the dataset would read, whatever the format."""
+
+    samples: list[Sample]
+
+    def count_frames(self, sample: Sample) -> int: ...
+
+    def load_frames(self, sample: Sample, indices: list[int]) -> torch.Tensor: ...
+
+
+def _sample_frames(source: FrameSource, sample: Sample) -> Iterator[np.ndarray]:
+    num = source.count_frames(sample)
+    if sample.frames:
+        for first in range(0, num, CHUNK):
+            yield from source.load_frames(sample, list(range(first, min(first + CHUNK, num)))).numpy()
+    else:  # one pass over the file, not a seek per chunk
+        yield from _decode_all(Path(sample.path), num)
+
+
+def _resize(frames: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+    """Same kernel as the eval transform's ``v2.Resize`` (bilinear, antialiased, uint8): with
+    ``eval_scale`` the largest scale, evaluation on cached frames is bit-identical."""
+    video = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)
+    if tuple(video.shape[-2:]) != size:
+        video = F.resize(video, list(size), antialias=True)
+    return video.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def _target_size(height: int, width: int, short: int) -> tuple[int, int]:
+    """Short side ``short`` (torchvision's rounding), or the frame's own size if it is smaller."""
+    if min(height, width) <= short:
+        return height, width
+    h, w = F._geometry._compute_resized_output_size((height, width), [short])
+    return h, w
+
+
+def decode_sample(source: FrameSource, sample: Sample, short: int) -> np.ndarray:
+    """All frames of one sample as uint8 (N, H, W, 3), short side at most ``short``."""
+    out: list[np.ndarray] = []
+    chunk: list[np.ndarray] = []
+    size: tuple[int, int] | None = None
+    for frame in _sample_frames(source, sample):
+        size = size or _target_size(frame.shape[0], frame.shape[1], short)
+        chunk.append(frame)
+        if len(chunk) == CHUNK:
+            out.append(_resize(chunk, size))
+            chunk = []
+    if chunk:
+        out.append(_resize(chunk, size))
+    return np.concatenate(out)
+
+
+class _DecodeJobs(Dataset):
+    """One item per sample: (index, frames or None, reason or None). Errors are returned, as in
+    ``VideoDataset``, so that a bad file is skipped and counted instead of stopping the build."""
+
+    def __init__(self, source: FrameSource, short: int, trace_dir: Path) -> None:
+        self.source, self.short, self.trace_dir = source, short, trace_dir
+
+    def __len__(self) -> int:
+        return len(self.source.samples)
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str | None]:
+        sample = self.source.samples[i]
+        worker = get_worker_info()
+        (self.trace_dir / f"worker-{worker.id if worker else 0}.txt").write_text(str(sample.path))
+        try:
+            return i, torch.from_numpy(decode_sample(self.source, sample, self.short)), None
+        except LOAD_ERRORS as err:
+            return i, None, str(err)
+
+
+def _identity(item: Any) -> Any:
+    return item  # batch_size=None: one sample per step, no collation
+
+
+# --- the cache -------------------------------------------------------------------------------------
+class FrameCache:
+    """Frames of every sample in one flat uint8 buffer (memory-mapped file or in-RAM array)."""
+
+    def __init__(self, folder: Path, in_memory: bool = False) -> None:
+        meta = json.loads((folder / "meta.json").read_text())
+        index = np.load(folder / "index.npz")
+        self.key: str = meta["key"]
+        self.folder: Path | None = None if in_memory else folder
+        self.offsets, self.counts = index["offsets"], index["counts"]
+        self.heights, self.widths = index["heights"], index["widths"]
+        self.errors: dict[int, str] = {int(i): reason for i, reason in meta["errors"].items()}
+        self.build_seconds: float = meta["build_seconds"]
+        self.reused = False  # set by open_cache: True when an earlier build was found
+        self._data: np.ndarray | None = None
+        if in_memory:  # read now, before any DataLoader forks (its workers then share the pages)
+            log.info("frame cache: reading %.1f MB into memory", self.nbytes / 1e6)
+            self._data = np.fromfile(folder / "frames.u8", dtype=np.uint8)
+
+    @property
+    def nbytes(self) -> int:
+        return int((self.counts * self.heights * self.widths * 3).sum())
+
+    @property
+    def data(self) -> np.ndarray:
+        if self._data is None:  # opened lazily: a memmap is not pickled to spawned workers
+            path = self.folder / "frames.u8"
+            self._data = np.memmap(path, np.uint8, "r") if path.stat().st_size else np.empty(0, np.uint8)
+        return self._data
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self.folder is not None:
+            state["_data"] = None
+        return state
+
+    def num_frames(self, i: int) -> int:
+        """Frame count of sample ``i``; a sample that failed to decode raises its original error."""
+        if i in self.errors:
+            raise DecodeError(self.errors[i])
+        return int(self.counts[i])
+
+    def frames(self, i: int, indices: Sequence[int]) -> torch.Tensor:
+        """Frames ``indices`` of sample ``i`` as uint8 (T, H, W, 3), like ``read_frames``."""
+        num, h, w = int(self.counts[i]), int(self.heights[i]), int(self.widths[i])
+        start = int(self.offsets[i])
+        video = self.data[start : start + num * h * w * 3].reshape(num, h, w, 3)
+        picked = np.minimum(np.asarray(indices, dtype=np.int64), num - 1)  # past the end: the last frame
+        return torch.from_numpy(np.asarray(video[picked]))  # fancy indexing copies: the clip owns its memory
+
+
+def _write_cache(folder: Path, source: FrameSource, cfg: DataConfig, key: str, progress: bool) -> None:
+    """Decode every sample in ``cfg.num_workers`` processes and write frames.u8, index.npz, meta.json."""
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
+    trace_dir = folder / ".loading"
+    trace_dir.mkdir(parents=True)
+    samples = source.samples
+    jobs = _DecodeJobs(source, cache_short_side(cfg), trace_dir)
+    loader = DataLoader(jobs, batch_size=None, num_workers=cfg.num_workers, collate_fn=_identity)
+    n = len(samples)
+    offsets, counts, heights, widths = (np.zeros(n, np.int64) for _ in range(4))
+    errors: dict[str, str] = {}
+    position = 0
+    with open(folder / "frames.u8", "wb") as out, tqdm(total=n, desc="caching frames", unit="video",
+                                                       disable=not progress, leave=False) as bar:  # fmt: skip
+        try:
+            for i, frames, reason in loader:
+                if frames is None:
+                    errors[str(i)] = reason
+                else:
+                    counts[i], heights[i], widths[i] = frames.shape[:3]
+                    offsets[i] = position
+                    out.write(frames.numpy().data)  # contiguous: written without a copy
+                    position += frames.numel()
+                bar.update(1)
+        except RuntimeError as err:  # a decoder that crashed its process (PyAV#2344) kills a worker
+            traced = {p.name: p.read_text() for p in trace_dir.glob("worker-*.txt")}
+            raise RuntimeError(f"frame cache build failed ({err}); workers were decoding {traced}") from err
+    shutil.rmtree(trace_dir)
+    np.savez(folder / "index.npz", offsets=offsets, counts=counts, heights=heights, widths=widths)
+    meta = {"key": key, "version": CACHE_VERSION, "short_side": cache_short_side(cfg), "num_samples": n,
+            "errors": errors, "bytes": position, "build_seconds": time.perf_counter() - started,
+            "paths": [str(s.path) for s in samples]}  # fmt: skip
+    (folder / "meta.json").write_text(json.dumps(meta))  # written last: its presence marks a complete cache
+    if errors:
+        log.warning("frame cache: %d of %d samples could not be decoded (first: %s)", len(errors), n,
+                    next(iter(errors.values())))  # fmt: skip
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """One builder at a time per cache (DDP ranks, parallel runs): the others wait, then reuse it."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _is_main_process() -> bool:
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def open_cache(source: FrameSource, cfg: DataConfig, name: str = "data", progress: bool | None = None) -> FrameCache:
+    """The frame cache of ``source`` (a ``VideoDataset``) under ``cfg`` (``cfg.cache``: memory or disk),
+    built if needed, in ``cfg.num_workers`` processes with a progress bar (on rank 0).
+
+    ``name`` (the split) and a hash of the dataset's root and format prefix the folder, so that a
+    rebuild for changed files or settings removes the stale cache of the same dataset only."""
+    progress = _is_main_process() if progress is None else progress
+    key = cache_key(source.samples, cfg)
+    if cfg.cache == "memory":
+        with tempfile.TemporaryDirectory(prefix="sevnet-cache-") as tmp:
+            _write_cache(Path(tmp), source, cfg, key, progress)
+            return FrameCache(Path(tmp), in_memory=True)
+    if cfg.cache != "disk":
+        raise ValueError(f"data.cache must be 'off', 'memory' or 'disk', got {cfg.cache!r}")
+    root = default_cache_dir(cfg)
+    root.mkdir(parents=True, exist_ok=True)
+    prefix = f"{name}-{hashlib.sha256(f'{cfg.format}|{cfg.root}'.encode()).hexdigest()[:8]}"
+    folder = root / f"{prefix}-{key}"
+    with _locked(root / f"{prefix}.lock"):
+        reused = (folder / "meta.json").is_file()
+        if not reused:
+            partial = root / f"{folder.name}.partial"
+            shutil.rmtree(partial, ignore_errors=True)  # left by a killed build (we hold the lock)
+            _write_cache(partial, source, cfg, key, progress)
+            for stale in root.glob(f"{prefix}-*"):
+                if stale.is_dir() and stale != partial:
+                    shutil.rmtree(stale, ignore_errors=True)
+            partial.rename(folder)
+    cache = FrameCache(folder)
+    cache.reused = reused
+    log.info("frame cache %s: %s (%.1f MB)", "reused" if reused else "built", folder, cache.nbytes / 1e6)
+    return cache

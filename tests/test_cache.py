@@ -1,0 +1,188 @@
+"""Decoded-frame cache (sevnet.data.cache) on real encoded videos: same clips, reuse, rebuild, bad files."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from _videos import decode_index, truncate, write_frame_folder, write_video
+from torchvision.transforms.v2 import functional as F
+
+from sevnet.data import DataConfig, SkipCounter, build_dataset, build_loader, read_frames, to_data_config
+from sevnet.data.cache import cache_short_side
+
+# Videos are 48x64; the cache stores short side 36 (= max(train_scale, eval_scale)), 36x48: the same
+# aspect ratio, so a random short-side resize gives the same output size from either input.
+SMALL = {"num_frames": 4, "train_scale": [30, 36], "train_crop": 28, "eval_scale": 36, "eval_crop": 28}
+
+
+def cfg(root: Path, **kw) -> DataConfig:
+    base = {"format": "video_list", "root": str(root), "num_classes": 2, "num_workers": 0, **SMALL}
+    return DataConfig(**{**base, **kw})
+
+
+def write_videos(root: Path, names: list[str], num_frames: int = 20) -> None:
+    for name in names:
+        write_video(root / name, num_frames=num_frames)
+    (root / "train_list.txt").write_text("".join(f"{n} {i % 2}\n" for i, n in enumerate(names)))
+
+
+def resized_reader(ds, short: int) -> None:
+    """Make an uncached dataset read frames as the cache stores them: decoded, then resized to ``short``."""
+
+    def load(sample, indices, index=None):
+        frames = read_frames(sample.path, indices).permute(0, 3, 1, 2)
+        return F.resize(frames, [short], antialias=True).permute(0, 2, 3, 1).contiguous()
+
+    ds.load_frames = load
+
+
+@pytest.mark.parametrize("mode", ["disk", "memory"])
+def test_cached_clip_equals_decoded_clip(tmp_path: Path, mode: str) -> None:
+    write_videos(tmp_path, ["a.webm", "b.mp4", "c.webm"], num_frames=23)
+    for extra in ({}, {"sampling": "dense", "frame_stride": 3, "eval_clips": 2, "eval_crops": 3}):
+        c = cfg(tmp_path, **extra)
+        cached_c = cfg(tmp_path, cache=mode, cache_dir=str(tmp_path / "cache"), **extra)
+        # Evaluation: the cache holds exactly what the eval resize makes (same kernel), and resizing
+        # that to the same size is a no-op in torchvision: bit-identical, no tolerance.
+        plain, cached = build_dataset(c, "train", train=False), build_dataset(cached_c, "train", train=False)
+        for i in range(3):
+            assert torch.equal(plain[i]["clip"], cached[i]["clip"])
+        # Training, after the same resize: bit-identical (same indices, same transform seed).
+        plain, cached = build_dataset(c, "train", train=True), build_dataset(cached_c, "train", train=True)
+        resized_reader(plain, cache_short_side(cached.cfg))
+        for key in [(0, 0), (1, 3), (2, 7)]:
+            assert torch.equal(plain[key]["clip"], cached[key]["clip"])
+
+
+def test_cached_training_clip_close_to_uncached_clip(tmp_path: Path) -> None:
+    """Against the plain pipeline a training clip is resized twice (48 -> 36 when cached, then to the
+    random scale) instead of once (48 -> scale): the values differ by resampling only. Tolerance, in
+    0-255 grey levels: mean |diff| < 2 and max < 50. Measured (deterministic here): mean 0-1.6, max
+    0-33, at the test frames' bar-code edges (steps of 170 levels, the worst case for resampling).
+    The same clip shifted by one pixel differs by a mean of 2.6-4.9, so the crop is the same; the
+    frame indices and transform seed are checked exactly in test_cached_clip_equals_decoded_clip."""
+    write_videos(tmp_path, ["a.webm", "b.mp4"], num_frames=40)
+    plain = build_dataset(cfg(tmp_path), "train", train=True)
+    cached = build_dataset(cfg(tmp_path, cache="memory"), "train", train=True)
+    std = 0.225 * 255  # normalised units -> grey levels
+    for key in [(i, epoch) for i in range(2) for epoch in range(8)]:
+        a, b = plain[key]["clip"], cached[key]["clip"]
+        assert a.shape == b.shape == (3, 4, 28, 28)
+        diff = (a - b).abs() * std
+        assert diff.mean() < 2 and diff.max() < 50, (key, diff.mean(), diff.max())
+
+
+def test_frames_and_indices_match_read_frames(tmp_path: Path) -> None:
+    write_videos(tmp_path, ["a.webm", "v.mkv"], num_frames=30)
+    c = cfg(tmp_path, cache="memory", train_scale=[48, 48], eval_scale=48)  # no resize: exact frames
+    cache = build_dataset(c, "train", train=True).cache
+    assert cache.num_frames(0) == 30 and (cache.heights[0], cache.widths[0]) == (48, 64)
+    wanted = [0, 5, 5, 17, 29, 35]  # repeats, and past the end (the last frame, as read_frames)
+    got = cache.frames(0, wanted)
+    assert torch.equal(got, read_frames(tmp_path / "a.webm", wanted))
+    assert [decode_index(f) for f in got.numpy()] == [0, 5, 5, 17, 29, 29]
+
+
+def test_never_upscales(tmp_path: Path) -> None:
+    write_videos(tmp_path, ["a.webm"])
+    cache = build_dataset(cfg(tmp_path, cache="memory", train_scale=[60, 80], eval_scale=72), "train", True).cache
+    assert (cache.heights[0], cache.widths[0]) == (48, 64)  # short side 48 < 80: kept as decoded
+
+
+def test_disk_cache_reused_and_rebuilt_on_change(tmp_path: Path) -> None:
+    write_videos(tmp_path, ["a.webm", "b.webm"])
+    store = tmp_path / "cache"
+    c = cfg(tmp_path, cache="disk", cache_dir=str(store))
+    first = build_dataset(c, "train", train=True).cache
+    assert not first.reused
+    again = build_dataset(cfg(tmp_path, cache="disk", cache_dir=str(store), train_crop=24, flip=True), "train", False)
+    assert again.cache.reused and again.cache.folder == first.folder  # crop/flip do not change stored frames
+    # A setting that changes the stored frames: a new cache, the old one removed.
+    scaled = build_dataset(cfg(tmp_path, cache="disk", cache_dir=str(store), eval_scale=40), "train", True).cache
+    assert not scaled.reused and scaled.folder != first.folder and not first.folder.exists()
+    assert (scaled.heights[0], scaled.widths[0]) == (40, 53)
+    # A changed file (size, mtime): rebuilt, and the new content is what is read.
+    rebuilt = build_dataset(c, "train", train=True).cache
+    assert not rebuilt.reused
+    write_video(tmp_path / "b.webm", num_frames=12)
+    changed = build_dataset(c, "train", train=True).cache
+    assert not changed.reused and changed.folder != rebuilt.folder and changed.num_frames(1) == 12
+    assert sorted(p.name for p in store.iterdir() if p.is_dir()) == [changed.folder.name]
+
+
+def test_bad_files_skipped_and_counted_with_two_workers(tmp_path: Path) -> None:
+    write_video(tmp_path / "ok1.webm", num_frames=12)
+    write_video(tmp_path / "ok2.mp4", num_frames=3)  # shorter than the clip
+    truncate(write_video(tmp_path / "trunc.mp4", num_frames=30), keep=0.05)
+    (tmp_path / "empty.webm").write_bytes(b"")
+    (tmp_path / "text.mp4").write_text("not a video")
+    names = ["ok1.webm", "trunc.mp4", "empty.webm", "missing.mp4", "text.mp4", "ok2.mp4"]
+    (tmp_path / "train_list.txt").write_text("".join(f"{n} {i % 2}\n" for i, n in enumerate(names)))
+    plain_c = cfg(tmp_path, num_workers=2)
+    plain = build_dataset(plain_c, "train", train=False)
+    for mode in ("disk", "memory"):
+        c = cfg(tmp_path, cache=mode, cache_dir=str(tmp_path / "cache"), num_workers=2)  # built by 2 workers
+        cached = build_dataset(c, "train", train=False)
+        assert sorted(cached.cache.errors) == [1, 2, 3, 4]
+        for i in range(len(names)):  # same item, or the same (path, reason) error, as without the cache
+            a, b = plain[i], cached[i]
+            assert a.get("error") == b.get("error")
+            assert ("clip" in a) == ("clip" in b) and ("clip" not in a or torch.equal(a["clip"], b["clip"]))
+        counter, batches = SkipCounter(max_fraction=0.9, min_seen=1), []
+        for batch in build_loader(cached, batch_size=2, train=False, cfg_data=c):  # 2 loader workers
+            counter.update(batch)
+            batches.append(batch)
+        skipped = sorted(Path(p).name for p, _ in counter.skipped)
+        assert skipped == ["empty.webm", "missing.mp4", "text.mp4", "trunc.mp4"]
+        assert counter.seen == 6 and counter.num_skipped == 4
+        good = torch.cat([b["index"] for b in batches if b["clip"] is not None]).tolist()
+        assert sorted(good) == [0, 5]
+        ref = {i: plain[i]["clip"] for i in good}
+        for b in batches:
+            for j, i in enumerate(b["index"].tolist()):
+                assert torch.equal(b["clip"][j], ref[i])
+
+
+def test_frame_folders_cached(tmp_path: Path) -> None:
+    for i in range(2):
+        write_frame_folder(tmp_path / "frames" / str(i), num_frames=10)
+    (tmp_path / "train_list.txt").write_text("frames/0 10 0\nframes/1 10 1\n")
+    c = cfg(tmp_path, format="frame_list")
+    plain = build_dataset(c, "train", train=False)
+    cached = build_dataset(cfg(tmp_path, format="frame_list", cache="memory", num_workers=2), "train", train=False)
+    for i in range(2):
+        assert torch.equal(plain[i]["clip"], cached[i]["clip"])
+
+
+def test_disk_cache_pickles_without_frames(tmp_path: Path) -> None:
+    write_videos(tmp_path, ["a.webm"])
+    cache = build_dataset(cfg(tmp_path, cache="disk", cache_dir=str(tmp_path / "c")), "train", True).cache
+    clip = cache.frames(0, [1, 2])
+    copy = pickle.loads(pickle.dumps(cache))  # what a spawned worker gets: the path, not the frames
+    assert copy._data is None and torch.equal(copy.frames(0, [1, 2]), clip)
+
+
+def test_run_cache_dir_for_the_trainer(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from sevnet.data.cache import with_run_cache_dir
+    from sevnet.engine.config import default_config
+
+    node = default_config().data
+    node.cache = "disk"
+    out = with_run_cache_dir(node, tmp_path / "run")
+    assert out.cache_dir == str(tmp_path / "run" / "cache") and node.cache_dir == ""  # the input is unchanged
+    assert with_run_cache_dir({"cache": "disk", "cache_dir": "/x"}, tmp_path)["cache_dir"] == "/x"  # set: kept
+    assert with_run_cache_dir(DataConfig(cache="memory"), tmp_path).cache_dir == ""  # no folder needed
+    assert with_run_cache_dir(DataConfig(cache="disk"), tmp_path).cache_dir == str(tmp_path / "cache")
+    assert OmegaConf.is_config(out)
+
+
+def test_cache_config_values() -> None:
+    assert to_data_config({"cache": False}).cache == "off"  # YAML 1.1: a bare `off` is false
+    assert to_data_config({"cache": "False"}).cache == "off"  # ... as an OmegaConf str field holds it
+    with pytest.raises(ValueError, match=r"data\.cache"):
+        to_data_config({"cache": "ram"})
