@@ -269,3 +269,33 @@ def test_exclude_list_drops_samples_any_format(
     monkeypatch.chdir(tmp_path)
     c = cfg(tree, "video_list", num_classes=2, train_list=str(tmp_path / "list.txt"), exclude_list="ex.txt")
     assert rels(build_dataset(c, "train", train=True)) == ["zebra/clip 1.webm"]
+
+
+def test_frame_folder_of_any_naming_loads_through_the_dataset(tree: Path) -> None:
+    ds = build_dataset(cfg(tree, val_fraction=0.0), "train", train=False)
+    index = next(i for i, s in enumerate(ds.samples) if s.frames)
+    item = ds[index]
+    assert item["clip"].shape[-3] == SMALL["num_frames"]
+
+
+def test_train_writes_the_split_to_the_run_folder_and_eval_reuses_it(tree: Path, tmp_path: Path) -> None:
+    from conftest import tiny_config_overrides
+
+    from sevnet.engine import evaluate, load_config, train
+
+    out = tmp_path / "run"
+    overrides = tiny_config_overrides(tree, out, **{"data.format": "folder", "data.labels_file": "null",
+                                                    "data.num_frames": 4, "train.epochs": 1})  # fmt: skip
+    result = train(load_config(None, overrides))
+    split = out / "split.csv"
+    assert split.is_file() and result.checkpoint.is_file()
+    saved = load_config(out / "config.yaml")
+    assert Path(saved.data.split_file) == split.resolve()
+    before = split.read_text()
+    (tree / CLASSES[0] / "clip 9.mp4").write_bytes((tree / CLASSES[0] / "clip 0.mp4").read_bytes())
+    try:  # a video added after training does not move the evaluation split
+        val_rows = sum(1 for line in before.splitlines()[1:] if line.endswith(",val"))
+        assert len(build_dataset(saved.data, "val", train=False)) == val_rows
+        assert "top1" in evaluate(saved, result.checkpoint, out_dir=tmp_path / "eval")
+    finally:
+        (tree / CLASSES[0] / "clip 9.mp4").unlink()

@@ -76,6 +76,8 @@ def to_data_config(cfg: Any) -> DataConfig:
         out.cache = "off"
     if out.cache not in ("off", "memory", "disk"):
         raise ValueError(f"data.cache must be 'off', 'memory' or 'disk', got {out.cache!r}")
+    if out.format == "folder":  # frame folders of any naming: frames in name order
+        out.frame_template = "sorted"
     if out.format == "synthetic":  # clips are rendered at their final size: no resize, no crop
         size = int(out.synthetic.get("size", 64))
         out.train_scale, out.train_crop, out.eval_scale, out.eval_crop = [size, size], size, size, size

@@ -128,21 +128,30 @@ def _decode_wanted(path: str | Path, wanted: list[int], seek: bool) -> dict[int,
     return out
 
 
-def count_frame_files(folder: str | Path, suffix: str = ".jpg") -> int:
+def count_frame_files(folder: str | Path, suffixes: tuple[str, ...] = (".jpg", ".jpeg", ".png")) -> int:
     folder = Path(folder)
     if not folder.is_dir():
         raise DecodeError(f"{folder}: no such frame folder")
-    n = sum(1 for p in folder.iterdir() if p.suffix.lower() == suffix)
+    n = sum(1 for p in folder.iterdir() if p.suffix.lower() in suffixes and not p.name.startswith("."))
     if n == 0:
-        raise DecodeError(f"{folder}: no {suffix} frames")
+        raise DecodeError(f"{folder}: no {'/'.join(suffixes)} frames")
     return n
 
 
 def read_frame_folder(
     folder: str | Path, indices: Sequence[int], template: str = "{:05d}.jpg", first: int = 1
 ) -> torch.Tensor:
-    """Frames ``template.format(first + i)`` for each index, as uint8 (T, H, W, 3)."""
+    """Frames ``template.format(first + i)`` for each index, as uint8 (T, H, W, 3).
+
+    ``template="sorted"``: the i-th image of the folder in name order (the folder format's frame
+    folders, whose file names follow no template).
+    """
     from torchvision.io import ImageReadMode, decode_jpeg, read_file
+
+    if template == "sorted":
+        from .folder import read_sorted_frames
+
+        return read_sorted_frames(folder, indices)
 
     folder = Path(folder)
     cache: dict[int, torch.Tensor] = {}

@@ -113,10 +113,20 @@ class Trainer:
     # ---- setup ---------------------------------------------------------------------------------
 
     def _prepare_data_config(self, data_cfg: Any) -> Any:
-        """Integration point, called on every rank before config.yaml is written: the data config
-        the run will use and record. To come: ``freeze_split(data_cfg, out_dir)`` and
-        ``data.cache_dir = <out_dir>/cache`` when empty. For now it returns ``data_cfg`` unchanged."""
-        return data_cfg
+        """The data config this run uses and records in config.yaml (so eval and a rerun read the
+        same data): a folder dataset's seeded split frozen to ``<out_dir>/split.csv`` (rank 0 writes
+        it; a run folder with a checkpoint keeps its split), the disk cache under ``<out_dir>/cache``."""
+        from sevnet.data.cache import with_run_cache_dir
+        from sevnet.data.folder import freeze_split
+
+        reuse = self.last_ckpt.is_file()
+        if self.info.is_main:
+            frozen = freeze_split(data_cfg, self.out_dir, reuse=reuse)
+        barrier(self.info)
+        if not self.info.is_main:
+            frozen = freeze_split(data_cfg, self.out_dir, reuse=True)
+        data_cfg.split_file = frozen.split_file
+        return with_run_cache_dir(data_cfg, self.out_dir)
 
     def _build_data(self, train_set: Any, val_set: Any) -> None:
         cfg, info = self.cfg, self.info

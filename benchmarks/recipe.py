@@ -1,0 +1,241 @@
+"""Choose the small-data recipe by measurement: variants x datasets -> top-1, reversed top-1, clips/s.
+
+Each dataset is a class-folder layout of real video files (``root/{train,val}/<class>/<video>``,
+e.g. written by ``python -m sevnet.data.photo_motion``). Its clips are decoded once into memory,
+so every variant sees the same data at in-memory speed; the training loop is the library's
+recipe reduced to its parts (TSN segment sampling, scale jitter + random crop, AdamW or SGD,
+label smoothing, warm-up + cosine), and each variant trains for the number of steps it would
+reach in ``--minutes`` of this CPU: the budget times the variant's own training speed, measured
+interleaved with the baseline's (so a slower variant is charged for being slower, and a busy
+machine does not change the result).
+
+    python benchmarks/recipe.py DATA_A DATA_B --variants base adamw stem3 --seeds 0 1 --minutes 6
+
+Prints one table (variant x dataset: mean top-1 over seeds, its spread, reversed-frames top-1,
+clips/s) and writes reports/recipe/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sevnet.models import create_model
+from sevnet.timing import train_steps_per_second
+
+VIDEO_EXTS = {".webm", ".mp4", ".avi", ".mkv", ".mov"}
+# name -> (model, create_model overrides, recipe overrides); recipe keys in RECIPE below.
+VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    "before": ("sevnet_xs", {"stem_temporal_kernel": 1, "zero_init_last": True}, {"optim": "sgd", "lr": 0.05}),
+    "adamw": ("sevnet_xs", {"stem_temporal_kernel": 1, "zero_init_last": True}, {}),
+    "adamw_nozero": ("sevnet_xs", {"stem_temporal_kernel": 1, "zero_init_last": False}, {}),
+    "stem3": ("sevnet_xs", {"stem_temporal_kernel": 3, "zero_init_last": True}, {}),
+    "stem3_nozero": ("sevnet_xs", {"stem_temporal_kernel": 3, "zero_init_last": False}, {}),
+    "stem3_gw16": ("sevnet_xs", {"stem_temporal_kernel": 3, "zero_init_last": True, "group_width": 16}, {}),
+    "stem3_nols": ("sevnet_xs", {"stem_temporal_kernel": 3, "zero_init_last": True}, {"label_smoothing": 0.0}),
+    "stem3_sgd": ("sevnet_xs", {"stem_temporal_kernel": 3, "zero_init_last": True}, {"optim": "sgd", "lr": 0.05}),
+    "stem3_t16": ("sevnet_xs", {"stem_temporal_kernel": 3, "zero_init_last": True}, {"frames": 16}),
+    "stem3_112": ("sevnet_xs", {"stem_temporal_kernel": 3, "zero_init_last": True}, {"crop": 112, "scale": (112, 136)}),
+    "x3d_xs": ("x3d_xs", {}, {}),
+}
+RECIPE: dict[str, Any] = {
+    "optim": "adamw", "lr": 2e-3, "weight_decay": 0.05, "label_smoothing": 0.1, "batch": 16, "warmup": 0.05,
+    "frames": 8, "crop": 96, "scale": (96, 120), "eval_scale": 108, "dropout": 0.2,
+}  # fmt: skip
+
+
+def load_split(root: Path, split: str, short_side: int) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
+    """Every clip of ``root/split/<class>/*`` decoded, short side resized to ``short_side``."""
+    classes = sorted(p.name for p in (root / split).iterdir() if p.is_dir())
+    clips, labels = [], []
+    for label, name in enumerate(classes):
+        for path in sorted((root / split / name).iterdir()):
+            if path.suffix.lower() not in VIDEO_EXTS:
+                continue
+            with av.open(str(path)) as container:
+                frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+            video = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+            h, w = video.shape[-2:]
+            size = (round(h * short_side / min(h, w)), round(w * short_side / min(h, w)))
+            video = F.interpolate(video, size=size, mode="bilinear", antialias=True, align_corners=False)
+            clips.append(video.round().clamp(0, 255).to(torch.uint8).numpy())
+            labels.append(label)
+    return clips, np.array(labels), classes
+
+
+def load_dataset(root: Path, short_side: int, cache_dir: Path) -> dict[str, Any]:
+    cache = cache_dir / f"{root.name}_{short_side}.pt"
+    if cache.is_file():
+        return torch.load(cache, weights_only=False)
+    data = {split: load_split(root, split, short_side) for split in ("train", "val")}
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(data, cache)
+    return data
+
+
+MEAN, STD = 0.45 * 255, 0.225 * 255
+
+
+def train_batch(clips: list[np.ndarray], labels: np.ndarray, rng: np.random.Generator, r: dict) -> tuple:
+    """A batch with TSN segment sampling, short-side jitter and a random crop (one per clip)."""
+    picks = rng.integers(0, len(clips), r["batch"])
+    out = []
+    for i in picks:
+        video = clips[i]
+        n = len(video)
+        idx = np.clip(np.floor((np.arange(r["frames"]) + rng.random(r["frames"])) * n / r["frames"]), 0, n - 1)
+        x = torch.from_numpy(video[idx.astype(int)]).float()
+        s = int(rng.integers(r["scale"][0], r["scale"][1] + 1))
+        h, w = x.shape[-2:]
+        x = F.interpolate(x, size=(round(h * s / min(h, w)), round(w * s / min(h, w))), mode="bilinear",
+                          antialias=True, align_corners=False)  # fmt: skip
+        top = int(rng.integers(0, x.shape[-2] - r["crop"] + 1))
+        left = int(rng.integers(0, x.shape[-1] - r["crop"] + 1))
+        out.append(x[..., top : top + r["crop"], left : left + r["crop"]])
+    batch = (torch.stack(out).permute(0, 2, 1, 3, 4) - MEAN) / STD  # (N, 3, T, H, W)
+    return batch, torch.from_numpy(labels[picks])
+
+
+def eval_clips(clips: list[np.ndarray], r: dict, reverse: bool) -> torch.Tensor:
+    out = []
+    for video in clips:
+        n = len(video)
+        idx = np.clip(np.floor((np.arange(r["frames"]) + 0.5) * n / r["frames"]), 0, n - 1).astype(int)
+        x = torch.from_numpy(video[idx[::-1] if reverse else idx]).float()
+        h, w = x.shape[-2:]
+        s = r["eval_scale"]
+        x = F.interpolate(x, size=(round(h * s / min(h, w)), round(w * s / min(h, w))), mode="bilinear",
+                          antialias=True, align_corners=False)  # fmt: skip
+        top, left = (x.shape[-2] - r["crop"]) // 2, (x.shape[-1] - r["crop"]) // 2
+        out.append(x[..., top : top + r["crop"], left : left + r["crop"]])
+    return (torch.stack(out).permute(0, 2, 1, 3, 4) - MEAN) / STD
+
+
+def build(variant: str, num_classes: int, seed: int) -> tuple[torch.nn.Module, dict]:
+    name, overrides, recipe = VARIANTS[variant]
+    r = RECIPE | recipe
+    torch.manual_seed(seed)
+    extra = {"dropout": r["dropout"]} if name.startswith("sevnet") else {}
+    return create_model(name, num_classes=num_classes, **overrides, **extra), r
+
+
+def make_optimizer(model: torch.nn.Module, r: dict) -> torch.optim.Optimizer:
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": r["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
+    if r["optim"] == "sgd":
+        groups[0]["weight_decay"] = 5e-5
+        return torch.optim.SGD(groups, lr=r["lr"], momentum=0.9, nesterov=True)
+    return torch.optim.AdamW(groups, lr=r["lr"])
+
+
+def run(variant: str, data: dict, seed: int, steps: int) -> dict[str, Any]:
+    clips, labels, classes = data["train"]
+    model, r = build(variant, len(classes), seed)
+    opt = make_optimizer(model, r)
+    rng = np.random.default_rng(seed)
+    warm = max(1, int(r["warmup"] * steps))
+    started = time.perf_counter()
+    model.train()
+    for step in range(steps):
+        lr_f = (step + 1) / warm if step < warm else 0.5 * (1 + math.cos(math.pi * (step - warm) / (steps - warm)))
+        for g in opt.param_groups:
+            g["lr"] = r["lr"] * lr_f
+        x, y = train_batch(clips, labels, rng, r)
+        loss = F.cross_entropy(model(x), y, label_smoothing=r["label_smoothing"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    seconds = time.perf_counter() - started
+    return {"variant": variant, "seed": seed, "steps": steps, "train_seconds": round(seconds, 1),
+            "final_loss": round(loss.item(), 3), **evaluate(model, data["val"], r)}  # fmt: skip
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, val: tuple, r: dict) -> dict[str, float]:
+    clips, labels, _ = val
+    model.eval()
+    result = {}
+    for key, reverse in (("top1", False), ("reversed_top1", True)):
+        preds = torch.cat(
+            [model(eval_clips(clips[i : i + 32], r, reverse)).argmax(1) for i in range(0, len(clips), 32)]
+        )
+        result[key] = round(100 * float((preds.numpy() == labels).mean()), 1)
+    return result
+
+
+def clips_per_second(variant: str, num_classes: int) -> float:
+    """Training clips/s of the variant's model at its clip size (model step only, no data)."""
+    model, r = build(variant, num_classes, 0)
+    x = torch.randn(r["batch"], 3, r["frames"], r["crop"], r["crop"])
+    y = torch.zeros(r["batch"], dtype=torch.long)
+    return r["batch"] * train_steps_per_second(model, x, y, steps=5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("roots", nargs="+", type=Path)
+    parser.add_argument("--variants", nargs="+", default=["before", "adamw", "stem3"], choices=sorted(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--minutes", type=float, default=6.0, help="budget each variant's steps are derived from")
+    parser.add_argument("--reference-clips-per-s", type=float, default=0.0,
+                        help="the first variant's clips/s on a quiet machine (0 = use this run's)")  # fmt: skip
+    parser.add_argument("--equal-steps", action="store_true", help="every variant trains the first one's steps")
+    parser.add_argument("--out", type=Path, default=Path("reports/recipe"))
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    speeds = {v: clips_per_second(v, 12) for v in args.variants}
+    if args.reference_clips_per_s > 0:  # keep the measured ratios, take the absolute speed from a quiet run
+        scale = args.reference_clips_per_s / speeds[args.variants[0]]
+        speeds = {k: v * scale for k, v in speeds.items()}
+    if args.equal_steps:  # every variant gets the first one's steps (speed ratios measured elsewhere)
+        speeds = {k: speeds[args.variants[0]] for k in speeds}
+    print("training clips/s (this run, interleaved measure):", {k: round(v, 1) for k, v in speeds.items()})
+    rows = []
+    for root in args.roots:
+        data = load_dataset(root, 128, args.out / "cache")
+        for variant in args.variants:
+            steps = int(args.minutes * 60 * speeds[variant] / (RECIPE | VARIANTS[variant][2])["batch"])
+            for seed in args.seeds:
+                row = {
+                    "dataset": root.name,
+                    "clips_per_s": round(speeds[variant], 1),
+                    **run(variant, data, seed, steps),
+                }
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+                args.out.mkdir(parents=True, exist_ok=True)
+                (args.out / "results.json").write_text(json.dumps(rows, indent=1))
+    print_table(rows)
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    datasets = sorted({r["dataset"] for r in rows})
+    print("\n| variant | clips/s | " + " | ".join(f"{d} top-1 (reversed)" for d in datasets) + " |")
+    print("|---|---|" + "---|" * len(datasets))
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        cells = []
+        for d in datasets:
+            sel = [r for r in rows if r["variant"] == variant and r["dataset"] == d]
+            if not sel:
+                cells.append("")
+                continue
+            top = [r["top1"] for r in sel]
+            rev = np.mean([r["reversed_top1"] for r in sel])
+            spread = f" ±{np.std(top):.1f}" if len(top) > 1 else ""
+            cells.append(f"{np.mean(top):.1f}%{spread} ({rev:.1f}%) n={len(top)}")
+        speed = next(r["clips_per_s"] for r in rows if r["variant"] == variant)
+        print(f"| {variant} | {speed} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
