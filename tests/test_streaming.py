@@ -1,0 +1,133 @@
+"""Streaming a causal SEVNet: frame-by-frame and chunked steps equal the clip forward."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_config_overrides
+
+import sevnet
+from sevnet.models import BLOCKS
+from sevnet.streaming import NotStreamableError, Stream, init_state, state_layout, step
+
+TINY = {"stages": [(16, 8, 1), (32, 16, 1), (32, 16, 1), (64, 32, 1)], "head_channels": 64}
+
+
+def tiny_causal(block: str = "sev", seed: int = 0, **kw: object) -> torch.nn.Module:
+    """A tiny causal SEVNet with every stateful part, and weights that make logits and BN non-trivial."""
+    torch.manual_seed(seed)
+    args = {"block": block, "se_ratio": 0.25, "stem_temporal_kernel": 3, "zero_init_last": False, **TINY, **kw}
+    model = sevnet.create_model("sevnet_xs", num_classes=3, causal=True, **args)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm3d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    torch.nn.init.normal_(model.fc.weight, std=1.0)
+    return model.eval()
+
+
+@pytest.mark.parametrize("block", sorted(BLOCKS))
+def test_frame_by_frame_equals_the_clip_forward(block: str) -> None:
+    model = tiny_causal(block)
+    clip = torch.randn(2, 3, 9, 32, 32)
+    stream = Stream(model)
+    with torch.no_grad():
+        for t in range(clip.shape[2]):
+            logits = stream.step(clip[:, :, t : t + 1])
+            expected = model(clip[:, :, : t + 1])
+            assert (logits - expected).abs().max() <= 1e-4, f"frame {t}"
+    assert stream.frames_seen == 9
+
+
+def test_chunks_equal_frame_by_frame() -> None:
+    model = tiny_causal()
+    clip = torch.randn(1, 3, 10, 32, 32)
+    one, chunked = Stream(model), Stream(model)
+    singles = torch.cat([one.step(clip[:, :, t : t + 1], every_frame=True) for t in range(10)], 1)
+    pieces, start = [], 0
+    for size in (3, 1, 4, 2):
+        pieces.append(chunked.step(clip[:, :, start : start + size], every_frame=True))
+        start += size
+    assert torch.allclose(torch.cat(pieces, 1), singles, atol=1e-5)
+    for a, b, entry in zip(one.state, chunked.state, one.layout):
+        assert torch.allclose(a, b, atol=1e-5), entry.name
+    assert chunked.step(clip[0, :, 9]).shape == (1, 3)  # a single (3, H, W) frame
+
+
+@pytest.mark.parametrize("window", [1, 4])
+def test_window_mode_pools_the_last_w_frames(window: int) -> None:
+    model = tiny_causal()
+    clip = torch.randn(2, 3, 8, 32, 32)
+    with torch.no_grad():
+        feats = model.head_conv(model.stages(model.stem(clip))).mean((3, 4))  # (N, C, T) per-frame features
+    stream = Stream(model, window=window)
+    for t in range(8):
+        logits = stream.step(clip[:, :, t : t + 1])
+        expected = model.fc(feats[:, :, max(0, t - window + 1) : t + 1].mean(2))
+        assert torch.allclose(logits, expected, atol=1e-4), f"frame {t}"
+    chunked = Stream(model, window=window).step(clip, every_frame=True)[:, -1]
+    assert torch.allclose(chunked, logits, atol=1e-4)
+
+
+def test_reset_starts_a_new_stream_and_step_is_pure() -> None:
+    model = tiny_causal()
+    clip = torch.randn(1, 3, 4, 32, 32)
+    stream = Stream(model)
+    first = stream.step(clip)
+    stream.step(torch.randn(1, 3, 5, 32, 32))
+    stream.reset()
+    assert torch.equal(stream.step(clip), first)
+    state, _ = init_state(model, (32, 32))
+    before = [s.clone() for s in state]
+    with torch.no_grad():
+        _, new = step(model, state, clip)
+    assert all(torch.equal(a, b) for a, b in zip(state, before))  # the input state is untouched
+    assert not all(torch.equal(a, b) for a, b in zip(new, before))
+
+
+def test_state_layout_names_every_stateful_part() -> None:
+    model = tiny_causal()
+    layout = state_layout(model, (32, 32))
+    names = [e.name for e in layout]
+    assert names[0] == "frames" and names[-1] == "head.pool.sum"
+    temporal = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv3d) and m.kernel_size[0] > 1]
+    assert sorted(n.removesuffix(".buffer") + ".conv" for n in names if n.endswith(".buffer")) == sorted(temporal)
+    assert {e.kind for e in layout} == {"count", "conv_buffer", "se_sum", "pool_sum"}
+    stem = layout[names.index("stem.temporal.buffer")]
+    assert stem.shape == (24, 2, 16, 16)  # (C, k - 1, H, W) at the stem's half resolution
+    assert state_layout(model, (32, 32), window=5)[-1].shape == (64, 5)
+
+
+def test_non_causal_models_are_refused_with_the_reason() -> None:
+    with pytest.raises(NotStreamableError, match="causal=False"):
+        Stream(sevnet.create_model("sevnet_xs", num_classes=3, **TINY))
+    with pytest.raises(NotStreamableError, match="not a SEVNet"):
+        Stream(torch.nn.Linear(2, 2))
+
+
+@pytest.fixture(scope="module")
+def causal_run(motion_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny causal SEVNet trained through a config (model.overrides.causal: true): its checkpoint."""
+    from sevnet.engine import load_config, train
+
+    out = tmp_path_factory.mktemp("causal_run")
+    overrides = tiny_config_overrides(motion_dataset, out / "run", **{"train.epochs": 3})
+    i = next(i for i, o in enumerate(overrides) if o.startswith("model.overrides="))
+    overrides[i] = overrides[i].replace("head_channels: 64}", "head_channels: 64, causal: true, se_ratio: 0.25}")
+    train(load_config(None, overrides))
+    return out / "run" / "checkpoints" / "model.safetensors"
+
+
+def test_causal_option_works_through_a_training_config(causal_run: Path) -> None:
+    from sevnet.engine import load_model
+
+    model, meta = load_model(causal_run)
+    assert meta["model_overrides"]["causal"] is True and model.cfg.causal
+    clip = torch.randn(1, 3, 8, 32, 32)
+    stream = Stream(model)
+    for t in range(8):
+        logits = stream.step(clip[0, :, t])  # one (3, H, W) frame
+    with torch.no_grad():
+        assert (logits - model(clip)).abs().max() <= 1e-4
