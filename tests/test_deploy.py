@@ -85,9 +85,9 @@ def test_predict_on_real_files_every_backend(trained, tmp_path: Path, capsys, ba
     results = json.loads(capsys.readouterr().out)
     assert [Path(r["video"]).name for r in results] == [v.name for v in videos]
     for r in results:
-        names = [name for name, _ in r["top"]]
+        names = [e["label"] for e in r["top"]]
         assert sorted(names) == ["moving left", "moving right"]
-        assert sum(score for _, score in r["top"]) == pytest.approx(1.0, abs=1e-4)
+        assert sum(e["score"] for e in r["top"]) == pytest.approx(1.0, abs=1e-4)
 
 
 def test_predict_bad_inputs(trained, tmp_path: Path, capsys) -> None:

@@ -1,48 +1,216 @@
-"""Top-k classes for each video file, from a checkpoint (PyTorch) or an exported model (ONNX
-Runtime, OpenVINO). A video that cannot be read is reported by name; the others are still
-predicted, and the exit code is 1 if any failed."""
+"""Top-k classes for video files, folders of videos or frame folders, from a checkpoint (PyTorch) or an
+exported model (ONNX Runtime, OpenVINO). With --window, a timeline per video: top-k per window and
+labelled segments, in one decoding pass. With --out, JSON lines that a rerun resumes from. A video
+that cannot be read is reported by name; the others are still predicted, and the exit code is 1 if
+any failed."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("videos", nargs="+", help="video files (mp4, webm, avi, ...) or JPEG frame folders")
+    p.add_argument("videos", nargs="+", help="video files, folders of videos (see --recursive) or JPEG frame folders")
     p.add_argument("--checkpoint", help="a .safetensors checkpoint (PyTorch backend)")
     p.add_argument("--model", help="an exported .onnx or .xml file (with its .sevnet.json beside it)")
     p.add_argument("--backend", choices=["torch", "onnx", "openvino"], default=None)
-    p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--clips", type=int, default=1, help="clips per video, scores averaged (long videos)")
+    p.add_argument("--topk", type=_positive_int, default=5, help="classes per prediction (>= 1)")
+    p.add_argument("--clips", type=_positive_int, default=1, help="clips per video, scores averaged (>= 1)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    t = p.add_argument_group("timeline (one label per stretch of a long video)")
+    t.add_argument("--window", type=_seconds, help="window length in seconds: per-window top-k and segments")
+    t.add_argument("--stride", type=_seconds, help="seconds between window starts (default: half the window)")
+    t.add_argument("--smooth", type=_positive_int, default=3, help="windows in the score moving average (1 = none)")
+    t.add_argument(
+        "--threshold", type=_non_negative, help="min smoothed score to label a stretch (default 0; 0.5 multi-label)"
+    )
+    t.add_argument(
+        "--min-duration", type=_non_negative, default=0.0, help="segments shorter than this (s) merge into a neighbour"
+    )
+    t.add_argument("--csv", help="write windows and segments to this CSV file")
+    t.add_argument("--plot", help="write a timeline plot (PNG); one file per video when there are several")
+    t.add_argument("--overlay", help="write the video with its label drawn on it (MP4, H.264)")
+    b = p.add_argument_group("many videos")
+    b.add_argument("--recursive", action="store_true", help="look for videos in subfolders of a folder too")
+    b.add_argument("--out", help="append one JSON line per video to this file; a rerun skips videos already in it")
+    b.add_argument("--workers", type=_non_negative_int, help="decoding processes (default: 2 for 4+ videos, else 0)")
+    b.add_argument("--batch-size", type=_positive_int, default=8, help="videos per model call")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")  # fmt: skip
+
+
+def _check(args: argparse.Namespace) -> str | None:
+    if not args.checkpoint and not args.model:
+        return "give --checkpoint or --model"
+    if args.window is None:
+        given = [
+            f"--{k.replace('_', '-')}" for k in ("stride", "csv", "plot", "overlay", "threshold") if getattr(args, k)
+        ]
+        given += ["--min-duration"] if args.min_duration else []
+        if given:
+            return f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} --window SEC (a timeline)"
+    elif args.clips != 1:
+        return "--clips does not apply with --window (each window is one clip)"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
-    from sevnet.deploy.predict import predict_videos
-    from sevnet.deploy.runtime import ModelFileError, load_runner
+    from sevnet.deploy.batch import expand_inputs, finished_videos
+    from sevnet.deploy.predictor import load
+    from sevnet.deploy.runtime import ModelFileError
     from sevnet.engine import CheckpointError
 
-    if not args.checkpoint and not args.model:
-        print("sevnet predict: error: give --checkpoint or --model", file=sys.stderr)
+    problem = _check(args)
+    if problem:
+        print(f"sevnet predict: error: {problem}", file=sys.stderr)
         return 2
     try:
-        runner, meta = load_runner(args.checkpoint, args.model, args.backend)
-        results = predict_videos(args.videos, runner, meta, topk=args.topk, clips=args.clips)
+        predictor = (
+            load(args.model, args.backend, args.checkpoint) if args.model else load(args.checkpoint, args.backend)
+        )
     except (CheckpointError, ModelFileError, ValueError, RuntimeError) as err:
         print(f"sevnet predict: error: {err}", file=sys.stderr)
         return 2
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        for r in results:
-            if "error" in r:
-                print(f"{r['video']}: ERROR {r['error']}")
-            else:
-                top = ", ".join(f"{name} ({score:.1%})" for name, score in r["top"])
-                print(f"{r['video']}: {top}")
+    paths = expand_inputs(args.videos, args.recursive)
+    if args.out:
+        done = finished_videos(args.out)
+        skipped = [p for p in paths if str(p) in done]
+        paths = [p for p in paths if str(p) not in done]
+        if skipped:
+            print(f"{len(skipped)} videos already in {args.out}: skipped", file=sys.stderr)
+    try:
+        results = _collect(args, predictor, paths)
+    except (ValueError, RuntimeError) as err:
+        print(f"sevnet predict: error: {err}", file=sys.stderr)
+        return 2
     failed = [r["video"] for r in results if "error" in r]
     if failed:
-        print(f"{len(failed)} of {len(results)} videos could not be read: {', '.join(failed)}", file=sys.stderr)
+        shown = ", ".join(failed[:10]) + (f" and {len(failed) - 10} more" if len(failed) > 10 else "")
+        print(f"{len(failed)} of {len(results)} videos could not be read: {shown}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _collect(args: argparse.Namespace, predictor: Any, paths: list[Path]) -> list[dict[str, Any]]:
+    """Run every path, writing each result as it comes (JSON line, table line) and return them all."""
+    from tqdm import tqdm
+
+    timelines: list[Any] = []  # for the CSV
+    stream = _timelines(args, predictor, paths, timelines) if args.window else _predictions(args, predictor, paths)
+    show = not args.no_progress and (sys.stderr.isatty() or bool(args.out)) and len(paths) > 1
+    out = open(args.out, "a") if args.out else None  # noqa: SIM115 (closed below, kept open while streaming)
+    results = []
+    try:
+        for result in tqdm(stream, total=len(paths), unit="video", disable=not show, dynamic_ncols=True):
+            results.append(result)
+            if out is not None:
+                out.write(json.dumps(result) + "\n")
+                out.flush()
+            if "warning" in result:
+                tqdm.write(f"warning: {result['video']}: {result['warning']}", file=sys.stderr)
+            if not args.json and out is None:
+                tqdm.write(_format(result, args.topk))
+    finally:
+        if out is not None:
+            out.close()
+    if args.json and out is None:
+        print(json.dumps(results, indent=2))
+    if args.window and args.csv:
+        from sevnet.deploy.render import write_csv
+
+        write_csv(timelines, args.csv, args.topk)
+    return results
+
+
+def _predictions(args: argparse.Namespace, predictor: Any, paths: list[Path]) -> Iterator[dict[str, Any]]:
+    from sevnet.deploy.batch import predict_files
+
+    workers = args.workers if args.workers is not None else (min(2, os.cpu_count() or 1) if len(paths) >= 4 else 0)
+    yield from predict_files(predictor, paths, args.topk, args.clips, args.batch_size, workers)
+
+
+def _per_video(option: str, video: Path, many: bool) -> Path:
+    """``option`` as given for one video; ``<stem>-<video stem><suffix>`` beside it for several."""
+    path = Path(option)
+    return path.with_name(f"{path.stem}-{video.stem}{path.suffix}") if many else path
+
+
+def _timelines(
+    args: argparse.Namespace, predictor: Any, paths: list[Path], keep: list[Any]
+) -> Iterator[dict[str, Any]]:
+    from sevnet.data.video import DecodeError
+    from sevnet.deploy.render import plot_timeline, write_overlay
+
+    many = len(paths) > 1
+    for path in paths:
+        try:
+            tl = predictor.timeline(path, args.window, args.stride, smooth=args.smooth, threshold=args.threshold,
+                                    min_duration=args.min_duration)  # fmt: skip
+        except (DecodeError, OSError) as err:
+            yield {"video": str(path), "error": str(err)}
+            continue
+        if args.plot:
+            plot_timeline(tl, _per_video(args.plot, path, many))
+        if args.overlay:
+            write_overlay(tl, _per_video(args.overlay, path, many))
+        if args.csv:
+            keep.append(tl)
+        yield tl.to_dict(args.topk)
+
+
+def _format(result: dict[str, Any], topk: int) -> str:
+    """A table for a terminal: one line per video, or a window table and segments for a timeline."""
+    if "error" in result:
+        return f"{result['video']}: ERROR {result['error']}"
+    if "windows" not in result:
+        return f"{result['video']}: " + ", ".join(f"{e['label']} ({e['score']:.1%})" for e in result["top"])
+    windows = result["windows"]
+    lines = [f"{result['video']}: {result['duration']:.1f} s, {len(windows)} windows"]
+    lines.append(f"  {'start':>8} {'end':>8}  top-{topk}")
+    for w in windows:
+        top = ", ".join(f"{e['label']} ({e['score']:.1%})" for e in w["top"])
+        lines.append(f"  {w['start']:>8.2f} {w['end']:>8.2f}  {top}")
+    lines.append(f"  segments ({len(result['segments'])}):")
+    for s in result["segments"]:
+        lines.append(f"  {s['start']:>8.2f} {s['end']:>8.2f}  {s['label']} ({s['score']:.1%})")
+    return "\n".join(lines)

@@ -1,0 +1,261 @@
+"""``sevnet.load(path) -> Predictor``: one object for a checkpoint, an ONNX file or an OpenVINO model.
+
+A Predictor knows its classes and the clip its model was trained on (``clip_spec``), and turns a
+video file, a frame folder, frames already in memory (a ``(T, H, W, 3)`` uint8 array or a list of
+``(H, W, 3)`` frames) or a list of those into top-k ``{"label", "score"}`` lists. Files are
+decoded and sampled exactly as ``sevnet eval`` / ``sevnet predict`` do, and arrays are sampled
+by the same rule (the array is treated as the whole video), so a clip in memory and the same
+frames written to a file get the same answer up to compression.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .runtime import Runner, load_runner, torch_runner
+
+if TYPE_CHECKING:
+    from .timeline import Timeline
+
+MODEL_SUFFIXES = {".safetensors": "torch", ".onnx": "onnx", ".xml": "openvino"}
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """The clip a model was trained on, as stored in its checkpoint metadata.
+
+    The clip's *duration* is not stored by training: dense sampling spans ``span_frames`` frames
+    (``(num_frames - 1) * frame_stride + 1``), so its duration is ``span_frames / fps`` of the
+    training videos; segment sampling spreads the frames over each whole training video, whose
+    length is a property of the dataset (Something-Something: 2-6 s). ``clip_seconds`` is read from
+    the metadata key of that name when present (add it to the sidecar, or pass it to ``load``).
+    """
+
+    num_frames: int
+    size: int  # side of the square centre crop
+    scale: int  # short side the frames are resized to before the crop
+    sampling: str  # "segment" (frames spread over the clip) or "dense" (frames ``frame_stride`` apart)
+    frame_stride: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    clip_seconds: float | None = None
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> ClipSpec:
+        d = meta["data"]
+        seconds = meta.get("clip_seconds", d.get("clip_seconds"))
+        return cls(
+            num_frames=int(d["num_frames"]),
+            size=int(d["eval_crop"]),
+            scale=int(d["eval_scale"]),
+            sampling=str(d["sampling"]),
+            frame_stride=int(d["frame_stride"]),
+            mean=tuple(d["mean"]),
+            std=tuple(d["std"]),
+            clip_seconds=None if seconds is None else float(seconds),
+        )
+
+    @property
+    def span_frames(self) -> int | None:
+        """Frames one clip spans with dense sampling; None for segment sampling (the whole video)."""
+        return (self.num_frames - 1) * self.frame_stride + 1 if self.sampling == "dense" else None
+
+    def seconds_at(self, fps: float) -> float | None:
+        """The training clip's duration for a video at ``fps``, when it can be known."""
+        if self.clip_seconds is not None:
+            return self.clip_seconds
+        span = self.span_frames
+        return None if span is None else span / fps
+
+
+def _check_count(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _as_frames(x: Any) -> np.ndarray | None:
+    """A (T, H, W, 3) uint8 array from an array, a tensor or a list of (H, W, 3) frames; None for a path."""
+    if isinstance(x, str | Path):
+        return None
+    if isinstance(x, torch.Tensor):
+        x = x.numpy()
+    if isinstance(x, Sequence) and len(x) > 0 and all(isinstance(f, np.ndarray) and f.ndim == 3 for f in x):
+        x = np.stack(x)
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"expected a video path or a (T, H, W, 3) uint8 array, got {type(x).__name__}")
+    if x.ndim != 4 or x.shape[-1] != 3 or x.shape[0] < 1:
+        raise ValueError(f"frames must be a (T, H, W, 3) array with T >= 1, got shape {x.shape}")
+    if x.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 RGB (0-255), got {x.dtype}")
+    return x
+
+
+class Predictor:
+    """Top-k predictions from any backend with the model's own preprocessing and class names."""
+
+    def __init__(self, runner: Runner, meta: dict[str, Any], backend: str = "torch", source: str | None = None):
+        from .predict import inference_dataset
+
+        self.runner = runner
+        self.meta = meta
+        self.backend = backend
+        self.source = source
+        self.classes: list[str] = list(meta["class_names"])
+        self.multi_label = bool(meta.get("multi_label"))
+        self.clip_spec = ClipSpec.from_meta(meta)
+        self._datasets: dict[int, Any] = {1: inference_dataset([], meta, 1)}
+
+    @classmethod
+    def from_model(cls, model: nn.Module, meta: dict[str, Any]) -> Predictor:
+        """Wrap an in-memory model (any ``nn.Module`` mapping (N, 3, T, H, W) to (N, K) logits)."""
+        return cls(torch_runner(model), meta, "torch")
+
+    def __repr__(self) -> str:
+        s = self.clip_spec
+        return (
+            f"Predictor({self.meta.get('model', '?')}, {len(self.classes)} classes, backend={self.backend}, "
+            f"clip {s.num_frames}x{s.size}x{s.size} {s.sampling})"
+        )
+
+    def _dataset(self, clips: int) -> Any:
+        from .predict import inference_dataset
+
+        if clips not in self._datasets:
+            self._datasets[clips] = inference_dataset([], self.meta, clips)
+        return self._datasets[clips]
+
+    def preprocess(self, x: str | Path | np.ndarray, clips: int = 1) -> np.ndarray:
+        """Float (clips, 3, T, size, size) input for a path or a (T, H, W, 3) uint8 array."""
+        from .predict import inference_dataset
+
+        frames = _as_frames(x)
+        if frames is None:
+            item = inference_dataset([x], self.meta, clips)[0]
+            if "error" in item:
+                from sevnet.data.video import DecodeError
+
+                raise DecodeError(item["error"][1])
+            return item["clip"].numpy()
+        dataset = self._dataset(clips)
+        views = dataset.clip_indices(len(frames), np.random.default_rng(0))
+        video = torch.from_numpy(frames)
+        return torch.cat([dataset.transform(video[idx]) for idx in views]).numpy()
+
+    def probabilities(self, clips: np.ndarray) -> np.ndarray:
+        """Softmax (sigmoid for multi-label) of the model's logits for float (N, 3, T, H, W) clips."""
+        logits = np.asarray(self.runner(clips), np.float64)
+        if logits.shape[-1] != len(self.classes):
+            raise RuntimeError(f"model outputs {logits.shape[-1]} classes but its metadata names {len(self.classes)}")
+        if self.multi_label:
+            return 1 / (1 + np.exp(-logits))
+        e = np.exp(logits - logits.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+
+    def top(self, scores: np.ndarray, topk: int = 5) -> list[dict[str, Any]]:
+        """``[{"label", "score"}, ...]``, best first, for one (K,) score vector."""
+        order = np.argsort(-scores, kind="stable")[: min(_check_count("topk", topk), len(self.classes))]
+        return [{"label": self.classes[j], "score": float(scores[j])} for j in order]
+
+    def scores(self, x: Any, clips: int = 1, batch_size: int = 8) -> np.ndarray:
+        """Class scores, averaged over ``clips`` evenly spaced clips: (K,) for one input, (N, K) for a list."""
+        clips = _check_count("clips", clips)
+        single = not isinstance(x, list | tuple) or _is_frame_list(x)
+        items = [x] if single else list(x)
+        out = []
+        for i in range(0, len(items), max(1, batch_size)):
+            chunk = [self.preprocess(item, clips) for item in items[i : i + batch_size]]
+            probs = self.probabilities(np.concatenate(chunk))
+            out.extend(probs[k * clips : (k + 1) * clips].mean(0) for k in range(len(chunk)))
+        return out[0] if single else np.stack(out)
+
+    def predict(self, x: Any, topk: int = 5, clips: int = 1) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
+        """Top-k ``[{"label", "score"}, ...]`` for a path or a (T, H, W, 3) uint8 array; a list of those
+        gives one such list per item. A file that cannot be decoded raises ``DecodeError``."""
+        _check_count("topk", topk)
+        s = self.scores(x, clips)
+        return self.top(s, topk) if s.ndim == 1 else [self.top(row, topk) for row in s]
+
+    def timeline(self, path: str | Path, window: float, stride: float | None = None, **options: Any) -> Timeline:
+        """Per-window top-k over a long video and its segments; see ``sevnet.deploy.timeline.run_timeline``."""
+        from .timeline import run_timeline
+
+        return run_timeline(self, path, window, stride, **options)
+
+    def long_video_warning(self, num_frames: int, fps: float) -> str | None:
+        """A warning when one clip per file would see a long video very differently from training."""
+        return long_video_warning(self.clip_spec, num_frames, fps)
+
+
+def _is_frame_list(x: Sequence[Any]) -> bool:
+    return len(x) > 0 and all(isinstance(f, np.ndarray) and f.ndim == 3 for f in x)
+
+
+# Segment sampling spreads T frames over the whole file: past this gap between sampled frames the
+# model sees a slideshow (a Something-Something clip of 16 frames over ~4 s has gaps of 0.25 s).
+MAX_SEGMENT_GAP_S = 1.0
+# Dense sampling sees one span in the middle of the file: warn past this many spans of video.
+MAX_DENSE_SPANS = 4.0
+
+
+def long_video_warning(spec: ClipSpec, num_frames: int, fps: float) -> str | None:
+    """The reason a single label for this file is doubtful, or None."""
+    duration = num_frames / fps
+    trained = spec.seconds_at(fps)
+    hint = "use --window SEC (and --stride SEC) for a timeline"
+    if trained is not None and duration > MAX_DENSE_SPANS * trained:
+        return (
+            f"the video lasts {duration:.1f} s but the model was trained on clips of about {trained:.1f} s: "
+            f"one prediction describes only part of it; {hint}"
+        )
+    if spec.sampling == "segment" and duration / spec.num_frames > MAX_SEGMENT_GAP_S:
+        return (
+            f"the video lasts {duration:.1f} s: the model's {spec.num_frames} frames would be "
+            f"{duration / spec.num_frames:.1f} s apart (a slideshow, not the motion it was trained on); {hint}"
+        )
+    return None
+
+
+def load(
+    path: str | Path,
+    backend: str | None = None,
+    checkpoint: str | Path | None = None,
+    clip_seconds: float | None = None,
+) -> Predictor:
+    """A Predictor for a ``.safetensors`` checkpoint (PyTorch), an ``.onnx`` file (ONNX Runtime) or an
+    OpenVINO ``.xml`` (float32 or int8); exported files need their ``.sevnet.json`` sidecar.
+    ``checkpoint``: refuse an exported file that was not exported from it. ``clip_seconds``: the
+    training clip's duration, when known (it is not stored by training)."""
+    from .runtime import ModelFileError
+
+    path = Path(path)
+    kind = MODEL_SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise ModelFileError(f"{path}: unknown model format (expected .safetensors, .onnx or .xml)")
+    if kind == "torch":
+        runner, meta = load_runner(checkpoint=path, backend=backend)
+    else:
+        runner, meta = load_runner(checkpoint=checkpoint, model_file=path, backend=backend)
+    if clip_seconds is not None:
+        meta = {**meta, "clip_seconds": float(clip_seconds)}
+    return Predictor(runner, meta, backend or kind, str(path))
+
+
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load a checkpoint's model weights into ``model`` (e.g. a bare ``create_model(...)`` with the
+    checkpoint's name, classes and overrides) and return it. Checkpoint keys carry a ``model.``
+    prefix, so ``load_state_dict(safetensors.load_file(path))`` alone does not fit; this strips it,
+    loads strictly and raises ``CheckpointError`` naming the file if the shapes differ."""
+    from sevnet.engine.checkpoint import load_weights as _load
+    from sevnet.engine.checkpoint import read_checkpoint, unwrap_model
+
+    tensors, _ = read_checkpoint(path)
+    _load(unwrap_model(model), tensors, path)
+    return model
