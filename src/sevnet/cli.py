@@ -36,8 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one verb. A ``SevnetError`` (bad input, named) prints one line and exits 2; any other
+    exception is a bug and keeps its traceback."""
+    from .errors import SevnetError
+
     args = build_parser().parse_args(argv)
-    return int(args._run(args) or 0)
+    try:
+        return int(args._run(args) or 0)
+    except SevnetError as err:
+        print(f"sevnet {args.verb}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -16,12 +16,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sevnet.errors import SevnetError
+
 from .config import DataConfig
 
 log = logging.getLogger(__name__)
 
 
-class AnnotationError(ValueError):
+class AnnotationError(SevnetError, ValueError):
     """A malformed annotation: the message names the file and the line."""
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from sevnet.errors import ConfigError
+
 FORMATS = (
     "ssv2", "ssv1", "kinetics400", "mit", "mmit", "gym99", "gym288", "video_list", "frame_list", "folder",
     "synthetic",
@@ -64,18 +66,18 @@ def to_data_config(cfg: Any) -> DataConfig:
     known = DataConfig.__dataclass_fields__
     unknown = sorted(set(cfg) - set(known))
     if unknown:
-        raise ValueError(f"unknown data config key(s) {unknown}; valid keys: {sorted(known)}")
+        raise ConfigError(f"unknown data config key(s) {unknown}; valid keys: {sorted(known)}")
     out = DataConfig(**cfg)
     if out.format not in FORMATS:
-        raise ValueError(f"data.format must be one of {FORMATS}, got {out.format!r}")
+        raise ConfigError(f"data.format must be one of {FORMATS}, got {out.format!r}")
     if out.sampling not in ("segment", "dense"):
-        raise ValueError(f"data.sampling must be 'segment' or 'dense', got {out.sampling!r}")
+        raise ConfigError(f"data.sampling must be 'segment' or 'dense', got {out.sampling!r}")
     if out.eval_crops not in (1, 3):
-        raise ValueError(f"data.eval_crops must be 1 or 3, got {out.eval_crops}")
+        raise ConfigError(f"data.eval_crops must be 1 or 3, got {out.eval_crops}")
     if str(out.cache).lower() in ("false", "none", "0", ""):  # YAML reads a bare `off` as false
         out.cache = "off"
     if out.cache not in ("off", "memory", "disk"):
-        raise ValueError(f"data.cache must be 'off', 'memory' or 'disk', got {out.cache!r}")
+        raise ConfigError(f"data.cache must be 'off', 'memory' or 'disk', got {out.cache!r}")
     if out.format == "folder":  # frame folders of any naming: frames in name order
         out.frame_template = "sorted"
     if out.format == "synthetic":  # clips are rendered at their final size: no resize, no crop

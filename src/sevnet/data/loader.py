@@ -9,10 +9,12 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
+from sevnet.errors import SevnetError
+
 from .config import to_data_config
 
 
-class SkippedSamplesError(RuntimeError):
+class SkippedSamplesError(SevnetError, RuntimeError):
     """Too many samples failed to load; the message names them."""
 
 

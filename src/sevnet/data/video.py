@@ -17,8 +17,10 @@ import av
 import numpy as np
 import torch
 
+from sevnet.errors import SevnetError
 
-class DecodeError(RuntimeError):
+
+class DecodeError(SevnetError, RuntimeError):
     """A video or frame folder that cannot be read; the message names the file."""
 
 

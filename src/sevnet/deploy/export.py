@@ -11,12 +11,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from sevnet.errors import SevnetError
+
 from .runtime import Runner, onnx_runner, openvino_runner, torch_runner, write_sidecar
 
 TOLERANCE = 1e-3  # max |exported - torch| logits, relative to max(1, max |torch logits|)
 
 
-class ExportMismatchError(RuntimeError):
+class ExportMismatchError(SevnetError, RuntimeError):
     """The exported model's outputs differ from PyTorch's beyond the tolerance."""
 
 

@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from sevnet.errors import SevnetError
 from sevnet.timing import median_seconds
 
 from .runtime import Runner, openvino_runner
 
 
-class QuantizationAccuracyError(RuntimeError):
+class QuantizationAccuracyError(SevnetError, RuntimeError):
     """int8 lost more accuracy than allowed."""
 
 

@@ -15,10 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from sevnet.errors import SevnetError
+
 Runner = Callable[[np.ndarray], np.ndarray]
 
 
-class ModelFileError(RuntimeError):
+class ModelFileError(SevnetError, RuntimeError):
     """An exported model that cannot be used (missing, unreadable, or not matching its metadata)."""
 
 

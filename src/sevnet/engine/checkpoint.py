@@ -19,6 +19,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from sevnet.errors import SevnetError
+
 FORMAT = "sevnet-checkpoint/2"  # 2: named block layers (sevnet.models.compat reads 1)
 FORMAT_V1 = "sevnet-checkpoint/1"
 
@@ -28,7 +30,7 @@ FORMAT_V1 = "sevnet-checkpoint/1"
 WRAPPERS = ("module", "_orig_mod")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(SevnetError, RuntimeError):
     """An unreadable, foreign or mismatched checkpoint; the message names the file."""
 
 

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from sevnet.data.config import DataConfig
+from sevnet.errors import ConfigError
 
 
 class AmpMode(StrEnum):
@@ -127,7 +128,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             cfg = OmegaConf.merge(cfg, _yaml_switches(OmegaConf.from_dotlist(list(overrides))))
     except (ConfigKeyError, ValidationError) as err:
         where = f" in {path}" if path else ""
-        raise ValueError(f"invalid config{where}: {_explain(err)}") from None
+        raise ConfigError(f"invalid config{where}: {_explain(err)}") from None
     return cfg
 
 

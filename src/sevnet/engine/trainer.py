@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from sevnet.data import SkipCounter, build_dataset, build_loader, to_data_config
+from sevnet.errors import SevnetError
 from sevnet.models import create_model
 
 from .checkpoint import load_training_state, save_checkpoint, unwrap_model
@@ -46,11 +47,11 @@ INFERENCE_KEYS = ("num_frames", "sampling", "frame_stride", "eval_scale", "eval_
                   "frame_template")  # fmt: skip
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(SevnetError, RuntimeError):
     """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
 
 
-class WorkerCrashError(RuntimeError):
+class WorkerCrashError(SevnetError, RuntimeError):
     """A data-loading worker died (e.g. the decoder crashed); the message names what it was loading."""
 
 

@@ -1,0 +1,46 @@
+"""One error path: a SevnetError prints `sevnet VERB: error: ...` and exits 2; a bug keeps its traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from sevnet import cli
+from sevnet.data.annotations import AnnotationError
+from sevnet.engine.checkpoint import CheckpointError
+from sevnet.errors import ConfigError, SevnetError
+
+
+def test_user_errors_share_one_base_and_keep_their_builtin_type() -> None:
+    assert issubclass(AnnotationError, SevnetError) and issubclass(AnnotationError, ValueError)
+    assert issubclass(CheckpointError, SevnetError) and issubclass(CheckpointError, RuntimeError)
+    assert issubclass(ConfigError, ValueError)
+
+
+def _verb_raising(monkeypatch: pytest.MonkeyPatch, exc: Exception) -> None:
+    parser = cli.build_parser()
+
+    def fail(args: object) -> int:
+        raise exc
+
+    original = parser.parse_args
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    monkeypatch.setattr(parser, "parse_args", lambda argv: original(argv).__class__(verb="profile", _run=fail))
+
+
+def test_sevnet_error_prints_one_line_and_exits_2(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    _verb_raising(monkeypatch, CheckpointError("x.safetensors: not a sevnet checkpoint"))
+    assert cli.main(["profile"]) == 2
+    err = capsys.readouterr().err
+    assert err == "sevnet profile: error: x.safetensors: not a sevnet checkpoint\n"
+
+
+def test_unexpected_exception_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    _verb_raising(monkeypatch, ZeroDivisionError("a bug"))
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["profile"])
+
+
+def test_invalid_enum_value_names_key_and_choices(capsys) -> None:
+    assert cli.main(["train", "configs/ssv2_sevnet_s.yaml", "train.amp=fp32"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sevnet train: error:") and "train.amp" in err and "bf16" in err
