@@ -3,6 +3,7 @@ with the same frames in a file, weights load into a bare model, and docs/api.md'
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -159,3 +160,73 @@ def test_docs_examples_run(models, tmp_path: Path, monkeypatch) -> None:
     assert segments[0].start == 0 and segments[-1].end == pytest.approx(12.0)
     for name in ("timeline.png", "timeline.csv", "overlay.mp4"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def _folder(tmp_path: Path) -> tuple[Path, list[Path]]:
+    root = tmp_path / "videos"
+    good = [_video(root / f"class{i % 3}", f"v{i}.mp4", colour=i % 3, frames=12) for i in range(6)]
+    (root / "class0" / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 100)
+    (root / "class1" / "empty.webm").write_bytes(b"")
+    (root / "class1" / "notes.txt").write_text("not a video")
+    return root, good
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_batch_folder_with_workers_reports_bad_files_and_resumes(models, tmp_path: Path, capsys) -> None:
+    root, good = _folder(tmp_path)
+    out = tmp_path / "results.jsonl"
+    args = ["predict", str(root), "--recursive", "--checkpoint", str(models["torch"]), "--out", str(out)]
+    args += ["--workers", "2", "--batch-size", "4", "--topk", "2", "--no-progress"]
+    assert main(args) == 1
+    assert "2 of 8 videos could not be read" in capsys.readouterr().err
+    lines = _lines(out)
+    assert len(lines) == 8 and sorted(r["video"] for r in lines if "top" in r) == sorted(map(str, good))
+    errors = {Path(r["video"]).name: r["error"] for r in lines if "error" in r}
+    assert set(errors) == {"broken.mp4", "empty.webm"} and "empty file" in errors["empty.webm"]
+    predictor = sevnet.load(models["torch"])
+    for r in lines:
+        if "top" in r:
+            want = predictor.predict(r["video"], topk=2)
+            assert [e["label"] for e in r["top"]] == [e["label"] for e in want]
+            np.testing.assert_allclose([e["score"] for e in r["top"]], [e["score"] for e in want], atol=1e-5)
+    # stopped mid-way: 3 results and a torn line; a rerun finishes the rest, each video once
+    text = out.read_text().splitlines()
+    kept = [line for line in text if '"top"' in line][:3]
+    out.write_text("\n".join(kept) + '\n{"video": "' + str(good[-1])[:10])
+    assert main(args) == 1
+    assert "skipped 3 already in" in capsys.readouterr().err
+    lines = _lines_tolerant(out)
+    assert sorted(r["video"] for r in lines if "top" in r) == sorted(map(str, good))
+    assert sorted(Path(r["video"]).name for r in lines[3:] if "error" in r) == ["broken.mp4", "empty.webm"]
+    assert main(args) == 1  # only the bad files are tried again
+    assert "skipped 6 already in" in capsys.readouterr().err
+
+
+def _lines_tolerant(path: Path) -> list[dict]:
+    out = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            out.append(json.loads(line))
+    return out
+
+
+def test_folder_inputs_and_frame_folders(models, tmp_path: Path, capsys) -> None:
+    from _videos import write_frame_folder
+
+    from sevnet.deploy.batch import expand_inputs
+
+    root, good = _folder(tmp_path)
+    with pytest.raises(ValueError, match="add --recursive"):
+        expand_inputs([root])  # only class folders at the top level
+    assert main(["predict", str(root), "--checkpoint", str(models["torch"])]) == 2
+    assert "add --recursive" in capsys.readouterr().err
+    assert expand_inputs([root / "class0"]) == [root / "class0" / "broken.mp4", *sorted((root / "class0").glob("v*"))]
+    frames = write_frame_folder(tmp_path / "frames" / "clip1", num_frames=12)
+    assert expand_inputs([tmp_path / "frames"], recursive=True) == [frames]
+    assert expand_inputs([frames]) == [frames]
+    assert main(["predict", str(frames), str(good[0]), "--checkpoint", str(models["torch"]), "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["video"] for r in results] == [str(frames), str(good[0])] and all("top" in r for r in results)

@@ -163,3 +163,19 @@ def test_cli_timeline_arguments(scenes: Path, tmp_path: Path, capsys) -> None:
     assert "--plot needs --window" in capsys.readouterr().err
     assert main([*base, "--window", "1", "--clips", "2"]) == 2
     assert "--clips does not apply with --window" in capsys.readouterr().err
+
+
+def test_cli_timelines_to_json_lines_with_resume(scenes: Path, tmp_path: Path, capsys) -> None:
+    ckpt = tiny_checkpoint(tmp_path / "m.safetensors")
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    out = tmp_path / "timelines.jsonl"
+    args = ["predict", str(scenes), str(broken), "--checkpoint", str(ckpt), "--window", "2", "--out", str(out)]
+    assert main([*args, "--plot", str(tmp_path / "p.png")]) == 1
+    first, error = (json.loads(line) for line in out.read_text().splitlines())
+    assert set(first) == {"video", "duration", "windows", "segments"} and "broken.mp4" in error["error"]
+    assert (tmp_path / "p-scenes.png").is_file()  # one plot per video when there are several
+    capsys.readouterr()
+    assert main(args) == 1
+    assert "skipped 1 already in" in capsys.readouterr().err
+    assert len(out.read_text().splitlines()) == 3  # the error line again, the timeline not

@@ -112,13 +112,17 @@ def run(args: argparse.Namespace) -> int:
     except (CheckpointError, ModelFileError, ValueError, RuntimeError) as err:
         print(f"sevnet predict: error: {err}", file=sys.stderr)
         return 2
-    paths = expand_inputs(args.videos, args.recursive)
+    try:
+        paths = expand_inputs(args.videos, args.recursive)
+    except ValueError as err:
+        print(f"sevnet predict: error: {err}", file=sys.stderr)
+        return 2
     if args.out:
         done = finished_videos(args.out)
         skipped = [p for p in paths if str(p) in done]
         paths = [p for p in paths if str(p) not in done]
         if skipped:
-            print(f"{len(skipped)} videos already in {args.out}: skipped", file=sys.stderr)
+            print(f"skipped {len(skipped)} already in {args.out}", file=sys.stderr)
     try:
         results = _collect(args, predictor, paths)
     except (ValueError, RuntimeError) as err:
@@ -135,10 +139,12 @@ def _collect(args: argparse.Namespace, predictor: Any, paths: list[Path]) -> lis
     """Run every path, writing each result as it comes (JSON line, table line) and return them all."""
     from tqdm import tqdm
 
+    from sevnet.deploy.batch import open_results
+
     timelines: list[Any] = []  # for the CSV
     stream = _timelines(args, predictor, paths, timelines) if args.window else _predictions(args, predictor, paths)
     show = not args.no_progress and (sys.stderr.isatty() or bool(args.out)) and len(paths) > 1
-    out = open(args.out, "a") if args.out else None  # noqa: SIM115 (closed below, kept open while streaming)
+    out = open_results(args.out) if args.out else None
     results = []
     try:
         for result in tqdm(stream, total=len(paths), unit="video", disable=not show, dynamic_ncols=True):

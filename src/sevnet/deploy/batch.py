@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import torch
@@ -45,9 +45,22 @@ def expand_inputs(inputs: list[str | Path], recursive: bool = False) -> list[Pat
             out.extend(videos)
         elif recursive and frame_folders and item not in frame_folders:
             out.extend(frame_folders)
+        elif not recursive and not frame_folders and any(p.suffix.lower() in VIDEO_SUFFIXES for p in item.rglob("*")):
+            raise ValueError(f"{item}: no videos directly in it, but its subfolders hold some: add --recursive")
         else:
             out.append(item)  # a frame folder (an empty folder is reported as unreadable)
     return list(dict.fromkeys(out))
+
+
+def open_results(path: str | Path) -> TextIO:
+    """``path`` for appending JSON lines; a line torn by a kill is ended first, so the next one parses."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torn = path.is_file() and path.stat().st_size > 0 and path.read_bytes()[-1:] != b"\n"
+    f = open(path, "a")  # noqa: SIM115 (the caller closes it)
+    if torn:
+        f.write("\n")
+    return f
 
 
 def finished_videos(out: str | Path) -> set[str]:
