@@ -131,3 +131,77 @@ def test_causal_option_works_through_a_training_config(causal_run: Path) -> None
         logits = stream.step(clip[0, :, t])  # one (3, H, W) frame
     with torch.no_grad():
         assert (logits - model(clip)).abs().max() <= 1e-4
+
+
+# --- stateful export -------------------------------------------------------------------------------
+
+
+def test_exported_step_equals_pytorch_over_a_sequence(tmp_path: Path) -> None:
+    from sevnet.deploy.stream_export import export_stream_model, load_step_runner
+
+    model = tiny_causal()
+    report = export_stream_model(model, tmp_path / "step", (32, 32), "openvino", meta={"class_names": ["a", "b", "c"]})
+    assert report["onnx_max_rel_error"] < 1e-3 and report["openvino_max_rel_error"] < 1e-3
+    clip = torch.randn(1, 3, 20, 32, 32)
+    for suffix in (".onnx", ".xml"):
+        runner, meta = load_step_runner(model_file=tmp_path / f"step{suffix}")
+        stream = Stream(model)
+        for t in range(20):  # each side carries its own state
+            out = runner.frame(clip[:, :, t].numpy())
+            ref = stream.step(clip[:, :, t : t + 1]).numpy()
+            assert abs(out - ref).max() <= 1e-4, (suffix, t)
+    layout = meta["streaming"]["state"]
+    assert [s["name"] for s in layout] == [e.name for e in stream.layout]
+    assert layout[1] | {"shape": None} == {"name": "stem.temporal.buffer", "kind": "conv_buffer", "shape": None,
+                                           "boundary_shape": [24, 2, 16, 16], "input": "state.stem.temporal.buffer",
+                                           "output": "next.stem.temporal.buffer", "init": "zeros"}  # fmt: skip
+
+
+def test_4d_export_runs_in_onnxruntime_with_every_boundary_tensor_at_most_4d(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from sevnet.deploy.stream_export import export_stream_model, load_step_runner
+
+    model = tiny_causal(block="r3d")
+    report = export_stream_model(model, tmp_path / "flat", (32, 32), "onnx", window=4, flat4d=True)
+    assert report["onnx_max_rel_error"] < 1e-3
+    session = ort.InferenceSession(str(tmp_path / "flat.onnx"), providers=["CPUExecutionProvider"])
+    ranks = {t.name: len(t.shape) for t in [*session.get_inputs(), *session.get_outputs()]}
+    assert max(ranks.values()) <= 4 and ranks["frames"] == 4, ranks
+    runner, meta = load_step_runner(model_file=tmp_path / "flat.onnx")
+    assert meta["streaming"]["window"] == 4 and meta["streaming"]["flat4d"]
+    clip = torch.randn(2, 3, 6, 32, 32)
+    stream = Stream(model, window=4)
+    for t in range(6):
+        out, ref = runner.step(clip[:, :, t].numpy()), stream.step(clip[:, :, t : t + 1]).numpy()
+    assert abs(out - ref).max() <= 1e-4
+
+
+def test_step_export_check_fails_and_says_by_how_much() -> None:
+    from sevnet.deploy.export import ExportMismatchError
+    from sevnet.deploy.stream_export import StepModule, StepRunner, check_step_agreement, torch_step_fn
+
+    model = tiny_causal()
+    layout = state_layout(model, (32, 32))
+    fn = torch_step_fn(StepModule(model, layout))
+    broken = StepRunner(lambda a: [x + 0.5 if i > 2 else x for i, x in enumerate(fn(a))], layout, False)
+    with pytest.raises(ExportMismatchError, match=r"stem.temporal.buffer|logits.*differ from PyTorch by"):
+        check_step_agreement(StepRunner(fn, layout, False), broken, (32, 32), Path("broken.onnx"))
+
+
+def test_int8_step_model_has_the_accuracy_gate(causal_run: Path, tmp_path: Path) -> None:
+    from sevnet.deploy.quantize import QuantizationAccuracyError, calibration_clips
+    from sevnet.deploy.stream_export import load_step_runner, quantize_stream_checkpoint
+    from sevnet.engine import load_config
+
+    cfg = load_config(causal_run.parent.parent / "config.yaml")
+    with pytest.raises(QuantizationAccuracyError, match=r"drop of -?[0-9.]+ points > --max-drop -1"):
+        quantize_stream_checkpoint(causal_run, cfg, tmp_path / "s", calib_clips=4, max_drop=-1.0, flat4d=True)
+    assert "FakeQuantize" in (tmp_path / "s-int8.xml").read_text()
+    fp32, int8 = (load_step_runner(model_file=tmp_path / name)[0] for name in ("s.xml", "s-int8.xml"))
+    for clip in calibration_clips(cfg, 2):  # real frames, as calibrated
+        fp32.reset(), int8.reset()
+        for t in range(clip.shape[2]):
+            a, b = fp32.frame(clip[:, :, t]), int8.frame(clip[:, :, t])
+        assert abs(a - b).max() < 0.25 * max(1.0, abs(a).max()), (a, b)
+        assert int8.state[0][0, 0] == clip.shape[2]  # the frame count (a running-sum path) is not quantized

@@ -125,8 +125,8 @@ def _run(m: nn.Module, x: Tensor, cur: _Cursor, name: str, count: Tensor) -> Ten
     return m(x)  # per-frame (checked by check_streamable): identity, shortcut pooling, 1x1x1 convs
 
 
-def _pool_head(model: nn.Module, x: Tensor, cur: _Cursor, count: Tensor, window: int) -> Tensor:
-    """head_conv -> running (or windowed) mean over frames -> dropout -> fc: logits (N, t, K)."""
+def _pool_head(model: nn.Module, x: Tensor, cur: _Cursor, count: Tensor, window: int, every_frame: bool) -> Tensor:
+    """head_conv -> running (or windowed) mean over frames -> dropout -> fc: logits (N, t, K) or (N, K)."""
     per_frame = _run(model.head_conv, x, cur, "head_conv", count).mean((3, 4))  # (N, C, t)
     t = per_frame.shape[2]
     if window:
@@ -140,29 +140,35 @@ def _pool_head(model: nn.Module, x: Tensor, cur: _Cursor, count: Tensor, window:
         total = cur.take("head.pool.sum", "pool_sum", (per_frame.shape[1],), per_frame)
         feats, new_total = _running_mean(per_frame, total, count)
         cur.put(new_total)
-    return model.fc(model.dropout(feats.transpose(1, 2)))
+    # The last frame only: a 2-D classifier input (OpenVINO int8 mis-shapes a batched 3-D MatMul + Gather).
+    return model.fc(model.dropout(feats.transpose(1, 2) if every_frame else feats[:, :, -1]))
 
 
-def _walk(model: nn.Module, state: Sequence[Tensor] | None, frames: Tensor, window: int) -> tuple[Tensor, _Cursor]:
+def _walk(
+    model: nn.Module, state: Sequence[Tensor] | None, frames: Tensor, window: int, every_frame: bool = True
+) -> tuple[Tensor, _Cursor]:
     cur = _Cursor(state)
     count = cur.take("frames", "count", (1,), frames)
     cur.put(count + frames.shape[2])
     x = _run(model.stem, frames, cur, "stem", count)
     x = _run(model.stages, x, cur, "stages", count)
-    logits = _pool_head(model, x, cur, count, window)
+    logits = _pool_head(model, x, cur, count, window, every_frame)
     if state is not None and cur.index != len(state):
         raise ValueError(f"state has {len(state)} tensors, the model uses {cur.index}")
     return logits, cur
 
 
-def step(model: nn.Module, state: Sequence[Tensor], frames: Tensor, window: int = 0) -> tuple[Tensor, State]:
+def step(
+    model: nn.Module, state: Sequence[Tensor], frames: Tensor, window: int = 0, every_frame: bool = True
+) -> tuple[Tensor, State]:
     """Feed ``frames`` (N, 3, t, H, W), t >= 1, to a causal SEVNet in eval mode.
 
-    Returns the logits after each new frame (N, t, K) and the new state. ``window`` = 0 pools
-    the head features over every frame since the state was fresh (what the model computes on the
-    whole clip); W > 0 pools over the last W frames. A pure function: ``state`` is not modified.
+    Returns the logits after each new frame (N, t, K), or after the last one only (N, K), and the
+    new state. ``window`` = 0 pools the head features over every frame since the state was fresh
+    (what the model computes on the whole clip); W > 0 pools over the last W frames. A pure
+    function: ``state`` is not modified.
     """
-    logits, cur = _walk(model, state, frames, window)
+    logits, cur = _walk(model, state, frames, window, every_frame)
     return logits, tuple(cur.new)
 
 
@@ -256,5 +262,5 @@ class Stream:
         x = as_frames(frames)
         if self.state is None:
             self.state, self.layout = init_state(self.model, tuple(x.shape[-2:]), x.shape[0], self.window)
-        logits, self.state = step(self.model, self.state, x, self.window)
-        return logits if every_frame else logits[:, -1]
+        logits, self.state = step(self.model, self.state, x, self.window, every_frame)
+        return logits
