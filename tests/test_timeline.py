@@ -179,3 +179,13 @@ def test_cli_timelines_to_json_lines_with_resume(scenes: Path, tmp_path: Path, c
     assert main(args) == 1
     assert "skipped 1 already in" in capsys.readouterr().err
     assert len(out.read_text().splitlines()) == 3  # the error line again, the timeline not
+
+
+def test_decoder_skips_unused_frames_but_never_a_wanted_one(scenes: Path) -> None:
+    """H.264: frames no window samples and no frame refers to (B-frames) are not decoded at all."""
+    from sevnet.deploy.timeline import decoded_frames
+
+    every = [i for i, _ in decoded_frames(scenes)]
+    assert every == sorted(every) and len(every) == 120
+    kept = [i for i, _ in decoded_frames(scenes, keep=lambda i: i % 10 == 0)]
+    assert set(range(0, 120, 10)) <= set(kept) and len(kept) < 120

@@ -97,6 +97,17 @@ class ProbedDataset(VideoDataset):
         return item
 
 
+def make_loader(
+    predictor: Predictor, paths: list[Path], clips: int = 1, batch_size: int = 8, workers: int = 0
+) -> DataLoader:
+    """The loader ``predict_files`` reads: items decoded and preprocessed in ``workers`` processes."""
+    dataset = inference_dataset(list(paths), predictor.meta, clips, ProbedDataset)
+    return DataLoader(
+        dataset, batch_size=batch_size, num_workers=workers, collate_fn=list,
+        persistent_workers=False, prefetch_factor=4 if workers else None,
+    )  # fmt: skip
+
+
 def predict_files(
     predictor: Predictor, paths: list[Path], topk: int = 5, clips: int = 1, batch_size: int = 8, workers: int = 0,
 ) -> Iterator[dict[str, Any]]:  # fmt: skip
@@ -104,12 +115,7 @@ def predict_files(
     ``{"video", "error"}``. ``workers`` loader processes decode ahead while the model runs."""
     if not paths:
         return
-    dataset = inference_dataset(list(paths), predictor.meta, clips, ProbedDataset)
-    loader = DataLoader(
-        dataset, batch_size=batch_size, num_workers=workers, collate_fn=list,
-        persistent_workers=False, prefetch_factor=4 if workers else None,
-    )  # fmt: skip
-    for items in loader:
+    for items in make_loader(predictor, paths, clips, batch_size, workers):
         good = [it for it in items if "error" not in it]
         probs = predictor.probabilities(torch.cat([it["clip"] for it in good]).numpy()) if good else None
         k = 0

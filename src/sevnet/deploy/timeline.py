@@ -16,9 +16,12 @@ and merged into segments ``(label, start, end, mean score)``; segments shorter t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Full, Queue
 from typing import TYPE_CHECKING, Any
 
 import av
@@ -107,22 +110,41 @@ class FrameRing:
         return self.buffer[[p % self.capacity for p in positions]]
 
 
-def decoded_frames(path: str | Path) -> Iterator[tuple[int, av.VideoFrame]]:
+# Decoders that honour skip_frame=NONREF: frames no other frame refers to (most B-frames) and that no
+# window samples are then not decoded at all.
+SKIPPABLE_CODECS = frozenset({"h264", "hevc"})
+
+
+def decoded_frames(path: str | Path, keep: Callable[[int], bool] | None = None) -> Iterator[tuple[int, av.VideoFrame]]:
     """(frame index, frame) in decoding order, indices from timestamps as ``read_frames`` computes
-    them. A file that breaks after some frames ends there (a truncated tail), as in ``read_frames``."""
+    them. A file that breaks after some frames ends there (a truncated tail), as in ``read_frames``.
+
+    ``keep(index)``: False for a frame nobody will use, so that an H.264 / HEVC decoder may skip it
+    when no other frame refers to it; such frames may then be missing from the output."""
     seen = False
     with _open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         fps, time_base, start = _stream_timing(stream)
+        context = stream.codec_context
+        skip = keep is not None and context.name in SKIPPABLE_CODECS
         try:
-            for n, frame in enumerate(container.decode(stream)):
-                pts = frame.pts if frame.pts is not None else frame.dts
-                seen = True
-                yield (round((pts - start) * time_base * fps) if pts is not None else n), frame
+            n = 0
+            for packet in container.demux(stream):
+                if skip:
+                    used = packet.pts is None or keep(round((packet.pts - start) * time_base * fps))
+                    context.skip_frame = "DEFAULT" if used else "NONREF"
+                for frame in packet.decode():
+                    pts = frame.pts if frame.pts is not None else frame.dts
+                    seen = True
+                    yield (round((pts - start) * time_base * fps) if pts is not None else n), frame
+                    n += 1
         except av.FFmpegError as err:
             if not seen:
                 raise DecodeError(f"{path}: decoding failed ({err})") from None
+
+
+_DONE = object()
 
 
 @dataclass
@@ -133,6 +155,7 @@ class WindowStream:
     plans: list[WindowPlan]
     prep: FramePrep
     batch_size: int = 8
+    threaded: bool = True
     ring: FrameRing = field(init=False)
 
     def __post_init__(self) -> None:
@@ -144,10 +167,46 @@ class WindowStream:
         self._ready: dict[int, np.ndarray] = {}  # window -> its frames, copied out of the ring
 
     def __iter__(self) -> Iterator[tuple[list[WindowPlan], np.ndarray]]:
+        """Batches of (plans, uint8 clips (B, T, 3, size, size)); with ``threaded``, decoding runs in a
+        background thread (a queue of two batches) while the caller runs the model."""
+        if not self.threaded:
+            yield from self._produce()
+            return
+        queue: Queue = Queue(maxsize=2)
+        stop = threading.Event()
+        worker = threading.Thread(target=self._produce_into, args=(queue, stop), daemon=True)
+        worker.start()
+        try:
+            while (item := queue.get()) is not _DONE:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            worker.join()
+
+    def _produce_into(self, queue: Queue, stop: threading.Event) -> None:
+        def put(item: object) -> bool:
+            while not stop.is_set():
+                with contextlib.suppress(Full):
+                    queue.put(item, timeout=0.1)
+                    return True
+            return False
+
+        try:
+            for batch in self._produce():
+                if not put(batch):
+                    return
+            put(_DONE)
+        except Exception as err:  # handed to the consumer, raised there
+            put(err)
+
+    def _produce(self) -> Iterator[tuple[list[WindowPlan], np.ndarray]]:
         filled = emitted = 0
         pending: list[int] = []
         latest: np.ndarray | None = None
-        for index, frame in decoded_frames(self.path):
+        self._filled = 0
+        for index, frame in decoded_frames(self.path, keep=self._wanted):
             if filled == len(self.needed):
                 break
             if self.needed[filled] > index:
@@ -155,7 +214,7 @@ class WindowStream:
             latest = self.prep.frame(frame.to_ndarray(format="rgb24")).numpy()
             while filled < len(self.needed) and self.needed[filled] <= index:  # a timestamp gap fills forward
                 self.ring.put(filled, latest)
-                filled += 1
+                filled = self._filled = filled + 1
                 emitted = yield from self._emit(filled, emitted, pending)
         if filled < len(self.needed):
             if latest is None:
@@ -166,6 +225,11 @@ class WindowStream:
                 emitted = yield from self._emit(filled, emitted, pending)
         if pending:
             yield self._batch(pending)
+
+    def _wanted(self, index: int) -> bool:
+        """Will frame ``index`` be used? Asked when its packet is sent to the decoder, which is ahead of
+        the frames already filled, so the answer errs towards decoding."""
+        return self._filled < len(self.needed) and self.needed[self._filled] <= index
 
     def _emit(self, filled: int, emitted: int, pending: list[int]) -> Iterator[tuple[list[WindowPlan], np.ndarray]]:
         """Copy every window whose frames are all in the ring out of it (before its slots are reused)."""
