@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import http.server
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_config_overrides
+from _videos import write_video
+from conftest import _moving_square, tiny_config_overrides
 
 import sevnet
+from sevnet.cli import main
 from sevnet.models import BLOCKS
 from sevnet.streaming import NotStreamableError, Stream, init_state, state_layout, step
 
@@ -205,3 +214,125 @@ def test_int8_step_model_has_the_accuracy_gate(causal_run: Path, tmp_path: Path)
             a, b = fp32.frame(clip[:, :, t]), int8.frame(clip[:, :, t])
         assert abs(a - b).max() < 0.25 * max(1.0, abs(a).max()), (a, b)
         assert int8.state[0][0, 0] == clip.shape[2]  # the frame count (a running-sum path) is not quantized
+
+
+# --- sevnet stream ---------------------------------------------------------------------------------
+
+
+def _lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real VP9 webm: a square moving right for 10 frames, then left for 10."""
+    frames = _moving_square(1, 4, 220, frames=10) + _moving_square(-1, 22, 220, frames=10)
+    return write_video(tmp_path_factory.mktemp("stream") / "clip.webm", frames=frames, size=(32, 32), fps=8)
+
+
+def _clip_scores(checkpoint: Path, video: Path, frames: int) -> torch.Tensor:
+    """The checkpoint's evaluation transform and clip forward on the first ``frames`` frames."""
+    from sevnet.data.config import DataConfig
+    from sevnet.data.transforms import build_transform
+    from sevnet.data.video import read_frames
+    from sevnet.engine import load_model
+
+    model, meta = load_model(checkpoint)
+    d = meta["data"]
+    cfg = DataConfig(eval_scale=d["eval_scale"], eval_crop=d["eval_crop"], mean=d["mean"], std=d["std"])
+    clip = build_transform(False, cfg)(read_frames(video, range(frames)))
+    with torch.no_grad():
+        return model(clip).softmax(-1)[0]
+
+
+def test_stream_a_real_file_equals_the_clip_model(causal_run: Path, video: Path, capsys) -> None:
+    assert main(["stream", str(video), "--checkpoint", str(causal_run), "--every", "5", "--topk", "2"]) == 0
+    lines = _lines(capsys.readouterr().out)
+    results, summary = lines[:-1], lines[-1]["summary"]
+    assert [r["frame"] for r in results] == [4, 9, 14, 19] and [r["fed"] for r in results] == [5, 10, 15, 20]
+    assert all(r["step_ms"] > 0 and len(r["top"]) == 2 for r in results)
+    assert summary["ended"] == "end of stream" and summary["frames_fed"] == 20 and summary["step_ms"]["p95"] > 0
+    classes = ["moving left", "moving right"]
+    for r in results[1::2]:  # after 10 and 20 frames: the clip model on those frames
+        expected = _clip_scores(causal_run, video, r["fed"])
+        assert {name: score for name, score in r["top"]} == pytest.approx(
+            dict(zip(classes, expected.tolist())), abs=2e-4
+        )
+
+
+def test_stream_from_a_local_http_server_and_one_that_stops_midway(causal_run: Path, video: Path, capsys) -> None:
+    data = video.read_bytes()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # /full: the whole file; /cut: headers promise it all, half is sent
+            body = data if self.path == "/full.webm" else data[: len(data) // 2]
+            self.send_response(200)
+            self.send_header("Content-Type", "video/webm")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert main(["stream", f"{base}/full.webm", "--checkpoint", str(causal_run), "--every", "20"]) == 0
+        full = _lines(capsys.readouterr().out)
+        assert full[-1]["summary"]["ended"] == "end of stream" and full[-1]["summary"]["frames_fed"] == 20
+        assert main(["stream", f"{base}/cut.webm", "--checkpoint", str(causal_run), "--every", "20"]) == 1
+    finally:
+        server.shutdown()
+    out = capsys.readouterr()
+    summary = _lines(out.out)[-1]["summary"]
+    assert "stopped after" in out.err and summary["ended"].startswith("error:") and 0 < summary["frames_fed"] < 20
+
+
+def test_bad_sources_and_models_give_a_clear_error(causal_run: Path, tmp_path: Path, capsys) -> None:
+    from sevnet.engine.checkpoint import read_checkpoint, save_checkpoint
+
+    with socket.socket() as s:  # a port with nobody listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for source, needle in [(str(tmp_path / "missing.mp4"), "missing.mp4: no such file"),
+                           (f"http://127.0.0.1:{port}/x.webm", "Connection refused"),
+                           ("ftp://host/x.mp4", "unsupported URL scheme")]:  # fmt: skip
+        assert main(["stream", source, "--checkpoint", str(causal_run)]) == 2
+        assert needle in capsys.readouterr().err
+    meta = json.loads(read_checkpoint(causal_run)[1]["meta"])
+    meta["model_overrides"]["causal"] = False
+    model = sevnet.create_model(meta["model"], num_classes=2, **meta["model_overrides"])
+    save_checkpoint(tmp_path / "clip_model.safetensors", model, meta)
+    assert main(["stream", str(tmp_path), "--checkpoint", str(tmp_path / "clip_model.safetensors")]) == 2
+    assert "causal=False" in capsys.readouterr().err
+
+
+def test_ctrl_c_ends_an_endless_source_cleanly_with_a_summary(causal_run: Path) -> None:
+    cmd = [sys.executable, "-m", "sevnet", "stream", "testsrc=size=64x48:rate=25", "--input-format", "lavfi",
+           "--checkpoint", str(causal_run), "--every", "10", "--realtime", "--threads", "1"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = [proc.stdout.readline() for _ in range(2)]  # streaming has begun
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    summary = _lines(out)[-1]["summary"]
+    assert json.loads(first[1])["fed"] == 20 and summary["ended"] == "interrupted" and summary["frames_fed"] >= 20
+
+
+def test_exported_step_models_stream_like_pytorch(causal_run: Path, video: Path, tmp_path: Path, capsys) -> None:
+    base = tmp_path / "step4d"
+    assert main(["stream", "--checkpoint", str(causal_run), "--export", "onnx", "--flat4d", "--out", str(base)]) == 0
+    assert json.loads(capsys.readouterr().out)["onnx_max_rel_error"] < 1e-3
+    runs = {}
+    for args in (["--checkpoint", str(causal_run)], ["--model", f"{base}.onnx"]):
+        assert main(["stream", str(video), *args, "--every", "4", "--live"]) == 0
+        out = capsys.readouterr().out
+        assert out.count("\r") == 5 and "end of stream: 20 frames fed of 20 decoded" in out  # one line, rewritten
+        runs[args[0]] = out.rsplit("top: ", 1)[1]
+    assert runs["--checkpoint"] == runs["--model"]
+    assert main(["stream", str(video), "--model", str(tmp_path / "nothing.onnx")]) == 2

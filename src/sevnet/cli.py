@@ -16,6 +16,7 @@ VERBS: list[tuple[str, str]] = [
     ("export", "export a checkpoint to ONNX or OpenVINO, checked against PyTorch"),
     ("quantize", "int8 post-training quantization (OpenVINO NNCF) with an accuracy check"),
     ("predict", "top-k classes for video files from a checkpoint or an exported model"),
+    ("stream", "classify a live source (file, camera, rtsp/http URL) frame by frame with a causal SEVNet"),
     ("profile", "parameters, GMACs, activation memory and CPU latency, side by side"),
     ("data", "dataset tools: 'data check' reads every sample and lists the bad files (report + exclude list)"),
 ]

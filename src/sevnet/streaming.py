@@ -31,13 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sevnet.errors import SevnetError
 from sevnet.models.blocks import BLOCKS, ResidualBlock
 from sevnet.models.layers import ConvBN, SqueezeExcite
 
 State = tuple[Tensor, ...]
 
 
-class NotStreamableError(ValueError):
+class NotStreamableError(SevnetError, ValueError):
     """The model cannot be streamed (not causal, or a part that mixes time in an unknown way)."""
 
 

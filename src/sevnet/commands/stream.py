@@ -1,0 +1,149 @@
+"""Classify a live source frame by frame with a causal SEVNet: a video file, a camera index or an
+rtsp/http URL. Each frame costs one step of the model (about a clip's cost / T); results come as
+JSON lines (frame index, time, top-k, per-frame latency) or a live one-line display, and the run
+ends (end of stream, Ctrl-C, or a source failure) with a summary.
+
+With --export, writes the stateful step model instead (ONNX / OpenVINO, optionally int8, state as
+explicit inputs and outputs, checked against PyTorch) for --model or for other runtimes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from typing import Any
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", nargs="?", help="video file, camera index (0 = /dev/video0) or rtsp/http/... URL")
+    p.add_argument("--checkpoint", help="a causal .safetensors checkpoint (PyTorch, or exported on the fly)")
+    p.add_argument("--model", help="an exported step model (.onnx / .xml with its .sevnet.json)")
+    p.add_argument("--backend", choices=["torch", "onnx", "openvino"], default="torch",
+                   help="with --checkpoint: run in PyTorch or export the step first (default torch)")  # fmt: skip
+    p.add_argument("--window", type=int, default=0, help="pool the last W frames (0 = every frame since start)")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--every", type=int, default=1, metavar="N", help="print a result every N fed frames")
+    stride_help = "feed every S-th decoded frame (default: the training frame stride if dense sampling, else 1)"
+    p.add_argument("--stride", type=int, default=None, help=stride_help)
+    p.add_argument("--live", action="store_true", help="one updating line instead of JSON lines")
+    p.add_argument("--realtime", action="store_true", help="play a file at its own frame rate, as a camera would")
+    p.add_argument("--input-format", default=None, help="FFmpeg input format, e.g. v4l2, avfoundation, lavfi")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a network source")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for the model")
+    g = p.add_argument_group("export the step model instead of streaming")
+    g.add_argument("--export", choices=["onnx", "openvino"], default=None)
+    g.add_argument("--flat4d", action="store_true", help="every boundary tensor at most 4-D (buffers flattened)")
+    g.add_argument("--out", default=None, help="output path without suffix (default: <checkpoint>-stream)")
+    g.add_argument("--int8", metavar="DATASET-CONFIG", default=None,
+                   help="also quantize (NNCF), calibrating on this experiment's training set")  # fmt: skip
+    g.add_argument("--calib-clips", type=int, default=32)
+    g.add_argument("--max-drop", type=float, default=1.0, help="allowed top-1 drop of int8 in points")
+    g.add_argument("--eval-limit", type=int, default=None, help="evaluate int8 on at most this many clips")
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"sevnet stream: error: {message}", file=sys.stderr)
+    return code
+
+
+def _export(args: argparse.Namespace) -> int:
+    from sevnet.deploy.stream_export import export_stream_checkpoint, quantize_stream_checkpoint
+    from sevnet.engine import load_config
+
+    if args.int8:
+        report = quantize_stream_checkpoint(args.checkpoint, load_config(args.int8), args.out, args.calib_clips,
+                                            args.max_drop, args.eval_limit, args.window, args.flat4d)  # fmt: skip
+    else:
+        report = export_stream_checkpoint(args.checkpoint, args.export, args.out, args.window, args.flat4d)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _runner(args: argparse.Namespace, workdir: str) -> tuple[Any, dict[str, Any]]:
+    from sevnet.deploy.runtime import ModelFileError
+    from sevnet.deploy.stream_export import export_stream_checkpoint, load_step_runner
+
+    if args.model:
+        runner, meta = load_step_runner(model_file=args.model, threads=args.threads)
+        if args.window and args.window != meta["streaming"]["window"]:
+            raise ModelFileError(f"{args.model}: exported with window {meta['streaming']['window']}; re-export it")
+        return runner, meta
+    if args.backend == "torch":
+        return load_step_runner(args.checkpoint, window=args.window)
+    print(f"exporting the step model for {args.backend} (checked against PyTorch)...", file=sys.stderr)
+    report = export_stream_checkpoint(args.checkpoint, args.backend, f"{workdir}/step", args.window)
+    return load_step_runner(model_file=report.get("openvino", report["onnx"]), threads=args.threads)
+
+
+class _Printer:
+    """JSON lines, or one line rewritten in place (``--live``)."""
+
+    def __init__(self, live: bool) -> None:
+        self.live, self.width = live, shutil.get_terminal_size((100, 20)).columns - 1
+
+    def __call__(self, r: dict[str, Any]) -> None:
+        if not self.live:
+            print(json.dumps(r), flush=True)
+            return
+        top = "  ".join(f"{name} {score:.0%}" for name, score in r["top"][:3])
+        line = f"frame {r['frame']:>6}  {r['time']:8.2f}s  {top}  | {r['step_ms']:.1f} ms/frame"
+        print("\r" + line[: self.width].ljust(self.width), end="", flush=True)
+
+    def summary(self, s: dict[str, Any]) -> None:
+        if not self.live:
+            print(json.dumps({"summary": s}), flush=True)
+            return
+        print()
+        step = s.get("step_ms", {})
+        top = ", ".join(f"{name} {score:.1%}" for name, score in s["top"])
+        print(f"{s['ended']}: {s['frames_fed']} frames fed of {s['frames_decoded']} decoded "
+              f"({s['media_seconds']:.1f}s of media in {s['wall_seconds']:.1f}s), step {step.get('mean', 0):.2f} ms "
+              f"mean / {step.get('p95', 0):.2f} ms p95; top: {top}")  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    """Errors before the first frame (bad model, unopenable source) are SevnetErrors: ``cli.main``
+    prints them and exits 2. A source failing mid-way ends with the summary and exit 1; Ctrl-C
+    while streaming ends with the summary and exit 0, before it (loading, exporting) with 130."""
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("\nsevnet stream: interrupted before streaming started", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
+
+    from sevnet.deploy.live import SourceError, StreamStats, run_stream
+
+    if not args.checkpoint and not args.model:
+        return _fail("give --checkpoint or --model")
+    if args.export and not args.checkpoint:
+        return _fail("--export needs --checkpoint")
+    if not args.export and not args.source:
+        return _fail("give a SOURCE (video file, camera index or URL), or --export")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="sevnet-stream-") as workdir:
+        if args.export:
+            return _export(args)
+        runner, meta = _runner(args, workdir)
+        stride = args.stride or (meta["data"]["frame_stride"] if meta["data"].get("sampling") == "dense" else 1)
+        stats, printer = StreamStats(args.source, stride=max(1, stride)), _Printer(args.live)
+        code = 0
+        try:
+            run_stream(runner, meta, args.source, stats, printer, every=max(1, args.every), topk=args.topk,
+                       input_format=args.input_format, realtime=args.realtime, timeout=args.timeout)  # fmt: skip
+        except KeyboardInterrupt:
+            stats.ended = "interrupted"
+        except SourceError as err:
+            if stats.decoded == 0:
+                raise
+            stats.ended, code = f"error: {err}", 1
+            print(f"\nsevnet stream: error: {err}", file=sys.stderr)
+        printer.summary(stats.summary())
+        return code
