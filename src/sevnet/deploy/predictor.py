@@ -169,6 +169,8 @@ class Predictor:
         clips = _check_count("clips", clips)
         single = not isinstance(x, list | tuple) or _is_frame_list(x)
         items = [x] if single else list(x)
+        if not items:
+            return np.zeros((0, len(self.classes)))
         out = []
         for i in range(0, len(items), max(1, batch_size)):
             chunk = [self.preprocess(item, clips) for item in items[i : i + batch_size]]

@@ -74,7 +74,12 @@ class FramePrep:
     def __init__(self, spec: ClipSpec) -> None:
         self.size = spec.size
         self.resize = v2.Resize(max(spec.scale, spec.size), antialias=True)
-        self.post = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(spec.mean), list(spec.std))])
+        # uint8 -> normalised float32 through a table of the evaluation transform's own operations
+        # (ToDtype: .to(float32).mul_(1/255); Normalize: .sub(mean).div_(std)): bit-identical, one pass.
+        mean = torch.as_tensor(spec.mean, dtype=torch.float32)
+        std = torch.as_tensor(spec.std, dtype=torch.float32)
+        values = torch.arange(256, dtype=torch.uint8).to(torch.float32).mul_(1.0 / 255)
+        self.table = torch.stack([values.sub(mean[c]).div_(std[c]) for c in range(3)]).numpy()
 
     def frame(self, rgb: np.ndarray) -> torch.Tensor:
         """(H, W, 3) uint8 -> (3, size, size) uint8."""
@@ -83,9 +88,11 @@ class FramePrep:
 
     def clips(self, frames: np.ndarray) -> np.ndarray:
         """(B, T, 3, size, size) uint8 -> float (B, 3, T, size, size) model input."""
-        b, t = frames.shape[:2]
-        x = self.post(torch.from_numpy(frames).reshape(b * t, *frames.shape[2:]))
-        return x.reshape(b, t, *x.shape[1:]).permute(0, 2, 1, 3, 4).contiguous().numpy()
+        b, t, c, h, w = frames.shape
+        out = np.empty((b, c, t, h, w), np.float32)
+        for k in range(c):
+            out[:, k] = self.table[k][frames[:, :, k]]
+        return out
 
 
 class FrameRing:
