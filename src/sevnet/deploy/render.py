@@ -31,15 +31,30 @@ def write_csv(timelines: list[Timeline], path: str | Path, topk: int = 5) -> Pat
     return path
 
 
-def class_colours(classes: list[str]) -> dict[str, tuple[float, ...]]:
-    """A stable colour per class (tab20, cycling)."""
+def class_colours(classes: list[str], prominent: list[str] | None = None) -> dict[str, tuple[float, ...]]:
+    """A colour per class: by class index for up to 20 classes (the same in every plot); beyond,
+    distinct colours for the ``prominent`` ones (most screen time first) and grey for the rest."""
     import matplotlib
 
     cmap = matplotlib.colormaps["tab20" if len(classes) > 10 else "tab10"]
-    return {name: cmap(i % cmap.N) for i, name in enumerate(classes)}
+    if len(classes) <= 20 or prominent is None:
+        return {name: cmap(i % cmap.N) for i, name in enumerate(classes)}
+    colours = dict.fromkeys(classes, (0.75, 0.75, 0.75, 1.0))
+    colours.update({name: cmap(i % cmap.N) for i, name in enumerate(prominent[: cmap.N])})
+    return colours
 
 
-def plot_timeline(tl: Timeline, path: str | Path, max_curves: int = 6) -> Path:
+def legend_classes(tl: Timeline, top1: np.ndarray, shown: list[int], limit: int) -> list[str]:
+    """The classes drawn, most screen time first (segment seconds, then windows as top-1), at most ``limit``."""
+    weight = dict.fromkeys([tl.classes[c] for c in shown], 0.0)
+    for c in top1:
+        weight[tl.classes[c]] = weight.get(tl.classes[c], 0.0) + 1e-3
+    for seg in tl.segments:
+        weight[seg.label] = weight.get(seg.label, 0.0) + seg.end - seg.start
+    return sorted(weight, key=lambda name: -weight[name])[:limit]
+
+
+def plot_timeline(tl: Timeline, path: str | Path, max_curves: int = 6, max_legend: int = 14) -> Path:
     """Three strips over time: segments, each window's top-1 (opacity = score), and the smoothed
     scores of the classes that matter most; one colour per class, with a legend."""
     import matplotlib
@@ -47,11 +62,11 @@ def plot_timeline(tl: Timeline, path: str | Path, max_curves: int = 6) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = class_colours(tl.classes)
     lo, hi = window_cores(tl.starts, tl.ends, tl.duration)
     top1 = tl.scores.argmax(1)
     shown = [int(c) for c in np.argsort(-tl.smoothed.max(0))[:max_curves]]
-    used = {seg.label for seg in tl.segments} | {tl.classes[c] for c in top1} | {tl.classes[c] for c in shown}
+    legend = legend_classes(tl, top1, shown, max_legend)
+    colours = class_colours(tl.classes, legend)
     fig, axes = plt.subplots(3, 1, figsize=(12, 4.2), sharex=True, gridspec_kw={"height_ratios": [1, 1, 2.2]})
     for seg in tl.segments:
         axes[0].broken_barh([(seg.start, seg.end - seg.start)], (0, 1), color=colours[seg.label])
@@ -68,8 +83,8 @@ def plot_timeline(tl: Timeline, path: str | Path, max_curves: int = 6) -> Path:
         ax.set_yticks([])
     axes[2].set_ylim(0, 1.02)
     axes[2].set_xlabel("time (s)")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[name]) for name in tl.classes if name in used]
-    fig.legend(handles, [name for name in tl.classes if name in used], loc="center right", fontsize=8, frameon=False)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[name]) for name in legend]
+    fig.legend(handles, legend, loc="center right", fontsize=8, frameon=False)
     fig.suptitle(Path(tl.video).name, fontsize=10)
     fig.tight_layout(rect=(0, 0, 0.88, 1))
     path = Path(path)
