@@ -44,3 +44,17 @@ def test_invalid_enum_value_names_key_and_choices(capsys) -> None:
     assert cli.main(["train", "configs/ssv2_sevnet_s.yaml", "train.amp=fp32"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("sevnet train: error:") and "train.amp" in err and "bf16" in err
+
+
+def test_own_videos_config_builds_its_model_and_peers_can_use_it() -> None:
+    import sevnet
+    from sevnet.engine import load_config
+
+    cfg = load_config("configs/folder_sevnet_xs.yaml", ["data.root=/videos"])
+    assert cfg.data.format == "folder" and cfg.optim.name.name == "adamw" and cfg.train.max_minutes > 0
+    model = sevnet.create_model(cfg.model.name, num_classes=3, **cfg.model.overrides)
+    assert model.cfg.stem_temporal_kernel == 3 and not model.cfg.zero_init_last
+    peer = load_config(
+        "configs/folder_sevnet_xs.yaml", ["data.root=/videos", "model.name=x3d_xs", "model.overrides={}"]
+    )
+    assert dict(peer.model.overrides) == {}

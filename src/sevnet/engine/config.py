@@ -126,10 +126,20 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             cfg = OmegaConf.merge(cfg, _yaml_switches(OmegaConf.load(path)))
         if overrides:
             cfg = OmegaConf.merge(cfg, _yaml_switches(OmegaConf.from_dotlist(list(overrides))))
+            _replace_emptied(cfg, overrides)
     except (ConfigKeyError, ValidationError) as err:
         where = f" in {path}" if path else ""
         raise ConfigError(f"invalid config{where}: {_explain(err)}") from None
     return cfg
+
+
+def _replace_emptied(cfg: DictConfig, overrides: list[str]) -> None:
+    """``key={}`` on the command line empties a mapping (a merge alone would keep the file's keys),
+    e.g. ``model.overrides={}`` to train a peer with a config that sets SEVNet options."""
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if value.strip() == "{}":
+            OmegaConf.update(cfg, key.strip(), {}, merge=False)
 
 
 def _explain(err: ConfigKeyError | ValidationError) -> str:

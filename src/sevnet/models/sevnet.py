@@ -39,14 +39,14 @@ class SEVNetConfig:
 
     stages: tuple[Stage, ...]
     stem_channels: int = 24
-    stem_temporal_kernel: int = 3  # a dense kx1x1 conv after the spatial stem conv; 1 = none
+    stem_temporal_kernel: int = 1  # a dense kx1x1 conv after the spatial stem conv; 1 = none
     head_channels: int = 432
     block: str = "sev"
     block_args: dict[str, Any] = field(default_factory=dict)  # block-specific keywords (timm's block_args)
     temporal_kernel: int = 3
     se_ratio: float = 0.0
     causal: bool = False  # time mixed from the past only: a model that can stream (sevnet.streaming)
-    zero_init_last: bool = False  # True: each block starts as its shortcut (Goyal et al.)
+    zero_init_last: bool = True  # each block starts as its shortcut (Goyal et al.)
     dropout: float = 0.5
     num_classes: int = 400
     reference_input: tuple[int, int, int] = (16, 160, 160)  # T, H, W used for the FLOPs figure
