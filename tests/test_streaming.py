@@ -63,6 +63,7 @@ def test_chunks_equal_frame_by_frame() -> None:
     for a, b, entry in zip(one.state, chunked.state, one.layout):
         assert torch.allclose(a, b, atol=1e-5), entry.name
     assert chunked.step(clip[0, :, 9]).shape == (1, 3)  # a single (3, H, W) frame
+    assert chunked.step(clip[:, :, 9]).shape == (1, 3)  # one (N, 3, H, W) frame per stream
 
 
 @pytest.mark.parametrize("window", [1, 4])
@@ -124,7 +125,9 @@ def causal_run(motion_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -
     out = tmp_path_factory.mktemp("causal_run")
     overrides = tiny_config_overrides(motion_dataset, out / "run", **{"train.epochs": 3})
     i = next(i for i, o in enumerate(overrides) if o.startswith("model.overrides="))
-    overrides[i] = overrides[i].replace("head_channels: 64}", "head_channels: 64, causal: true, se_ratio: 0.25}")
+    overrides[i] = overrides[i].replace(
+        "head_channels: 64}", "head_channels: 64, causal: true, se_ratio: 0.25, stem_temporal_kernel: 3}"
+    )
     train(load_config(None, overrides))
     return out / "run" / "checkpoints" / "model.safetensors"
 
@@ -152,13 +155,16 @@ def test_exported_step_equals_pytorch_over_a_sequence(tmp_path: Path) -> None:
     report = export_stream_model(model, tmp_path / "step", (32, 32), "openvino", meta={"class_names": ["a", "b", "c"]})
     assert report["onnx_max_rel_error"] < 1e-3 and report["openvino_max_rel_error"] < 1e-3
     clip = torch.randn(1, 3, 20, 32, 32)
-    for suffix in (".onnx", ".xml"):
-        runner, meta = load_step_runner(model_file=tmp_path / f"step{suffix}")
+    for suffix, internal_state in ((".onnx", False), (".xml", False), (".xml", True)):
+        runner, meta = load_step_runner(model_file=tmp_path / f"step{suffix}", internal_state=internal_state)
         stream = Stream(model)
+        outs = []
         for t in range(20):  # each side carries its own state
-            out = runner.frame(clip[:, :, t].numpy())
+            outs.append(runner.frame(clip[:, :, t].numpy()))
             ref = stream.step(clip[:, :, t : t + 1]).numpy()
-            assert abs(out - ref).max() <= 1e-4, (suffix, t)
+            assert abs(outs[-1] - ref).max() <= 1e-4, (suffix, internal_state, t)
+        runner.reset()
+        assert abs(runner.frame(clip[:, :, 0].numpy()) - outs[0]).max() <= 1e-6  # reset: a fresh stream
     layout = meta["streaming"]["state"]
     assert [s["name"] for s in layout] == [e.name for e in stream.layout]
     assert layout[1] | {"shape": None} == {"name": "stem.temporal.buffer", "kind": "conv_buffer", "shape": None,
@@ -213,7 +219,7 @@ def test_int8_step_model_has_the_accuracy_gate(causal_run: Path, tmp_path: Path)
         for t in range(clip.shape[2]):
             a, b = fp32.frame(clip[:, :, t]), int8.frame(clip[:, :, t])
         assert abs(a - b).max() < 0.25 * max(1.0, abs(a).max()), (a, b)
-        assert int8.state[0][0, 0] == clip.shape[2]  # the frame count (a running-sum path) is not quantized
+        assert int8.current_state()[0][0, 0] == clip.shape[2]  # the frame count (a running sum) is not quantized
 
 
 # --- sevnet stream ---------------------------------------------------------------------------------

@@ -227,11 +227,14 @@ def _first(k: int | Sequence[int]) -> int:
 
 
 def as_frames(frames: Tensor) -> Tensor:
-    """(3, H, W) one frame, (3, t, H, W) a chunk, or (N, 3, t, H, W) a batch of chunks -> 5-D."""
-    x = {3: lambda f: f[None, :, None], 4: lambda f: f[None], 5: lambda f: f}.get(frames.dim(), lambda f: None)(frames)
-    if x is None or x.shape[1] != 3:
-        raise ValueError(f"expected frames (3, H, W), (3, t, H, W) or (N, 3, t, H, W), got {tuple(frames.shape)}")
-    return x
+    """(3, H, W) one frame, (N, 3, H, W) one frame of N streams, (N, 3, t, H, W) chunks -> 5-D."""
+    if frames.dim() == 3:
+        frames = frames[None]
+    if frames.dim() == 4:
+        frames = frames[:, :, None]
+    if frames.dim() != 5 or frames.shape[1] != 3:
+        raise ValueError(f"expected frames (3, H, W), (N, 3, H, W) or (N, 3, t, H, W), got {tuple(frames.shape)}")
+    return frames
 
 
 class Stream:
