@@ -95,39 +95,35 @@ def _check(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _error(message: object) -> int:
+    print(f"sevnet predict: error: {message}", file=sys.stderr)
+    return 2
+
+
 def run(args: argparse.Namespace) -> int:
     from sevnet.deploy.batch import expand_inputs, finished_videos
     from sevnet.deploy.predictor import load
     from sevnet.deploy.runtime import ModelFileError
     from sevnet.engine import CheckpointError
 
-    problem = _check(args)
-    if problem:
-        print(f"sevnet predict: error: {problem}", file=sys.stderr)
-        return 2
+    if problem := _check(args):
+        return _error(problem)
     try:
         predictor = (
             load(args.model, args.backend, args.checkpoint) if args.model else load(args.checkpoint, args.backend)
         )
-    except (CheckpointError, ModelFileError, ValueError, RuntimeError) as err:
-        print(f"sevnet predict: error: {err}", file=sys.stderr)
-        return 2
-    try:
         paths = expand_inputs(args.videos, args.recursive)
-    except ValueError as err:
-        print(f"sevnet predict: error: {err}", file=sys.stderr)
-        return 2
-    if args.out:
+    except (CheckpointError, ModelFileError, ValueError, RuntimeError) as err:
+        return _error(err)
+    if args.out:  # resume: the videos already in the output (as given on the command line) are done
         done = finished_videos(args.out)
-        skipped = [p for p in paths if str(p) in done]
-        paths = [p for p in paths if str(p) not in done]
-        if skipped:
+        if skipped := [p for p in paths if str(p) in done]:
             print(f"skipped {len(skipped)} already in {args.out}", file=sys.stderr)
+        paths = [p for p in paths if str(p) not in done]
     try:
         results = _collect(args, predictor, paths)
     except (ValueError, RuntimeError) as err:
-        print(f"sevnet predict: error: {err}", file=sys.stderr)
-        return 2
+        return _error(err)
     failed = [r["video"] for r in results if "error" in r]
     if failed:
         shown = ", ".join(failed[:10]) + (f" and {len(failed) - 10} more" if len(failed) > 10 else "")

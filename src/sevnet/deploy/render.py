@@ -69,10 +69,10 @@ def plot_timeline(tl: Timeline, path: str | Path, max_curves: int = 6, max_legen
     colours = class_colours(tl.classes, legend)
     fig, axes = plt.subplots(3, 1, figsize=(12, 4.2), sharex=True, gridspec_kw={"height_ratios": [1, 1, 2.2]})
     for seg in tl.segments:
-        axes[0].broken_barh([(seg.start, seg.end - seg.start)], (0, 1), color=colours[seg.label])
+        axes[0].broken_barh([(seg.start, seg.end - seg.start)], (0, 1), color=colours[seg.label], lw=0)
     for i, c in enumerate(top1):
         alpha = float(np.clip(tl.scores[i, c], 0.15, 1.0))
-        axes[1].broken_barh([(lo[i], hi[i] - lo[i])], (0, 1), color=colours[tl.classes[c]], alpha=alpha)
+        axes[1].broken_barh([(lo[i], hi[i] - lo[i])], (0, 1), color=colours[tl.classes[c]], alpha=alpha, lw=0)
     centres = (tl.starts + tl.ends) / 2
     for c in shown:
         axes[2].plot(centres, tl.smoothed[:, c], color=colours[tl.classes[c]], lw=1.5)
