@@ -189,3 +189,10 @@ def test_decoder_skips_unused_frames_but_never_a_wanted_one(scenes: Path) -> Non
     assert every == sorted(every) and len(every) == 120
     kept = [i for i, _ in decoded_frames(scenes, keep=lambda i: i % 10 == 0)]
     assert set(range(0, 120, 10)) <= set(kept) and len(kept) < 120
+
+
+def test_timeline_refuses_a_frame_folder(tmp_path: Path) -> None:
+    from sevnet.data.video import DecodeError
+
+    with pytest.raises(DecodeError, match="needs a video file"):
+        _stub().timeline(tmp_path, window=1.0)

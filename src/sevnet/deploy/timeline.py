@@ -382,6 +382,8 @@ def run_timeline(
     if smooth < 1:
         raise ValueError(f"smooth must be >= 1 windows, got {smooth}")
     path = Path(path)
+    if path.is_dir():
+        raise DecodeError(f"{path}: a timeline needs a video file (a frame folder has no frame rate)")
     info = probe_video(path)
     plans = plan_windows(info.num_frames, info.fps, window, stride, predictor.clip_spec)
     stream = WindowStream(path, plans, FramePrep(predictor.clip_spec), batch_size)
