@@ -175,16 +175,28 @@ def test_causal_model_never_sees_the_future(block: str) -> None:
     assert not torch.allclose(a[:, :, 4:], b[:, :, 4:], atol=1e-5)
 
 
-def test_format_1_checkpoint_loads_with_identical_outputs() -> None:
-    import json
-    from pathlib import Path
+def test_format_1_checkpoint_loads_with_identical_outputs(tmp_path) -> None:
+    from _v1_fixture import fixed_input, write_v1_checkpoint
 
     from sevnet.engine.checkpoint import load_model
 
-    fixtures = Path(__file__).parent / "fixtures"
-    model, meta = load_model(fixtures / "v1_tiny_sevnet.safetensors")
+    path = tmp_path / "v1.safetensors"
+    expected = write_v1_checkpoint(path)  # the logits sevnet 0.1.0 gave for this file
+    model, meta = load_model(path)
     assert meta["model_overrides"]["stem_temporal_kernel"] == 1  # architecture pinned to format 1
-    x = torch.linspace(-1, 1, 3 * 4 * 20 * 20).reshape(1, 3, 4, 20, 20)
-    expected = json.loads((fixtures / "v1_tiny_sevnet.json").read_text())["logits"]
     with torch.no_grad():
-        assert torch.allclose(model(x)[0], torch.tensor(expected), atol=1e-5)
+        assert torch.allclose(model(fixed_input())[0], torch.tensor(expected), atol=1e-5)
+
+
+def test_format_1_checkpoint_predicts_and_exports(tmp_path) -> None:
+    import numpy as np
+    from _v1_fixture import write_v1_checkpoint
+
+    from sevnet.deploy.export import export_checkpoint
+
+    path = tmp_path / "v1.safetensors"
+    write_v1_checkpoint(path)
+    top = sevnet.load(path).predict(np.zeros((6, 24, 24, 3), dtype=np.uint8), topk=2)
+    assert [t["label"] for t in top] and set(t["label"] for t in top) <= {"a b", "c", "d"}
+    export_checkpoint(path, "onnx", tmp_path / "model")  # self-checks the ONNX model against PyTorch
+    assert (tmp_path / "model.onnx").is_file()

@@ -129,6 +129,9 @@ def run_demo(
     report["wall_time_s"] = time.time() - started
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
     print(format_report(report, out))
+    if quick:
+        print("(--quick is a smoke test of every step on a few clips for one epoch: accuracy near chance, "
+              "8.3%, is expected; run `sevnet demo` for the real figures)")  # fmt: skip
     return report
 
 
