@@ -90,6 +90,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="clip timings; steps are timed repeats x T times")
     parser.add_argument("--no-int8", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads of every backend (default: all)")
+    parser.add_argument("--stem-temporal-kernel", type=int, default=None, help="override the model default")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     if args.threads:
@@ -99,8 +100,12 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
-            model = create_model(name, causal=True).eval()
+            extra = {} if args.stem_temporal_kernel is None else {"stem_temporal_kernel": args.stem_temporal_kernel}
+            model = create_model(name, causal=True, **extra).eval()
             t, h, w = model_info(name).reference_input
+            cfg = model.cfg
+            print(f"{name}: causal, stem temporal kernel {cfg.stem_temporal_kernel}, SE ratio {cfg.se_ratio}, "
+                  f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters", flush=True)  # fmt: skip
             clip = np.random.default_rng(1).standard_normal((1, 3, t, h, w)).astype(np.float32)
             for backend, (clip_run, step_run) in backends(
                 model, name, Path(tmp), (t, h, w), not args.no_int8, args.threads

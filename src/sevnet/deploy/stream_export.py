@@ -179,11 +179,16 @@ class OpenVINOStateRunner(StepRunner):
     the per-frame time of explicit state on SEVNet-XS, docs/streaming.md).
     """
 
-    def __init__(self, path: str | Path, layout: list[StateEntry], flat4d: bool, threads: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path, layout: list[StateEntry], flat4d: bool, threads: int | None = None,
+        frame_size: tuple[int, int] | None = None,
+    ) -> None:  # fmt: skip
         super().__init__(lambda arrays: arrays, layout, flat4d)
         self.path, self.threads = Path(path), threads
         self.request: Any = None
         self.shape: tuple[int, ...] | None = None
+        if frame_size:  # compile now for one stream, one frame at a time, so the first frame is not slow
+            self._compile((1, 3, *frame_size) if flat4d else (1, 3, 1, *frame_size))
 
     def _compile(self, frames_shape: tuple[int, ...]) -> None:
         import openvino as ov
@@ -349,7 +354,7 @@ def load_step_runner(
     layout, flat4d = layout_from_sidecar(streaming), streaming["flat4d"]
     suffix = model_file.suffix.lower()
     if suffix == ".xml" and internal_state:
-        return OpenVINOStateRunner(model_file, layout, flat4d, threads), meta
+        return OpenVINOStateRunner(model_file, layout, flat4d, threads, tuple(streaming["frame_size"])), meta
     make = {".onnx": onnx_step_fn, ".xml": openvino_step_fn}.get(suffix)
     if make is None:
         raise ModelFileError(f"{model_file}: unknown model format (expected .onnx or .xml)")
