@@ -58,3 +58,14 @@ def test_own_videos_config_builds_its_model_and_peers_can_use_it() -> None:
         "configs/folder_sevnet_xs.yaml", ["data.root=/videos", "model.name=x3d_xs", "model.overrides={}"]
     )
     assert dict(peer.model.overrides) == {}
+
+
+def test_checkpoints_record_options_whose_default_may_change() -> None:
+    from types import SimpleNamespace
+
+    from sevnet.engine import load_config
+    from sevnet.engine.trainer import checkpoint_meta
+
+    cfg = load_config("configs/folder_sevnet_xs.yaml", ["data.root=/videos", "model.overrides={}"])
+    meta = checkpoint_meta(cfg, SimpleNamespace(num_classes=3, classes=["a", "b", "c"], multi_label=False))
+    assert {"stem_temporal_kernel", "zero_init_last"} <= set(meta["model_overrides"])

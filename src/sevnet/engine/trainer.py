@@ -465,10 +465,16 @@ class Trainer:
 
 def checkpoint_meta(cfg: Any, dataset: Any) -> dict[str, Any]:
     """Everything needed to rebuild the model and preprocess like evaluation, from the file alone."""
+    from sevnet.models.sevnet import recorded_defaults
+
     data = asdict(to_data_config(cfg.data))  # resolved: e.g. synthetic clips' real crop size
     return {
         "model": cfg.model.name,
-        "model_overrides": {"dropout": cfg.model.dropout, **to_container(cfg.model.overrides)},
+        "model_overrides": {
+            **recorded_defaults(cfg.model.name),
+            "dropout": cfg.model.dropout,
+            **to_container(cfg.model.overrides),
+        },
         "num_classes": dataset.num_classes,
         "class_names": list(dataset.classes),
         "multi_label": bool(dataset.multi_label),

@@ -208,3 +208,16 @@ for _size, _cfg in SIZES.items():
         builder=lambda size=_size, **kw: build_sevnet(size, **kw),
         description=f"SEVNet-{_size.upper()}",
     )
+
+
+# Options whose default may change between versions: checkpoints record their value so that a
+# model always rebuilds as it was trained (format 1 lacked this; see models.compat).
+RECORDED_OPTIONS = ("stem_temporal_kernel", "zero_init_last")
+
+
+def recorded_defaults(model_name: str) -> dict[str, Any]:
+    """The current default of each ``RECORDED_OPTIONS`` entry for ``sevnet_<size>``, else {}."""
+    size = model_name.removeprefix("sevnet_")
+    if not model_name.startswith("sevnet_") or size not in SIZES:
+        return {}
+    return {k: getattr(SIZES[size], k) for k in RECORDED_OPTIONS}
