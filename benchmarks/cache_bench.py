@@ -7,13 +7,16 @@ one training-step function for every row:
   (c) from the frame cache, after it is built (its build time is reported separately),
 on a 720-clip class-folder dataset of 24-frame webm videos (12 classes): ``sevnet.data.photo_motion``
 when it is installed, else moving-pattern videos written here. The target is (c)/(a) >= 0.9.
+Beside clips/s, the loader's CPU ms per clip (one thread): what a clip costs the loader workers,
+which compete with the training step for the same cores, whatever else the machine runs.
 
-    python benchmarks/cache_bench.py [--root DIR] [--steps 40] [--warmup 3] [--cache disk,memory] [--videos auto]
+    python benchmarks/cache_bench.py [--root DIR] [--steps 30] [--warmup 3] [--rounds 3] [--cache disk,memory]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import statistics
 import tempfile
@@ -122,6 +125,19 @@ def held_clips(cfg: DataConfig, count: int) -> tuple[torch.Tensor, torch.Tensor]
     return torch.stack([it["clip"] for it in items]), torch.stack([it["target"] for it in items])
 
 
+def loader_cpu_ms(dataset: Dataset, count: int = 48) -> float:
+    """CPU ms that one training clip costs the loader (read + transform), on one thread as in a
+    loader worker. Unlike wall time, hardly changed by what else a shared machine runs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    dataset[(0, 0)]
+    start = time.process_time()
+    for i in range(count):
+        dataset[(i, 1)]
+    torch.set_num_threads(threads)
+    return (time.process_time() - start) * 1000 / count
+
+
 def measure(sources: dict[str, Callable[[], Iterator]], warmup: int, steps: int, rounds: int) -> dict[str, float]:
     """Median clips/s of each source over ``rounds`` interleaved rounds (a shared machine's load
     drifts: interleaving spreads it over all rows). Each round starts a fresh loader and shuts it
@@ -131,7 +147,8 @@ def measure(sources: dict[str, Callable[[], Iterator]], warmup: int, steps: int,
         for name, make in sources.items():
             batches = make()
             rates[name].append(train_rate(batches, warmup, steps))
-            batches.close()  # the generator's loader goes, its workers with it
+            batches.close()  # the generator's loader shuts its workers down
+            gc.collect()  # and nothing of this row lingers into the next one's timing
             print(f"  round {r + 1}/{rounds} {name}: {rates[name][-1]:.1f} clips/s", flush=True)
     return {name: statistics.median(values) for name, values in rates.items()}
 
@@ -155,19 +172,21 @@ def main() -> None:
         files = build_dataset(cfg, "train", train=True)
         sources = {"(a) clips in memory (tensor)": lambda: tensor_batches(clips, targets),
                    "(b) video files, no cache": lambda: loader_batches(files, cfg)}  # fmt: skip
-        notes = {}
+        notes, loader_ms = {}, {"(b) video files, no cache": loader_cpu_ms(files)}
         for mode in args.cache.split(","):
             cached = DataConfig(**{**cfg.__dict__, "cache": mode, "cache_dir": str(Path(tmp) / "cache")})
             t0 = time.perf_counter()
             dataset = build_dataset(cached, "train", train=True)  # decodes every frame once, 2 workers
             name = f"(c) frame cache: {mode}"
             notes[name] = f"built in {time.perf_counter() - t0:.1f} s, {dataset.cache.nbytes / 1e6:.0f} MB"
+            loader_ms[name] = loader_cpu_ms(dataset)
             sources[name] = lambda dataset=dataset, cached=cached: loader_batches(dataset, cached)
         rates = measure(sources, args.warmup, args.steps, args.rounds)
     ref = rates["(a) clips in memory (tensor)"]
-    print(f"\n{'source':<32}{'train clips/s':>14}{'vs (a)':>9}  note")
+    print(f"\n{'source':<32}{'train clips/s':>14}{'vs (a)':>8}{'loader CPU ms/clip':>20}  note")
     for name, rate in rates.items():
-        print(f"{name:<32}{rate:>14.1f}{rate / ref:>8.2f}x  {notes.get(name, '')}")
+        cpu = f"{loader_ms[name]:.1f}" if name in loader_ms else "-"
+        print(f"{name:<32}{rate:>14.1f}{rate / ref:>7.2f}x{cpu:>20}  {notes.get(name, '')}")
     print(
         f"\nSEVNet-XS, {DATA['num_frames']}x96x96 clips, batch {BATCH}, AdamW, 2 loader workers, "
         f"{args.warmup} warm-up + {args.steps} timed steps per row, median of {args.rounds} interleaved rounds, "
