@@ -52,16 +52,21 @@ def torch_runner(model: torch.nn.Module) -> Runner:
     return run
 
 
-def onnx_runner(path: str | Path, threads: int | None = None) -> Runner:
+def onnx_session(path: str | Path, threads: int | None = None) -> Any:
+    """An ONNX Runtime CPU session; a file it cannot load is a ModelFileError naming it."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
     try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types
         raise ModelFileError(f"{path}: cannot load as an ONNX model ({err})") from None
+
+
+def onnx_runner(path: str | Path, threads: int | None = None) -> Runner:
+    session = onnx_session(path, threads)
     name = session.get_inputs()[0].name
     return lambda clips: session.run(None, {name: np.ascontiguousarray(clips, np.float32)})[0]
 

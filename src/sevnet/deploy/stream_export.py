@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from sevnet.streaming import StateEntry, init_state, step
 
 from .export import TOLERANCE, ExportMismatchError, export_openvino
-from .runtime import ModelFileError, read_sidecar, write_sidecar
+from .runtime import ModelFileError, onnx_session, read_sidecar, write_sidecar
 
 CHECK_STEPS = 16  # frames fed one at a time (then one chunk, in 5-D mode) by the export self-check
 
@@ -135,15 +135,7 @@ def torch_step_fn(module: StepModule) -> StepFn:
 
 
 def onnx_step_fn(path: str | Path, threads: int | None = None) -> StepFn:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as err:  # onnxruntime raises its own exception types
-        raise ModelFileError(f"{path}: cannot load as an ONNX model ({err})") from None
+    session = onnx_session(path, threads)
     names = [i.name for i in session.get_inputs()]
     return lambda arrays: session.run(None, dict(zip(names, arrays)))
 
