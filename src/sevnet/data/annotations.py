@@ -80,6 +80,24 @@ def resolve_data_file(root: Path, name: str, key: str) -> Path:
     raise FileNotFoundError(f"data.{key} not found: {name} (looked in {root} and in {Path.cwd()})")
 
 
+def inside_root(cfg: DataConfig, sample_path: Path, where: str) -> Path:
+    """``sample_path`` if it lies inside ``data.root`` (or ``data.video_dir``), judged on the path as
+    written (``..`` and absolute ids are caught; symlinks inside the dataset are the owner's choice), else
+    an AnnotationError naming ``where`` (file:line). ``data.allow_outside_root: true`` turns the check off."""
+    if cfg.allow_outside_root:
+        return sample_path
+    root = Path(cfg.root)
+    full = os.path.normpath(os.path.abspath(sample_path))
+    for base in [root] + ([root / cfg.video_dir] if cfg.video_dir else []):
+        base_abs = os.path.normpath(os.path.abspath(base))
+        if os.path.commonpath([full, base_abs]) == base_abs:
+            return sample_path
+    raise AnnotationError(
+        f"{where}: sample path {full} is outside data.root ({os.path.abspath(root)}); ids in an annotation file "
+        "must name files under the dataset folder (set data.allow_outside_root: true to allow it)"
+    )
+
+
 def _label_index(token: str, num_classes: int, path: Path, where: int) -> int:
     try:
         value = int(token)
@@ -136,7 +154,7 @@ def parse_ssv2(cfg: DataConfig, split: str) -> Annotation:
             if name not in lookup:
                 raise AnnotationError(f"{path}: {where} (id {vid}): unknown class name {name!r}")
             target = lookup[name]
-        samples.append(Sample(video_dir / f"{vid}.webm", target))
+        samples.append(Sample(inside_root(cfg, video_dir / f"{vid}.webm", f"{path}: {where}"), target))
     return Annotation(samples, classes)
 
 
@@ -159,7 +177,7 @@ def parse_ssv1(cfg: DataConfig, split: str) -> Annotation:
         else:
             raise AnnotationError(f"{path}:{n}: expected '<id>;<class name>', got {line!r}")
         _check_unique(ids, vid, path, n)
-        samples.append(Sample(frame_dir / vid, target, frames=True))
+        samples.append(Sample(inside_root(cfg, frame_dir / vid, f"{path}:{n}"), target, frames=True))
     return Annotation(samples, classes)
 
 
@@ -189,7 +207,7 @@ def parse_kinetics(cfg: DataConfig, split: str) -> Annotation:
         name = f"{ytid}_{t0:06d}_{t1:06d}.mp4"
         _check_unique(ids, name, path, n)
         target = _class_index(label, lookup, path, n) if label else -1
-        candidates = [base / label / name, base / name] if label else [base / name]
+        candidates = [inside_root(cfg, c, f"{path}:{n}") for c in ([base / label / name, base / name] if label else [base / name])]
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
             missing.append(str(candidates[-1]))
@@ -254,7 +272,7 @@ def parse_mit(cfg: DataConfig, split: str, multi_label: bool = False) -> Annotat
             target = -1
         else:
             raise AnnotationError(f"{path}:{n}: expected '<path>,<category>,<agree>,<disagree>', got {line!r}")
-        samples.append(Sample(video_dir / rel, target))
+        samples.append(Sample(inside_root(cfg, video_dir / rel, f"{path}:{n}"), target))
     return Annotation(samples, classes, multi_label=multi_label)
 
 
@@ -286,7 +304,8 @@ def parse_gym(cfg: DataConfig, split: str, num_classes: int) -> Annotation:
         if not m:
             raise AnnotationError(f"{path}:{n}: expected '<ytid>_E_..._A_... <label>', got {line!r}")
         _check_unique(ids, m.group(1), path, n)
-        samples.append(Sample(video_dir / f"{m.group(1)}.mp4", _label_index(m.group(2), num_classes, path, n)))
+        video = inside_root(cfg, video_dir / f"{m.group(1)}.mp4", f"{path}:{n}")
+        samples.append(Sample(video, _label_index(m.group(2), num_classes, path, n)))
     return Annotation(samples, classes)
 
 
@@ -381,7 +400,8 @@ def parse_generic(cfg: DataConfig, split: str, frames: bool) -> Annotation:
         targets = [_generic_label(t, classes, lookup, labels_path, path, n) for t in labels]
         target: int | list[int] = sorted(set(targets)) if cfg.multi_label else targets[0]
         num = _frame_count(fields[1], path, n) if frames else None
-        samples.append(Sample(video_dir / fields[0], target, frames=frames, num_frames=num))
+        sample_path = inside_root(cfg, video_dir / fields[0], f"{path}:{n}")
+        samples.append(Sample(sample_path, target, frames=frames, num_frames=num))
     return Annotation(samples, classes, multi_label=cfg.multi_label)
 
 

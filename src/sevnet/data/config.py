@@ -47,6 +47,12 @@ class DataConfig:
     std: list[float] = field(default_factory=lambda: [0.225, 0.225, 0.225])
     num_workers: int = 2
     max_skip_fraction: float = 0.05  # stop training when more than this share of samples fails
+    # Sample paths from annotation files must lie inside root (or video_dir); true allows ids such as
+    # ``../other/x`` or absolute paths (only for annotation files you wrote yourself).
+    allow_outside_root: bool = False
+    # Videos larger than this (width x height, from the header and every decoded frame) are not decoded:
+    # skipped and counted in training, a named DecodeError in predict. 0 = no limit. Default: DCI 4K.
+    max_pixels: int = 4096 * 2160
     seed: int = 0  # augmentation seed (per sample: seed, epoch, index)
     # Decoded-frame cache (sevnet.data.cache): "off", "memory" (RAM, rebuilt each run) or "disk" (reused while
     # the files and settings are unchanged). Frames are decoded once, short side max(train_scale, eval_scale).

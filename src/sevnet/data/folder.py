@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .annotations import Annotation, AnnotationError, Sample, resolve_data_file
+from .annotations import Annotation, AnnotationError, Sample, inside_root, resolve_data_file
 from .config import DataConfig
 
 log = logging.getLogger(__name__)
@@ -324,7 +324,7 @@ def _from_split_file(cfg: DataConfig, split: str) -> Annotation:
     for rel, cls, row_split in rows:
         if row_split != split:
             continue
-        full = root / rel
+        full = inside_root(cfg, root / rel, f"{path} (path {rel!r})")
         if full.is_dir():
             count = len(list_frame_images(full))
             samples.append(Sample(full, lookup[cls], frames=True, num_frames=count or None))
@@ -355,18 +355,14 @@ def parse_folder(cfg: DataConfig, split: str) -> Annotation:
     return Annotation(samples, classes, ignored=ignored)
 
 
-def freeze_split(cfg: Any, out_dir: str | Path, reuse: bool = False) -> DataConfig:
+def freeze_split(cfg: DataConfig, out_dir: str | Path, reuse: bool = False) -> DataConfig:
     """Write the seeded split of a folder dataset to ``out_dir/split.csv`` and return the config with
     ``split_file`` pointing at it (absolute), so that the run's saved config (eval, a rerun) reads
     that split instead of recomputing it on a tree that may have changed since.
 
     A no-op (the config is returned as it is) for other formats, for split folders and when
     ``split_file`` is already set. ``reuse=True`` (a resumed run) keeps an existing split.csv.
-    ``cfg``: a DataConfig, or anything ``to_data_config`` accepts (dict, OmegaConf node).
     """
-    from .config import to_data_config
-
-    cfg = to_data_config(cfg)
     if cfg.format != "folder" or cfg.split_file or split_folders(Path(cfg.root)) is not None:
         return cfg
     path = Path(out_dir).resolve() / SPLIT_FILE_NAME
