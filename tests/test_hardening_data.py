@@ -43,3 +43,58 @@ def test_ssv2_ids_and_folder_split_file_rows_are_confined(tmp_path: Path) -> Non
     (tmp_path / "split.csv").write_text("path,class,split\n/etc/hostname,a,train\n")
     with pytest.raises(AnnotationError, match=r"split.csv \(path '/etc/hostname'\): sample path"):
         build_dataset(cfg(tmp_path, "folder", split_file="split.csv"), "train", train=True)
+
+
+# --- item 9: a resolution limit, checked before frames are decoded ----------------------------------
+def test_videos_over_max_pixels_are_skipped_in_training_and_named_in_predict(tmp_path: Path) -> None:
+    import numpy as np
+
+    from sevnet.data import build_loader
+    from sevnet.data.video import DecodeError
+    from sevnet.deploy.batch import predict_files
+    from sevnet.deploy.predictor import Predictor
+
+    write_video(tmp_path / "small.mp4", num_frames=8, size=(16, 16))
+    write_video(tmp_path / "big.mp4", num_frames=8, size=(48, 64))
+    (tmp_path / "train_list.txt").write_text("small.mp4 0\nbig.mp4 1\n")
+    c = cfg(tmp_path, "video_list", num_classes=2, max_pixels=32 * 32)
+    batch = next(iter(build_loader(build_dataset(c, "train", train=True), 2, train=False, cfg_data=c)))
+    assert len(batch["clip"]) == 1 and len(batch["skipped"]) == 1
+    path, reason = batch["skipped"][0]
+    assert path.endswith("big.mp4") and "64x48 = 3072 pixels" in reason and "data.max_pixels" in reason
+    data = {"num_frames": 4, "sampling": "segment", "frame_stride": 1, "eval_scale": 16, "eval_crop": 16,
+            "mean": [0.5] * 3, "std": [0.2] * 3, "max_pixels": 32 * 32}  # fmt: skip
+    predictor = Predictor(lambda x: np.zeros((len(x), 2), np.float32), {"data": data, "class_names": ["a", "b"]})
+    with pytest.raises(DecodeError, match=r"big.mp4: 64x48 = 3072 pixels per frame is over the limit"):
+        predictor.predict(tmp_path / "big.mp4")
+    results = list(predict_files(predictor, [tmp_path / "small.mp4", tmp_path / "big.mp4"]))
+    assert "top" in results[0] and "big.mp4" in results[1]["error"]
+    assert DataConfig().max_pixels == 4096 * 2160  # the default: DCI 4K
+
+
+# --- item 16: skipped and partially decodable samples named in the run folder ---------------------
+def test_run_folder_names_skipped_and_partial_samples_below_the_threshold(motion_dataset: Path, tmp_path: Path) -> None:
+    import csv
+    import json
+    import shutil
+
+    from _videos import truncate
+    from conftest import tiny_config_overrides
+
+    from sevnet.engine import load_config, train
+
+    root = tmp_path / "data"
+    shutil.copytree(motion_dataset, root)
+    truncate(write_video(root / "cut.webm", num_frames=40, size=(32, 32)), keep=0.6)
+    with (root / "train_list.txt").open("a") as f:
+        f.write("missing.mp4 0\ncut.webm 1\n")
+    overrides = tiny_config_overrides(root, tmp_path / "run", **{"train.epochs": 1, "data.max_skip_fraction": 0.5})
+    train(load_config(None, overrides))
+    rows = list(csv.DictReader((tmp_path / "run" / "skipped.csv").open()))
+    by_status = {r["status"]: r for r in rows}
+    assert set(by_status) == {"skipped", "partial"}
+    assert by_status["skipped"]["path"].endswith("missing.mp4") and "no such file" in by_status["skipped"]["reason"]
+    assert by_status["partial"]["path"].endswith("cut.webm") and "truncated" in by_status["partial"]["reason"]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["skipped_files"] == [by_status["skipped"]["path"]]
+    assert summary["partial_files"] == [by_status["partial"]["path"]]

@@ -143,12 +143,15 @@ def parse_ssv2(cfg: DataConfig, split: str) -> Annotation:
         where = f"entry {n}"
         if not isinstance(entry, dict) or "id" not in entry:
             raise AnnotationError(f"{path}: {where}: expected an object with an 'id'")
+        if isinstance(entry["id"], bool) or not isinstance(entry["id"], str | int) or str(entry["id"]) == "":
+            raise AnnotationError(f"{path}: {where}: 'id' must be a string or an integer, got {entry['id']!r}")
         vid = str(entry["id"])
         _check_unique(ids, vid, path, n)
         if split == "test":
             target = -1
-        elif "template" not in entry:
-            raise AnnotationError(f"{path}: {where} (id {vid}): no 'template'")
+        elif not isinstance(entry.get("template"), str):
+            got = entry.get("template")
+            raise AnnotationError(f"{path}: {where} (id {vid}): 'template' must be a string, got {got!r}")
         else:
             name = entry["template"].replace("[", "").replace("]", "")
             if name not in lookup:
@@ -207,7 +210,8 @@ def parse_kinetics(cfg: DataConfig, split: str) -> Annotation:
         name = f"{ytid}_{t0:06d}_{t1:06d}.mp4"
         _check_unique(ids, name, path, n)
         target = _class_index(label, lookup, path, n) if label else -1
-        candidates = [inside_root(cfg, c, f"{path}:{n}") for c in ([base / label / name, base / name] if label else [base / name])]
+        candidates = [base / label / name, base / name] if label else [base / name]
+        candidates = [inside_root(cfg, c, f"{path}:{n}") for c in candidates]
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
             missing.append(str(candidates[-1]))

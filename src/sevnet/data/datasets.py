@@ -71,19 +71,24 @@ class VideoDataset(Dataset):
             dense_indices(num_frames, cfg.num_frames, cfg.frame_stride, self.train, rng, k, views) for k in range(views)
         ]
 
-    def count_frames(self, sample: Sample) -> int:
-        """The frame count sampling uses (video containers misreport it: ``probe_video`` demuxes)."""
+    def count_frames(self, sample: Sample, problems: list[str] | None = None) -> int:
+        """The frame count sampling uses (video containers misreport it: ``probe_video`` demuxes).
+        A video over ``data.max_pixels`` raises; a cut-off one adds why to ``problems``."""
         if sample.frames:
             return sample.num_frames or count_frame_files(sample.path)
-        return probe_video(sample.path).num_frames
+        info = probe_video(sample.path, self.cfg.max_pixels)
+        if info.partial and problems is not None:
+            problems.append(info.partial)
+        return info.num_frames
 
     def load_frames(self, sample: Sample, indices: list[int], index: int | None = None) -> torch.Tensor:
-        """uint8 (T, H, W, 3) frames ``indices`` of ``sample`` (number ``index``, from the cache when there is one)."""
+        """uint8 (T, H, W, 3) frames ``indices`` of ``sample`` (number ``index``, from the cache when there is one).
+        A damaged tail is noted in the problem list of the item being built (``__getitem__``)."""
         if self.cache is not None and index is not None:
             return self.cache.frames(index, indices)
         if sample.frames:
             return read_frame_folder(sample.path, indices, self.cfg.frame_template)
-        return read_frames(sample.path, indices)
+        return read_frames(sample.path, indices, self.cfg.max_pixels, getattr(self, "_problems", None))
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
@@ -91,9 +96,10 @@ class VideoDataset(Dataset):
         rng = np.random.default_rng([self.cfg.seed, epoch, index])
         if self.trace_dir is not None:
             self._trace(sample)
+        self._problems = problems = []  # why a sample that still gives a clip is partial (a cut-off tail)
         try:
             # From the cache, a sample that failed to decode when it was built raises that error again.
-            num = self.cache.num_frames(index) if self.cache is not None else self.count_frames(sample)
+            num = self.cache.num_frames(index) if self.cache is not None else self.count_frames(sample, problems)
             views = self.clip_indices(num, rng)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(rng.integers(2**62)))
@@ -102,7 +108,10 @@ class VideoDataset(Dataset):
             reason = str(err)
             return {"error": (str(sample.path), reason), "index": index}
         clip = clips[0] if self.train else torch.cat(clips)  # eval: (clips*crops, 3, T, H, W)
-        return {"clip": clip, "target": self.target_tensor(sample.target), "index": index}
+        item = {"clip": clip, "target": self.target_tensor(sample.target), "index": index}
+        if problems:  # used, and named: the run's skipped.csv lists it as partial
+            item["partial"] = (str(sample.path), "; ".join(dict.fromkeys(problems)))
+        return item
 
     def _trace(self, sample: Sample) -> None:
         worker = get_worker_info()

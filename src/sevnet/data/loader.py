@@ -60,10 +60,12 @@ def collate_skipping(items: list[dict[str, Any]]) -> dict[str, Any]:
     has ``clip`` and ``target`` None (the training loop skips it)."""
     good = [it for it in items if "error" not in it]
     skipped = [it["error"] for it in items if "error" in it]
+    partial = [it["partial"] for it in good if "partial" in it]  # used, but cut off: (path, reason)
     if not good:
-        return {"clip": None, "target": None, "index": torch.empty(0, dtype=torch.long), "skipped": skipped}
-    batch = default_collate(good)
-    batch["skipped"] = skipped
+        return {"clip": None, "target": None, "index": torch.empty(0, dtype=torch.long), "skipped": skipped,
+                "partial": partial}  # fmt: skip
+    batch = default_collate([{k: v for k, v in it.items() if k != "partial"} for it in good])
+    batch["skipped"], batch["partial"] = skipped, partial
     return batch
 
 
@@ -110,10 +112,12 @@ class SkipCounter:
         self.seen = 0  # samples attempted (loaded + skipped)
         self.num_skipped = 0
         self.skipped: list[tuple[str, str]] = []  # (path, reason) seen by this process
+        self.partial: list[tuple[str, str]] = []  # (path, reason): used, but only partly decodable
 
     def add(self, loaded: int, skipped: list[tuple[str, str]], total_loaded: int | None = None,
-            total_skipped: int | None = None) -> None:  # fmt: skip
+            total_skipped: int | None = None, partial: list[tuple[str, str]] | None = None) -> None:  # fmt: skip
         self.skipped += skipped
+        self.partial += partial or []
         self.num_skipped += len(skipped) if total_skipped is None else total_skipped
         self.seen += (loaded if total_loaded is None else total_loaded) + (
             len(skipped) if total_skipped is None else total_skipped
@@ -122,7 +126,7 @@ class SkipCounter:
 
     def update(self, batch: dict[str, Any]) -> None:
         """Count one collated batch of this process."""
-        self.add(0 if batch["clip"] is None else len(batch["clip"]), batch["skipped"])
+        self.add(0 if batch["clip"] is None else len(batch["clip"]), batch["skipped"], partial=batch.get("partial"))
 
     def check(self) -> None:
         share = self.num_skipped / max(self.seen, 1)

@@ -24,6 +24,24 @@ class DecodeError(SevnetError, RuntimeError):
     """A video or frame folder that cannot be read; the message names the file."""
 
 
+class OversizedVideoError(DecodeError):
+    """Frames larger than the pixel limit (``data.max_pixels``): refused before they are decoded."""
+
+
+# Width x height above which a video is not decoded (``data.max_pixels``): DCI 4K. One 8000x8000
+# frame is 192 MB as RGB; a clip of them costs gigabytes per item.
+DEFAULT_MAX_PIXELS = 4096 * 2160
+
+
+def check_pixels(path: str | Path, width: int, height: int, max_pixels: int) -> None:
+    """OversizedVideoError naming ``path`` when ``width x height`` is over ``max_pixels`` (0 = no limit)."""
+    if max_pixels and width * height > max_pixels:
+        raise OversizedVideoError(
+            f"{path}: {width}x{height} = {width * height} pixels per frame is over the limit of {max_pixels} "
+            "(data.max_pixels; downscale the video, or raise the limit)"
+        )
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     num_frames: int
@@ -31,9 +49,12 @@ class VideoInfo:
     duration: float  # seconds
     width: int
     height: int
+    # Why the file holds less than its container says (a cut-off tail), or None; such a file still
+    # yields clips (missing frames repeat the last good one), and training names it as partial.
+    partial: str | None = None
 
 
-def _open(path: str | Path) -> av.container.InputContainer:
+def _open(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> av.container.InputContainer:
     path = Path(path)
     if not path.is_file():
         raise DecodeError(f"{path}: no such file")
@@ -46,6 +67,12 @@ def _open(path: str | Path) -> av.container.InputContainer:
     if not container.streams.video:
         container.close()
         raise DecodeError(f"{path}: no video stream")
+    context = container.streams.video[0].codec_context
+    try:
+        check_pixels(path, context.width or 0, context.height or 0, max_pixels)
+    except OversizedVideoError:
+        container.close()
+        raise
     return container
 
 
@@ -56,14 +83,20 @@ def _stream_timing(stream: av.VideoStream) -> tuple[float, float, int]:
     return fps, time_base, start
 
 
-def probe_video(path: str | Path) -> VideoInfo:
+def probe_video(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoInfo:
     """Frame count, fps, duration and size. Containers often misreport the count (or report 0),
-    so the count is taken by demuxing packets (cheap: nothing is decoded)."""
-    with _open(path) as container:
+    so the count is taken by demuxing packets (cheap: nothing is decoded). A video over
+    ``max_pixels`` is refused here (``OversizedVideoError``), before any frame is decoded."""
+    with _open(path, max_pixels) as container:
         stream = container.streams.video[0]
-        fps, time_base, _ = _stream_timing(stream)
+        fps, time_base, start = _stream_timing(stream)
+        last_pts = None
         try:
-            counted = sum(1 for packet in container.demux(stream) if packet.size > 0)
+            counted = 0
+            for packet in container.demux(stream):
+                if packet.size > 0:
+                    counted += 1
+                    last_pts = packet.pts if last_pts is None or packet.pts is None else max(last_pts, packet.pts)
         except av.FFmpegError as err:
             raise DecodeError(f"{path}: unreadable packets ({err})") from None
         if counted == 0:
@@ -74,30 +107,49 @@ def probe_video(path: str | Path) -> VideoInfo:
             duration = container.duration / av.time_base
         else:
             duration = counted / fps
-        return VideoInfo(counted, fps, float(duration), stream.codec_context.width, stream.codec_context.height)
+        covered = (last_pts - start) * time_base + 1 / fps if last_pts is not None else counted / fps
+        partial = _cut_off(counted, stream.frames, covered, float(duration), fps)
+        w, h = stream.codec_context.width, stream.codec_context.height
+        return VideoInfo(counted, fps, float(duration), w, h, partial)
 
 
-def read_frames(path: str | Path, indices: Sequence[int]) -> torch.Tensor:
+def _cut_off(counted: int, header_frames: int, covered: float, duration: float, fps: float) -> str | None:
+    """Why a video holds less than its container says (the rule of ``sevnet data check``'s
+    ``truncated``, with its tolerances: containers over-report a frame or so), or None."""
+    if header_frames and counted < header_frames - max(1, round(0.02 * header_frames)):
+        return f"truncated: {counted} of the {header_frames} frames the container lists are present"
+    if duration and covered < duration - max(2 / fps, 0.05 * duration):
+        return f"truncated: frames cover {covered:.2f} s of the {duration:.2f} s the container claims"
+    return None
+
+
+def read_frames(
+    path: str | Path, indices: Sequence[int], max_pixels: int = DEFAULT_MAX_PIXELS, problems: list[str] | None = None
+) -> torch.Tensor:
     """Frames at ``indices`` (0-based, at the stream's average frame rate) as uint8 (T, H, W, 3).
 
     An index past the last frame gets the last frame; an index that falls in a gap of a
-    variable-frame-rate video gets the next frame that exists.
+    variable-frame-rate video gets the next frame that exists. Frames over ``max_pixels`` are
+    refused (``OversizedVideoError``). A decoding error after some frames (a damaged tail) keeps
+    what decoded and, when ``problems`` is a list, appends why to it.
     """
     if len(indices) == 0:
         raise ValueError("indices must not be empty")
     wanted = sorted(set(int(i) for i in indices))
-    frames = _decode_wanted(path, wanted, seek=wanted[0] > 0)
+    frames = _decode_wanted(path, wanted, seek=wanted[0] > 0, max_pixels=max_pixels, problems=problems)
     if frames is None:  # the seek landed after the first wanted frame: decode from the start
-        frames = _decode_wanted(path, wanted, seek=False)
+        frames = _decode_wanted(path, wanted, seek=False, max_pixels=max_pixels, problems=problems)
     assert frames is not None
     return torch.from_numpy(np.stack([frames[i] for i in indices]))
 
 
-def _decode_wanted(path: str | Path, wanted: list[int], seek: bool) -> dict[int, np.ndarray] | None:
+def _decode_wanted(
+    path: str | Path, wanted: list[int], seek: bool, max_pixels: int, problems: list[str] | None
+) -> dict[int, np.ndarray] | None:
     out: dict[int, np.ndarray] = {}
     pending = 0  # position in ``wanted`` of the next index to fill
     last: np.ndarray | None = None
-    with _open(path) as container:
+    with _open(path, max_pixels) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         fps, time_base, start = _stream_timing(stream)
@@ -112,6 +164,7 @@ def _decode_wanted(path: str | Path, wanted: list[int], seek: bool) -> dict[int,
                     return None
                 if index < wanted[pending]:
                     continue
+                check_pixels(path, frame.width, frame.height, max_pixels)  # a size change mid-stream
                 last = frame.to_ndarray(format="rgb24")
                 while pending < len(wanted) and wanted[pending] <= index:
                     out[wanted[pending]] = last
@@ -122,6 +175,8 @@ def _decode_wanted(path: str | Path, wanted: list[int], seek: bool) -> dict[int,
             if last is None:
                 raise DecodeError(f"{path}: decoding failed ({err})") from None
             # A truncated tail: keep what decoded, fill the rest with the last good frame.
+            if problems is not None:
+                problems.append(f"decoding stopped after frame {max(out)} ({err})")
     if last is None and not out:
         raise DecodeError(f"{path}: no decodable frame at or after index {wanted[0]}")
     final = last if last is not None else out[max(out)]

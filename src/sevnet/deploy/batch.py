@@ -83,10 +83,10 @@ class ProbedDataset(VideoDataset):
     """The inference dataset, whose items also carry their file's (frame count, fps) for the
     long-video warning (from the probe sampling needs anyway, so nothing is read twice)."""
 
-    def count_frames(self, sample: Sample) -> int:
+    def count_frames(self, sample: Sample, problems: list[str] | None = None) -> int:
         if sample.frames:
-            return super().count_frames(sample)
-        info = probe_video(sample.path)
+            return super().count_frames(sample, problems)
+        info = probe_video(sample.path, self.cfg.max_pixels)
         self._probe = (info.num_frames, info.fps)
         return info.num_frames
 

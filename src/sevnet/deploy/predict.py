@@ -13,6 +13,7 @@ from typing import Any
 from sevnet.data.annotations import Annotation, Sample
 from sevnet.data.config import DataConfig
 from sevnet.data.datasets import VideoDataset
+from sevnet.data.video import DEFAULT_MAX_PIXELS
 
 from .runtime import Runner
 
@@ -33,6 +34,7 @@ def inference_dataset(
         eval_crops=1,
         mean=list(data["mean"]),
         std=list(data["std"]),
+        max_pixels=int(data.get("max_pixels", DEFAULT_MAX_PIXELS)),  # the sidecar or checkpoint may set its own
     )
     no_label: int | list[int] = [] if meta.get("multi_label") else -1
     samples = [Sample(Path(p), no_label, frames=Path(p).is_dir()) for p in paths]

@@ -52,6 +52,25 @@ class RunLog:
             plot_curves(history, lrs, self.out_dir / "training_curves.png")
 
 
+def write_skipped_csv(path: Path, named: list[tuple[list[tuple[str, str]], list[tuple[str, str]]]]) -> dict[str, Any]:
+    """``skipped.csv`` (path, status, reason, times) from every rank's (skipped, partial) lists: each file
+    a sample failed to load from (``skipped``) or used although it decodes only in part (``partial``),
+    once per status however often it came up. Returns the summary.json keys naming them."""
+    rows: dict[tuple[str, str], list[Any]] = {}
+    for skipped, partial in named:
+        for status, pairs in (("skipped", skipped), ("partial", partial)):
+            for file, reason in pairs:
+                rows.setdefault((file, status), [file, status, reason, 0])[3] += 1
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "status", "reason", "times"])
+        writer.writerows(sorted(rows.values()))
+    return {
+        "skipped_files": sorted(file for file, status in rows if status == "skipped"),
+        "partial_files": sorted(file for file, status in rows if status == "partial"),
+    }
+
+
 def budget_text(elapsed_s: float, budget_s: float) -> str:
     """Training time against the budget, e.g. ``3.2/6.0 min``."""
     return f"{elapsed_s / 60:.1f}/{budget_s / 60:.1f} min"

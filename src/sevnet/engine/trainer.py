@@ -38,7 +38,7 @@ from .distributed import DistInfo, all_reduce_sum, barrier, gather_objects, init
 from .evaluate import compute_metrics, predict_loader
 from .finetune import init_from_checkpoint
 from .optim import LRSchedule, build_optimizer, lr_factor
-from .runlog import RunLog, budget_text, epoch_line
+from .runlog import RunLog, budget_text, epoch_line, write_skipped_csv
 from .state import TrainResult, TrainState
 
 __all__ = ["NonFiniteLossError", "TrainResult", "TrainState", "Trainer", "WorkerCrashError", "lr_factor", "train"]
@@ -291,7 +291,8 @@ class Trainer:
         n_empty, n_skipped, n_good = all_reduce_sum(
             [float(empty), len(batch["skipped"]), 0 if empty else len(batch["clip"])], self.info
         )
-        self.skips.add(0, batch["skipped"], total_loaded=int(n_good), total_skipped=int(n_skipped))
+        self.skips.add(0, batch["skipped"], total_loaded=int(n_good), total_skipped=int(n_skipped),
+                       partial=batch.get("partial"))  # fmt: skip
         return bool(n_empty)
 
     def _loss_is_finite(self, loss: torch.Tensor) -> bool:
@@ -408,6 +409,7 @@ class Trainer:
         s, info = self.state, self.info
         # Every rank's weights must be identical after DDP; a digest per rank makes that checkable.
         digests = gather_objects(weights_digest(self.model), info)
+        named = gather_objects((self.skips.skipped, self.skips.partial), info)  # every rank's bad files
         if info.is_main:
             meta = {**self.meta, "epoch": s.epoch, "step": s.step, "metrics": s.metrics}
             save_checkpoint(self.final_ckpt, self.model, meta)
@@ -417,6 +419,7 @@ class Trainer:
                        "skipped_samples": self.skips.num_skipped, "nonfinite_steps_skipped": s.nonfinite_skipped,
                        "world_size": info.world_size, "weights_digest_per_rank": digests,
                        "history": s.history}  # fmt: skip
+            summary |= write_skipped_csv(self.out_dir / "skipped.csv", named)
             (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         barrier(info)
         return TrainResult(
