@@ -89,7 +89,8 @@ def test_checkpoint_mismatch_errors_name_the_file(tmp_path: Path) -> None:
     from sevnet import create_model
 
     path = tmp_path / "m.safetensors"
-    meta = {"model": "sevnet_xs", "model_overrides": {}, "num_classes": 5}
+    data = {"num_frames": 8, "eval_scale": 32, "eval_crop": 32, "mean": [0.5] * 3, "std": [0.5] * 3}
+    meta = {"model": "sevnet_xs", "model_overrides": {}, "num_classes": 5, "class_names": list("abcde"), "data": data}
     save_checkpoint(path, create_model("sevnet_xs", num_classes=5), meta)
     with pytest.raises(CheckpointError, match=r"m\.safetensors: has 5 classes, expected 7"):
         load_model(path, expect_num_classes=7)

@@ -168,7 +168,7 @@ def test_state_dict_round_trip_continues_at_the_same_position(tmp_path: Path) ->
     assert (second.state.epoch, second.state.batch, second.state.step) == (1, 2, 8)
     assert second.optimizer.param_groups[0]["lr"] == first.optimizer.param_groups[0]["lr"]
     assert TrainState.from_dict(second.state.to_dict()) == second.state
-    resumed = second.fit()
+    resumed = second.fit(overwrite=True)  # continues in memory: the folder holds the interrupted run
     # and the same through the checkpoint file (`--resume`)
     from_file = Trainer(cfg, model=copy.deepcopy(model), train_set=data).fit(resume=True)
     for result in (resumed, from_file):

@@ -36,12 +36,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parse_args``, except that ``key=value`` overrides may also follow the flags (``sevnet train
+    CFG --resume k=v``, ``sevnet quantize CKPT --calib CFG data.root=X``): argparse gives a positional
+    list one run of arguments, so those after a flag are collected here."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "overrides") and all("=" in a and not a.startswith("-") for a in extra):
+        args.overrides = [*(args.overrides or []), *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one verb. A ``SevnetError`` (bad input, named) prints one line and exits 2; any other
     exception is a bug and keeps its traceback."""
     from .errors import SevnetError
 
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     try:
         return int(args._run(args) or 0)
     except SevnetError as err:

@@ -11,10 +11,14 @@ import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from .predict import _positive_int
+
     p.add_argument("checkpoint", help="a .safetensors checkpoint written by sevnet train")
     p.add_argument("--calib", required=True, metavar="DATASET-CONFIG", help="experiment YAML naming the dataset")
     p.add_argument("overrides", nargs="*", help="dotted overrides of the config, e.g. data.root=/data/ssv2")
-    p.add_argument("--calib-clips", type=int, default=64, help="calibration clips from the training set")
+    p.add_argument(
+        "--calib-clips", type=_positive_int, default=64, help="calibration clips from the training set (>= 1)"
+    )
     p.add_argument("--max-drop", type=float, default=1.0, help="allowed top-1 drop in points (default 1.0)")
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate on at most this many clips")
     p.add_argument("--out", default=None, help="output path without suffix (default: beside the checkpoint)")

@@ -13,6 +13,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="experiment YAML (see configs/)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=10 data.root=/data/ssv2")
     p.add_argument("--resume", action="store_true", help="continue from <out_dir>/checkpoints/last.safetensors")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the run already in train.out_dir (refused without it)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -21,7 +24,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         cfg = load_config(args.config, args.overrides)
-        result = train(cfg, resume=args.resume)
+        if args.resume and args.overwrite:
+            raise ValueError("--resume continues the run in train.out_dir and --overwrite replaces it: give one")
+        result = train(cfg, resume=args.resume, overwrite=args.overwrite)
     except (ValueError, FileNotFoundError, AnnotationError, SkippedSamplesError, NonFiniteLossError,
             WorkerCrashError, CheckpointError) as err:  # fmt: skip
         print(f"sevnet train: error: {err}", file=sys.stderr)

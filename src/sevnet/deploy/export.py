@@ -77,13 +77,16 @@ def check_agreement(
 def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None = None) -> dict[str, Any]:
     """Export a checkpoint to ``fmt`` ('onnx' or 'openvino'), check it, write the sidecar metadata."""
     from sevnet.engine.checkpoint import load_model, read_checkpoint
+    from sevnet.engine.rundir import check_folder
 
     from .runtime import weights_digest_of
 
+    base = Path(out) if out else Path(checkpoint).with_suffix("")
+    check_folder(base.parent, "the --out folder")
     model, meta = load_model(checkpoint)
+    base.parent.mkdir(parents=True, exist_ok=True)
     data = meta["data"]
     clip_shape = (data["num_frames"], data["eval_crop"], data["eval_crop"])
-    base = Path(out) if out else Path(checkpoint).with_suffix("")
     onnx_path = base.with_suffix(".onnx")
     export_onnx(model, onnx_path, clip_shape)
     meta = {

@@ -102,16 +102,22 @@ def quantize_checkpoint(
     eval_limit: int | None = None,
 ) -> dict[str, Any]:
     """Export (float32 OpenVINO), quantize to int8, compare side by side; raise past ``max_drop`` points."""
+    from sevnet.data import build_dataset
     from sevnet.engine.checkpoint import load_model
 
     from .export import export_checkpoint
     from .runtime import read_sidecar, torch_runner, write_sidecar
 
+    if calib_clips < 1:
+        raise ValueError(f"--calib-clips must be >= 1, got {calib_clips}")
+    load_model(checkpoint)  # a bad checkpoint, then missing data, are found before anything is written
+    clips = calibration_clips(cfg, calib_clips)
+    build_dataset(cfg.data, cfg.eval.split, train=False)  # the accuracy check's split exists
     base = Path(out) if out else Path(checkpoint).with_suffix("")
     exported = export_checkpoint(checkpoint, "openvino", base)
     fp32_xml = Path(exported["openvino"])
     int8_xml = base.with_name(base.name + "-int8.xml")
-    quantize_openvino(fp32_xml, calibration_clips(cfg, calib_clips), int8_xml)
+    quantize_openvino(fp32_xml, clips, int8_xml)
     write_sidecar(int8_xml, {**read_sidecar(fp32_xml), "quantized": "int8 (NNCF post-training, static)"})
     fp32, int8 = openvino_runner(fp32_xml), openvino_runner(int8_xml)
     shape = (3, *exported["clip_shape"])

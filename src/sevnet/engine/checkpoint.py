@@ -102,6 +102,17 @@ def save_checkpoint(
             else:
                 plain[key] = value
         header["train_state"] = json.dumps(plain)
+    try:
+        _write_atomically(path, tensors, header)
+    except (SafetensorError, OSError) as err:
+        kept = "the previous checkpoint there is intact" if path.is_file() else "nothing was written"
+        full = "; the disk is full" if "No space left" in str(err) or getattr(err, "errno", None) == 28 else ""
+        raise CheckpointError(f"{path}: could not save the checkpoint ({err}){full}; {kept}") from None
+    return path
+
+
+def _write_atomically(path: Path, tensors: dict[str, torch.Tensor], header: dict[str, str]) -> None:
+    """Write a temp file beside ``path``, fsync, rename over it; the temp never outlives a failure."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -117,7 +128,6 @@ def save_checkpoint(
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return path
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -158,6 +168,29 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return json.loads(read_checkpoint(path)[1]["meta"])
 
 
+# What inference reads from a checkpoint's metadata: key -> required type.
+META_KEYS: dict[str, type | tuple[type, ...]] = {"model": str, "num_classes": int, "class_names": list, "data": dict}
+META_DATA_KEYS = ("num_frames", "eval_scale", "eval_crop", "mean", "std")
+
+
+def check_meta(meta: Any, path: str | Path) -> dict[str, Any]:
+    """``meta`` if it has what rebuilding and running the model needs; else a CheckpointError naming the key."""
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: no model metadata ('meta' missing from the header)")
+    for key, kind in META_KEYS.items():
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+            raise CheckpointError(f"{path}: metadata key {key!r} is missing or not a {getattr(kind, '__name__', kind)}")
+    if not isinstance(meta.get("model_overrides", {}), dict):
+        raise CheckpointError(f"{path}: metadata key 'model_overrides' is not a mapping")
+    names = meta["class_names"]
+    if len(names) != meta["num_classes"] or not all(isinstance(n, str) for n in names):
+        raise CheckpointError(f"{path}: metadata 'class_names' must be {meta['num_classes']} strings (num_classes)")
+    missing = [k for k in META_DATA_KEYS if k not in meta["data"]]
+    if missing:
+        raise CheckpointError(f"{path}: metadata 'data' lacks {', '.join(missing)}")
+    return meta
+
+
 def load_model(
     path: str | Path, expect_model: str | None = None, expect_num_classes: int | None = None
 ) -> tuple[nn.Module, dict[str, Any]]:
@@ -165,12 +198,15 @@ def load_model(
     from sevnet.models import create_model
 
     tensors, header = read_checkpoint(path)
-    meta = json.loads(header["meta"])
+    meta = check_meta(json.loads(header["meta"]) if "meta" in header else None, path)
     if expect_model is not None and meta["model"] != expect_model:
         raise CheckpointError(f"{path}: holds model {meta['model']!r}, expected {expect_model!r}")
     if expect_num_classes is not None and meta["num_classes"] != expect_num_classes:
         raise CheckpointError(f"{path}: has {meta['num_classes']} classes, expected {expect_num_classes}")
-    model = create_model(meta["model"], num_classes=meta["num_classes"], **meta.get("model_overrides", {}))
+    try:
+        model = create_model(meta["model"], num_classes=meta["num_classes"], **meta.get("model_overrides", {}))
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: its metadata describes no model sevnet can build ({err})") from None
     load_weights(model, tensors, path)
     return model.eval(), meta
 
@@ -184,13 +220,47 @@ def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], path: str |
 
 
 def load_training_state(
-    path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer
+    path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, expect: dict[str, Any] | None = None
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Restore model (however wrapped) + optimizer in place; return (JSON train state, tensor train state)."""
+    """Restore model (however wrapped) + optimizer in place; return (JSON train state, tensor train state).
+    With ``expect`` (this run's checkpoint metadata), a checkpoint of another model or class list is
+    refused before anything is loaded; so is a final model (no training state) or a damaged one."""
     tensors, header = read_checkpoint(path)
-    load_weights(unwrap_model(model), tensors, path)
-    if "optimizer" in header:
-        optimizer.load_state_dict(_unflatten_optimizer(tensors, json.loads(header["optimizer"])))
-    plain = json.loads(header.get("train_state", "{}"))
+    if "train_state" not in header or "state.rng_cpu" not in tensors:
+        raise CheckpointError(
+            f"{path}: not a training checkpoint (no training state; a final model.safetensors?); "
+            f"--resume continues from the last.safetensors a run writes"
+        )
+    try:
+        plain = json.loads(header["train_state"])
+        if expect is not None:
+            _check_same_run(path, json.loads(header["meta"]), expect)
+        load_weights(unwrap_model(model), tensors, path)
+        if "optimizer" in header:
+            optimizer.load_state_dict(_unflatten_optimizer(tensors, json.loads(header["optimizer"])))
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise CheckpointError(f"{path}: damaged training state ({type(err).__name__}: {err})") from None
     state_tensors = {k.removeprefix("state."): v for k, v in tensors.items() if k.startswith("state.")}
     return plain, state_tensors
+
+
+def _check_same_run(path: str | Path, meta: dict[str, Any], expect: dict[str, Any]) -> None:
+    """Refuse to resume a checkpoint whose model or classes differ from the config's."""
+
+    def optim(m: dict[str, Any]) -> Any:
+        return (m.get("config") or {}).get("optim", {}).get("name")
+
+    checks = [(meta.get(k), expect.get(k), what) for k, what in
+              (("model", "model"), ("num_classes", "number of classes"), ("class_names", "class names"))]  # fmt: skip
+    for theirs, ours, what in [*checks, (optim(meta), optim(expect), "optimizer (optim.name)")]:
+        if theirs != ours:
+            theirs, ours = _short(theirs), _short(ours)
+            raise CheckpointError(
+                f"{path}: was written by a run with another {what} ({theirs}; this config: {ours}); --resume "
+                f"needs the run's own config (its config.yaml), or train into another train.out_dir"
+            )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."

@@ -9,6 +9,7 @@ falls back to a default; so is a value outside a key's choices (the Enums below)
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -123,14 +124,50 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             path = Path(path)
             if not path.is_file():
                 raise FileNotFoundError(f"config file not found: {path}")
-            cfg = OmegaConf.merge(cfg, _yaml_switches(OmegaConf.load(path)))
+            cfg = OmegaConf.merge(cfg, _yaml_switches(_read_yaml(path)))
         if overrides:
             cfg = OmegaConf.merge(cfg, _yaml_switches(OmegaConf.from_dotlist(list(overrides))))
             _replace_emptied(cfg, overrides)
+        _refuse_env(cfg, f"invalid config in {path}: " if path else "invalid config: ")
     except (ConfigKeyError, ValidationError) as err:
         where = f" in {path}" if path else ""
         raise ConfigError(f"invalid config{where}: {_explain(err)}") from None
     return cfg
+
+
+def _read_yaml(path: Path) -> DictConfig:
+    """The YAML mapping at ``path``; a syntax error or a non-mapping is a ConfigError naming the file."""
+    import yaml
+
+    try:
+        node = OmegaConf.load(path)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: YAML syntax error ({getattr(err, 'problem', None) or err})") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start})") from None
+    if not isinstance(node, DictConfig):
+        raise ConfigError(f"{path}: a config is a mapping of sections (model:, data:, train: ...), not a list")
+    return node
+
+
+ENV_RESOLVER = re.compile(r"\$\{\s*oc\.env\s*:")
+
+
+def _refuse_env(node: Any, prefix: str, key: str = "") -> None:
+    """Refuse ``${oc.env:...}``: a run stores its config (config.yaml, checkpoint metadata), which
+    would then hold the variable's value, e.g. a secret, in plain text."""
+    if isinstance(node, DictConfig):
+        node = OmegaConf.to_container(node, resolve=False)
+    if isinstance(node, dict | list):
+        for k, v in node.items() if isinstance(node, dict) else enumerate(node):
+            _refuse_env(v, prefix, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, str) and ENV_RESOLVER.search(node):
+        raise ConfigError(
+            f"{prefix}{key}: ${{oc.env:...}} is not supported: sevnet would store the variable's value in the run's "
+            f"config.yaml and checkpoints; write the value itself, or pass {key}=VALUE on the command line"
+        )
 
 
 def _replace_emptied(cfg: DictConfig, overrides: list[str]) -> None:

@@ -88,7 +88,9 @@ def save_confusion_png(probs: torch.Tensor, targets: torch.Tensor, classes: list
 def evaluate(cfg: Any, checkpoint_path: str | Path, out_dir: str | Path | None = None) -> dict[str, Any]:
     """Evaluate a checkpoint on ``cfg.eval.split`` with ``cfg.data``'s views; write report files."""
     from .checkpoint import load_model
+    from .rundir import check_folder
 
+    out = check_folder(out_dir or Path(cfg.train.out_dir) / "eval", "eval --out" if out_dir else "the report folder")
     info = init_distributed()
     dataset = build_dataset(cfg.data, cfg.eval.split, train=False)
     model, meta = load_model(checkpoint_path, expect_num_classes=dataset.num_classes)
@@ -106,7 +108,6 @@ def evaluate(cfg: Any, checkpoint_path: str | Path, out_dir: str | Path | None =
         "skipped": len(skipped),
         "skipped_files": [p for p, _ in skipped],
     }
-    out = Path(out_dir or Path(cfg.train.out_dir) / "eval")
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
     if not dataset.multi_label:

@@ -38,6 +38,7 @@ from .distributed import DistInfo, all_reduce_sum, barrier, gather_objects, init
 from .evaluate import compute_metrics, predict_loader
 from .finetune import init_from_checkpoint
 from .optim import LRSchedule, build_optimizer, lr_factor
+from .rundir import check_folder, check_new_run, remove_stale_temps, run_lock
 from .runlog import RunLog, budget_text, epoch_line, write_skipped_csv
 from .state import TrainResult, TrainState
 
@@ -55,9 +56,10 @@ class WorkerCrashError(SevnetError, RuntimeError):
     """A data-loading worker died (e.g. the decoder crashed); the message names what it was loading."""
 
 
-def train(cfg: Any, resume: bool = False) -> TrainResult:
-    """Train as ``cfg`` says (continuing ``<out_dir>/checkpoints/last.safetensors`` if ``resume``)."""
-    return Trainer(cfg).fit(resume=resume)
+def train(cfg: Any, resume: bool = False, overwrite: bool = False) -> TrainResult:
+    """Train as ``cfg`` says (continuing ``<out_dir>/checkpoints/last.safetensors`` if ``resume``;
+    replacing a run already in ``train.out_dir`` if ``overwrite``, else refusing it)."""
+    return Trainer(cfg).fit(resume=resume, overwrite=overwrite)
 
 
 @dataclass
@@ -97,15 +99,13 @@ class Trainer:
         self.out_dir = Path(cfg.train.out_dir)
         self.last_ckpt = self.out_dir / "checkpoints" / "last.safetensors"
         self.final_ckpt = self.out_dir / "checkpoints" / "model.safetensors"
+        check_folder(self.out_dir, "train.out_dir")
         cfg.data = self._prepare_data_config(cfg.data)
-        if self.info.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "config.yaml").write_text(_yaml(cfg))
         self._build_data(train_set, val_set)
         self._build_model(model)
         self._build_optimization()
         self.state = TrainState()
-        self.log = RunLog(self.out_dir, self.info.is_main)
+        self.log = RunLog(self.out_dir, False)  # fit opens the real one, once the run folder is checked
         self.skips = SkipCounter(cfg.data.max_skip_fraction)
         self.meter = _EpochMeter()
         self._micro = 0  # micro-batches accumulated towards the next optimizer step
@@ -198,20 +198,46 @@ class Trainer:
         out_of_time = self.budget_s > 0 and s.elapsed_s >= self.budget_s
         return s.epoch >= self.cfg.train.epochs or s.step >= self.total_steps or out_of_time
 
-    def fit(self, resume: bool = False) -> TrainResult:
-        """Train to the end (from the last checkpoint if ``resume``); evaluate; save the model."""
-        if resume:
-            self.resume()
-        while not self.done:
-            row = self.train_epoch()
-            self.state.history.append(row)
-            self.save()  # before evaluating: an evaluation that fails cannot lose the epoch
-            if self._evaluation_due() and self._evaluate_epoch(row):
-                self.save()  # again, with the validation metrics in the history
-            self.log.epoch(self.state.history)
-            if self.info.is_main:
-                print(epoch_line(row, self.budget_s), flush=True)
-        return self.finish()
+    def fit(self, resume: bool = False, overwrite: bool = False) -> TrainResult:
+        """Train to the end (from the last checkpoint if ``resume``); evaluate; save the model.
+
+        The run folder is locked while this runs. Without ``resume``, a folder that already holds a
+        run is refused unless ``overwrite``; ``resume`` on a finished run changes nothing."""
+        with run_lock(self.out_dir, self.info.is_main):
+            if resume and self.resume() and self._finished():
+                return self._result()
+            self._open_run(resume, overwrite)
+            while not self.done:
+                row = self.train_epoch()
+                self.state.history.append(row)
+                self.save()  # before evaluating: an evaluation that fails cannot lose the epoch
+                if self._evaluation_due() and self._evaluate_epoch(row):
+                    self.save()  # again, with the validation metrics in the history
+                self.log.epoch(self.state.history)
+                if self.info.is_main:
+                    print(epoch_line(row, self.budget_s), flush=True)
+            return self.finish()
+
+    def _open_run(self, resume: bool, overwrite: bool) -> None:
+        """Check the folder (a fresh run), then write config.yaml, drop stale checkpoint temps, open the log."""
+        if self.info.is_main:
+            if not resume:
+                check_new_run(self.out_dir, overwrite)
+            (self.out_dir / "config.yaml").write_text(_yaml(self.cfg))
+            for path in remove_stale_temps(self.last_ckpt.parent):
+                print(f"note: removed {path}, left by an interrupted checkpoint save", file=sys.stderr)
+        barrier(self.info)
+        self.log = RunLog(self.out_dir, self.info.is_main)
+
+    def _finished(self) -> bool:
+        """The resumed run had ended: out of epochs/steps/time and its model written. Says so."""
+        s = self.state
+        finished = self.done and self.final_ckpt.is_file()
+        if finished and self.info.is_main:
+            print(f"{self.out_dir}: the run is already finished (epoch {s.epoch}, step {s.step}); nothing to "
+                  f"resume, nothing written. Raise train.epochs (or the budget) to train on, or train into "
+                  f"another train.out_dir.")  # fmt: skip
+        return finished
 
     def train_epoch(self) -> dict[str, Any]:
         """The rest of the current epoch (from ``state.batch``); returns its metrics.csv row."""
@@ -397,7 +423,7 @@ class Trainer:
             if self.info.is_main:
                 print(f"no checkpoint at {self.last_ckpt}; starting from scratch")
             return False
-        plain, tensors = load_training_state(self.last_ckpt, self.model, self.optimizer)
+        plain, tensors = load_training_state(self.last_ckpt, self.model, self.optimizer, expect=self.meta)
         self.load_state_dict({"train_state": plain, "scaler": plain.get("scaler"), "rng_cpu": tensors["rng_cpu"]})
         s = self.state
         if self.info.is_main:
@@ -422,6 +448,10 @@ class Trainer:
             summary |= write_skipped_csv(self.out_dir / "skipped.csv", named)
             (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         barrier(info)
+        return self._result()
+
+    def _result(self) -> TrainResult:
+        s = self.state
         return TrainResult(
             model=unwrap_model(self.model), metrics=s.metrics, history=s.history, steps=s.step,
             checkpoint=self.final_ckpt, last_checkpoint=self.last_ckpt, out_dir=self.out_dir,

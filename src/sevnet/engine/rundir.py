@@ -1,0 +1,134 @@
+"""A run folder (``train.out_dir``) belongs to one run at a time.
+
+``run_lock`` holds ``<out_dir>/.lock`` (the owner's pid and host) for a run's life: a second run on
+the same folder is refused, naming the pid; a lock left by a process that no longer runs (kill -9)
+is reported and taken over, so that ``--resume`` after a crash just works. ``check_new_run`` refuses
+to start a fresh run in a folder that already holds one, unless the user says ``--overwrite``.
+``remove_stale_temps`` deletes checkpoint temp files a killed save left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from sevnet.errors import SevnetError
+
+LOCK_NAME = ".lock"
+# What a run writes into its folder: any of them marks the folder as holding a run.
+RUN_MARKERS = ("config.yaml", "summary.json", "metrics.csv", "checkpoints")
+# What --overwrite removes (the previous run's outputs; data caches and split.csv stay).
+RUN_OUTPUTS = ("checkpoints", "summary.json", "metrics.csv", "training_curves.png", "tensorboard", "config.yaml")
+
+
+class RunFolderError(SevnetError, RuntimeError):
+    """The run folder is in use, already holds a run, or cannot be one; the message names it."""
+
+
+def check_folder(path: str | Path, what: str) -> Path:
+    """``path`` as a Path if it is a folder or could be made one (no file in the way); else a
+    RunFolderError naming ``what`` (e.g. ``train.out_dir``) and the file in the way. Creates nothing."""
+    path = Path(path)
+    for existing in (path, *path.parents):
+        if existing.exists():
+            if not existing.is_dir():
+                where = "" if existing == path else f" ({existing} is a file)"
+                raise RunFolderError(f"{what} {path} cannot be a folder{where}; a file is in the way")
+            return path
+    return path
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def _read_lock(lock: Path) -> tuple[int, str]:
+    try:
+        pid_text, _, host = lock.read_text().strip().partition(" ")
+        return int(pid_text), host
+    except (OSError, ValueError):
+        return -1, ""
+
+
+def _take_lock(lock: Path) -> bool:
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{os.getpid()} {socket.gethostname()}\n")
+    return True
+
+
+def acquire(out_dir: Path) -> Path:
+    """Create ``<out_dir>/.lock`` for this process, or raise ``RunFolderError`` naming who holds it."""
+    check_folder(out_dir, "train.out_dir").mkdir(parents=True, exist_ok=True)
+    lock = out_dir / LOCK_NAME
+    for _ in range(3):
+        if _take_lock(lock):
+            return lock
+        pid, host = _read_lock(lock)
+        if pid > 0 and (host != socket.gethostname() or _pid_alive(pid)):
+            where = f"pid {pid}" + (f" on {host}" if host else "")
+            raise RunFolderError(
+                f"{out_dir} is in use by another sevnet run ({where}; lock file {lock}). Wait for it to "
+                f"finish, or choose another train.out_dir; delete the lock file only if no run uses the folder."
+            )
+        print(f"note: {lock} was left by pid {pid}, which is no longer running; taking it over", file=sys.stderr)
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+    raise RunFolderError(f"{out_dir}: could not create the lock file {lock}")
+
+
+@contextlib.contextmanager
+def run_lock(out_dir: Path, enabled: bool = True) -> Iterator[None]:
+    """Hold ``<out_dir>/.lock`` while the block runs (a no-op when not ``enabled``, e.g. DDP rank > 0)."""
+    lock = acquire(out_dir) if enabled else None
+    try:
+        yield
+    finally:
+        if lock is not None:
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()
+
+
+def holds_run(out_dir: Path) -> bool:
+    return any((out_dir / name).exists() for name in RUN_MARKERS)
+
+
+def check_new_run(out_dir: Path, overwrite: bool) -> None:
+    """Refuse a fresh run in a folder that holds one; with ``overwrite``, remove that run's outputs."""
+    if not holds_run(out_dir):
+        return
+    if not overwrite:
+        finished = (out_dir / "checkpoints" / "model.safetensors").is_file()
+        raise RunFolderError(
+            f"{out_dir} already holds a {'finished' if finished else 'started'} run. Continue it with "
+            f"--resume, train into another train.out_dir, or replace it with --overwrite"
+        )
+    for name in RUN_OUTPUTS:
+        path = out_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Delete the ``.<name>.safetensors.*.tmp`` files an interrupted checkpoint save left in ``folder``."""
+    stale = sorted(folder.glob(".*.safetensors.*.tmp")) if folder.is_dir() else []
+    for path in stale:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    return stale

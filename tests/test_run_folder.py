@@ -1,0 +1,115 @@
+"""Issue 13, "lose nothing": a run folder belongs to one run (refusal, lock, --overwrite), --resume on a
+finished run changes nothing and checks the checkpoint first, a failed save is named and leaves no
+temp file, and environment values never reach a run's artifacts. Tiny in-memory clips, seconds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_trainer import Clips, linear_model
+
+from sevnet.cli import main
+from sevnet.engine import CheckpointError, Trainer, load_config
+from sevnet.engine.rundir import RunFolderError
+from sevnet.errors import ConfigError
+
+
+def config(out: Path, **extra: object) -> object:
+    base = {"train.out_dir": str(out), "train.progress": False, "train.batch_size": 4, "train.epochs": 2,
+            "optim.base_batch": 4, "optim.lr": 0.1, "data.num_workers": 0}  # fmt: skip
+    return load_config(None, [f"{k}={v}" for k, v in {**base, **extra}.items()])
+
+
+def run(out: Path, resume: bool = False, overwrite: bool = False, **extra: object):
+    return Trainer(config(out, **extra), model=linear_model(), train_set=Clips(16)).fit(resume, overwrite)
+
+
+def files(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_existing_run_folder_is_refused_locked_and_overwritten_only_on_request(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    assert run(out).steps == 8
+    before = files(out)
+    with pytest.raises(RunFolderError) as refused:
+        run(out, **{"train.epochs": 1})
+    assert all(s in str(refused.value) for s in (str(out), "--resume", "train.out_dir", "--overwrite"))
+    assert files(out) == before  # nothing touched
+    # a live process holds the folder: refused, naming the pid and the lock file
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / ".lock").write_text(f"{holder.pid} {os.uname().nodename}\n")
+        with pytest.raises(RunFolderError, match=rf"in use by another sevnet run \(pid {holder.pid}.*\.lock"):
+            run(out, overwrite=True)
+    finally:
+        holder.kill()
+        holder.wait()
+    # a lock left by a dead process is reported and taken over; --overwrite replaces the run
+    (out / ".lock").write_text(f"{dead_pid()} {os.uname().nodename}\n")
+    assert run(out, overwrite=True, **{"train.epochs": 1}).steps == 4
+    assert "no longer running" in capsys.readouterr().err
+    assert not (out / ".lock").exists() and files(out)["checkpoints/model.safetensors"] != before[
+        "checkpoints/model.safetensors"
+    ]
+    assert main(["train", str(out / "config.yaml"), "--overwrite", "--resume"]) == 2
+
+
+def test_resume_of_a_finished_run_is_a_no_op_and_a_mismatch_writes_nothing(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    first = run(out)
+    before = files(out)
+    again = run(out, resume=True)
+    assert "already finished" in capsys.readouterr().out
+    assert files(out) == before  # summary.json, model metadata and config.yaml untouched
+    assert again.steps == first.steps == 8 and again.history == first.history
+    with pytest.raises(CheckpointError, match=r"last\.safetensors: was written by a run with another model"):
+        run(out, resume=True, **{"model.name": "x3d_xs", "train.epochs": 3})
+    with pytest.raises(CheckpointError, match=r"another number of classes"):
+        Trainer(config(out, **{"train.epochs": 3}), model=linear_model(3), train_set=Clips(16, 3)).fit(resume=True)
+    assert files(out) == before  # the failed resumes rewrote nothing, config.yaml included
+
+
+def test_failed_save_names_the_file_and_leaves_no_temp_and_stale_temps_go(tmp_path: Path, monkeypatch) -> None:
+    from safetensors import SafetensorError
+
+    import sevnet.engine.checkpoint as ckpt
+
+    out = tmp_path / "run"
+    run(out, **{"train.epochs": 1})
+    stale = out / "checkpoints" / ".last.safetensors.k3j2.tmp"
+    stale.write_bytes(b"")  # what a save killed mid-write leaves
+
+    def disk_full(tensors: dict, path: str, metadata: dict) -> None:
+        Path(path).write_bytes(b"\0" * 10)
+        raise SafetensorError("Error while serializing: IoError(No space left on device (os error 28))")
+
+    monkeypatch.setattr(ckpt, "save_file", disk_full)
+    with pytest.raises(CheckpointError, match=r"last\.safetensors: could not save.*disk is full.*previous checkpoint"):
+        run(out, resume=True, **{"train.epochs": 2})
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.safetensors", "model.safetensors"]
+    assert not stale.exists()  # removed when the resumed run started
+
+
+def test_environment_values_never_reach_a_run(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("SEVNET_TEST_SECRET", "hunter2")
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("data:\n  root: /data/${oc.env:SEVNET_TEST_SECRET}\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: data\.root: \$\{oc\.env:\.\.\.\} is not supported"):
+        load_config(cfg_file)
+    with pytest.raises(ConfigError, match=r"model\.name: \$\{oc\.env"):
+        load_config(None, ["model.name=${oc.env:SEVNET_TEST_SECRET}"])
+    assert main(["train", str(cfg_file), f"train.out_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sevnet train: error:") and "hunter2" not in err
+    assert not (tmp_path / "run").exists()
