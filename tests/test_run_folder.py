@@ -59,9 +59,10 @@ def test_existing_run_folder_is_refused_locked_and_overwritten_only_on_request(t
     (out / ".lock").write_text(f"{dead_pid()} {os.uname().nodename}\n")
     assert run(out, overwrite=True, **{"train.epochs": 1}).steps == 4
     assert "no longer running" in capsys.readouterr().err
-    assert not (out / ".lock").exists() and files(out)["checkpoints/model.safetensors"] != before[
-        "checkpoints/model.safetensors"
-    ]
+    assert (
+        not (out / ".lock").exists()
+        and files(out)["checkpoints/model.safetensors"] != before["checkpoints/model.safetensors"]
+    )
     assert main(["train", str(out / "config.yaml"), "--overwrite", "--resume"]) == 2
 
 
