@@ -77,7 +77,7 @@ def run_one(label: str, name: str, overrides: dict, minutes: float, out: Path, s
     }
     overrides_yaml = "{" + ", ".join(f"{k}: {v}" for k, v in overrides.items()) + "}"
     cfg = load_config(None, [f"{k}={v}" for k, v in settings.items()] + [f"model.overrides={overrides_yaml}"])
-    result = train(cfg)
+    result = train(cfg, overwrite=True)  # a rerun replaces the previous one
     model = result.model.eval()
     x = torch.randn(32, 3, 8, 64, 64)
     with torch.inference_mode():

@@ -72,7 +72,7 @@ def run_demo(
         f"scratch for {cfg.train.epochs} epochs on {torch.get_num_threads()} CPU thread(s)",
         flush=True,
     )
-    result = train(cfg)
+    result = train(cfg, overwrite=True)  # a rerun replaces the previous one
     model = result.model.eval()
     train_clips_per_s = result.train_clips_per_s
 
