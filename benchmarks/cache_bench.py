@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from sevnet.data import DataConfig, build_dataset, build_loader
-from sevnet.data.config import FORMATS
+from sevnet.data.annotations import FORMATS
 from sevnet.models import create_model
 
 CLASSES, PER_CLASS, FRAMES, SIZE, BATCH = 12, 60, 24, (128, 128), 16

@@ -219,8 +219,22 @@ def test_unknown_class_name_names_line(tmp_path: Path) -> None:
 
 
 def test_unknown_config_key() -> None:
+    from sevnet.data import to_data_config
+
     with pytest.raises(ValueError, match="num_frame"):
-        build_dataset({"format": "ssv2", "num_frame": 8}, "train", train=True)
+        to_data_config({"format": "ssv2", "num_frame": 8})
+
+
+def test_format_registry_names_every_format_once() -> None:
+    from sevnet.data import DataFormat
+    from sevnet.data.annotations import FORMAT_REGISTRY, FORMATS, register_format
+
+    assert set(FORMATS) == set(DataFormat) and FORMAT_REGISTRY["synthetic"].dataset is not None
+    assert FORMAT_REGISTRY["folder"].parse is not None and FORMAT_REGISTRY["folder"].dataset is None
+    with pytest.raises(ValueError, match="registered twice"):
+        register_format("ssv2", FORMAT_REGISTRY["ssv2"].parse)
+    with pytest.raises(ValueError, match=r"data\.format: invalid value 'ssv3'; valid values: ssv2, ssv1"):
+        DataConfig(format="ssv3")
 
 
 # --- bad videos in a loader: skipped, counted, named; stop past the threshold -----------------

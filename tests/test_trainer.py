@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import pickle
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,10 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from sevnet import create_model
+from sevnet.data import DataConfig
 from sevnet.engine import CheckpointError, NonFiniteLossError, Trainer, TrainState, load_config
 from sevnet.engine.checkpoint import save_checkpoint
+from sevnet.engine.config import EvalConfig, ExperimentConfig, OptimConfig, TrainConfig
 from sevnet.engine.finetune import init_from_checkpoint
 
 SHAPE = (3, 2, 4, 4)  # (C, T, H, W) of a clip
@@ -51,12 +54,18 @@ def linear_model(num_classes: int = 2) -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(torch.Size(SHAPE).numel(), num_classes))
 
 
-def config(out: Path, **extra: object) -> object:
-    base = {"train.out_dir": str(out), "train.progress": False, "train.batch_size": 4, "train.epochs": 3,
-            "optim.base_batch": 4, "optim.lr": 0.1, "optim.warmup_epochs": 0.5, "optim.weight_decay": 1e-3,
-            "data.num_workers": 0, "eval.batch_size": 8}  # fmt: skip
-    base.update(extra)
-    return load_config(None, [f"{k}={v}" for k, v in base.items()])
+def config(out: Path, **extra: object) -> ExperimentConfig:
+    """A small run's config; ``extra``: ``{"section.key": value}`` set with ``dataclasses.replace``."""
+    cfg = ExperimentConfig(
+        data=DataConfig(num_workers=0),
+        optim=OptimConfig(base_batch=4, lr=0.1, warmup_epochs=0.5, weight_decay=1e-3),
+        train=TrainConfig(out_dir=str(out), progress=False, batch_size=4, epochs=3),
+        eval=EvalConfig(batch_size=8),
+    )
+    for dotted, value in extra.items():
+        section, key = dotted.split(".")
+        cfg = replace(cfg, **{section: replace(getattr(cfg, section), **{key: value})})
+    return cfg
 
 
 def batch(x: torch.Tensor, y: torch.Tensor) -> dict:
@@ -128,7 +137,7 @@ def test_accumulating_k_micro_batches_equals_one_k_times_larger_batch(tmp_path: 
 
 
 def test_adamw_has_betas_and_no_decay_on_biases(tmp_path: Path) -> None:
-    t = Trainer(config(tmp_path, **{"optim.name": "adamw", "optim.betas": "[0.8, 0.99]", "train.batch_size": 8}),
+    t = Trainer(config(tmp_path, **{"optim.name": "adamw", "optim.betas": [0.8, 0.99], "train.batch_size": 8}),
                 model=linear_model(), train_set=Clips(16))  # fmt: skip
     assert isinstance(t.optimizer, torch.optim.AdamW)
     decay, no_decay = t.optimizer.param_groups
@@ -249,6 +258,19 @@ def test_invalid_enum_values_are_rejected_by_key_and_choices(tmp_path: Path) -> 
     assert (cfg.train.channels_last, cfg.train.amp, cfg.train.nan_policy) == ("off", "off", "skip")
 
 
+def test_load_config_returns_typed_sections_that_round_trip_through_yaml(tmp_path: Path) -> None:
+    from sevnet.data import CacheMode, DataFormat, Sampling
+    from sevnet.engine.config import to_yaml
+
+    cfg = load_config(None, ["data.format=folder", "data.sampling=dense", "model.overrides={}", "train.amp=bf16"])
+    assert isinstance(cfg, ExperimentConfig) and isinstance(cfg.train, TrainConfig)
+    assert (cfg.data.format, cfg.data.sampling, cfg.data.cache) == (DataFormat.folder, Sampling.dense, CacheMode.off)
+    assert cfg.data.frame_template == "sorted"  # resolved where it is validated, in DataConfig
+    (tmp_path / "config.yaml").write_text(to_yaml(cfg))
+    assert load_config(tmp_path / "config.yaml") == cfg
+    assert replace(cfg, train=replace(cfg.train, epochs=2)).train.epochs == 2 and cfg.train.epochs == 64
+
+
 # ---- evaluation failures and progress lines ------------------------------------------------------
 
 
@@ -268,7 +290,7 @@ def test_failed_evaluation_keeps_the_epoch_and_is_recorded(tmp_path: Path, capsy
 
 # ---- fine-tuning: model.init_from ----------------------------------------------------------------
 
-TINY = "{stages: [[16, 8, 1], [32, 16, 1], [32, 16, 1], [64, 32, 1]], head_channels: 64}"
+TINY = {"stages": [[16, 8, 1], [32, 16, 1], [32, 16, 1], [64, 32, 1]], "head_channels": 64}
 
 
 def _tiny_sevnet(num_classes: int) -> nn.Module:
@@ -333,14 +355,14 @@ def test_resume_with_compile_uses_unwrapped_keys(tmp_path: Path, monkeypatch) ->
     monkeypatch.setattr(torch, "compile", lambda model, **kw: real(model, backend="eager"))  # no C++ toolchain needed
     data = Clips(16)
     first = Trainer(
-        config(tmp_path, **{"train.compile": "true", "train.epochs": 1}), model=linear_model(), train_set=data
+        config(tmp_path, **{"train.compile": True, "train.epochs": 1}), model=linear_model(), train_set=data
     )
     assert type(first.model).__name__ == "OptimizedModule"
     first.fit()
     keys = load_file(str(tmp_path / "checkpoints" / "last.safetensors"))
     assert "model.1.weight" in keys and not any("_orig_mod" in k for k in keys)
     again = Trainer(
-        config(tmp_path, **{"train.compile": "true", "train.epochs": 2}), model=linear_model(), train_set=data
+        config(tmp_path, **{"train.compile": True, "train.epochs": 2}), model=linear_model(), train_set=data
     )
     result = again.fit(resume=True)
     assert result.steps == 8 and type(result.model).__name__ == "Sequential"

@@ -10,29 +10,34 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from sevnet.data import DataConfig, DataFormat
 from sevnet.data.synthetic import CLASSES, PAIRS, partner
+from sevnet.engine.config import EvalConfig, ExperimentConfig, ModelConfig, OptimConfig, TrainConfig
 
-# The demo's settings: SEVNet-XS on 8 frames of 64x64, about 5 minutes of training on 2 cores.
-DEMO_SETTINGS: dict[str, Any] = {
-    "model.name": "sevnet_xs",
-    "model.dropout": 0.2,
-    "data.format": "synthetic",
-    "data.num_frames": 8,
-    "data.num_workers": 0,  # clips are in memory: no decoding to hide, and the cores go to training
-    "train.batch_size": 16,
-    "train.epochs": 8,
-    "optim.lr": 0.05,
-    "optim.base_batch": 16,
-    "optim.warmup_epochs": 0.3,
-    "eval.batch_size": 32,
-    "eval.every_epochs": 2,
-}
-QUICK_SETTINGS: dict[str, Any] = {"train.epochs": 1, "eval.every_epochs": 1}
+
+def demo_config(out_dir: Path, synthetic: dict[str, Any], quick: bool = False, seed: int = 0,
+                epochs: int | None = None, minutes: float = 0.0) -> ExperimentConfig:  # fmt: skip
+    """The demo's settings: SEVNet-XS on 8 frames of 64x64, about 5 minutes of training on 2 cores
+    (``quick``: one epoch, evaluated)."""
+    cfg = ExperimentConfig(
+        model=ModelConfig(name="sevnet_xs", dropout=0.2),
+        # clips are in memory: no decoding to hide, and the cores go to training
+        data=DataConfig(format=DataFormat.synthetic, num_frames=8, num_workers=0, synthetic=synthetic),
+        optim=OptimConfig(lr=0.05, base_batch=16, warmup_epochs=0.3),
+        train=TrainConfig(batch_size=16, epochs=8, out_dir=str(out_dir), seed=seed, max_minutes=minutes),
+        eval=EvalConfig(batch_size=32, every_epochs=2),
+    )
+    if quick:
+        cfg = replace(cfg, train=replace(cfg.train, epochs=1), eval=replace(cfg.eval, every_epochs=1))
+    if epochs:
+        cfg = replace(cfg, train=replace(cfg.train, epochs=epochs))
+    return cfg
 
 
 def run_demo(
@@ -46,7 +51,7 @@ def run_demo(
     size: int = 64,
 ) -> dict[str, Any]:
     """Train, evaluate, run the temporal check, write the report; returns the report dict."""
-    from sevnet.engine import load_config, train
+    from sevnet.engine import train
     from sevnet.engine.distributed import init_distributed
     from sevnet.engine.evaluate import compute_metrics, predict_loader, save_confusion_png
     from sevnet.models import count_gmacs, count_params
@@ -56,16 +61,8 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     if quick:
         num_train, num_val, size = 96, 48, 32
-    settings = {**DEMO_SETTINGS, **(QUICK_SETTINGS if quick else {})}
-    settings |= {
-        "data.synthetic": f"{{num_train: {num_train}, num_val: {num_val}, size: {size}, seed: {seed}}}",
-        "train.out_dir": str(out / "run"),
-        "train.seed": seed,
-        "train.max_minutes": minutes,
-    }
-    if epochs:
-        settings["train.epochs"] = epochs
-    cfg = load_config(None, [f"{k}={v}" for k, v in settings.items()])
+    synthetic = {"num_train": num_train, "num_val": num_val, "size": size, "seed": seed}
+    cfg = demo_config(out / "run", synthetic, quick, seed, epochs, minutes)
     print(
         f"sevnet demo: {len(CLASSES)} classes in {len(PAIRS)} time-reversed pairs, {num_train} training and "
         f"{num_val} held-out clips of {cfg.data.num_frames}x{size}x{size}; training {cfg.model.name} from "

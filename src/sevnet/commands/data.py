@@ -11,7 +11,10 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sevnet.data import DataConfig
 
 _MAX_PIXELS = 1920 * 1080  # as sevnet.data.check.DEFAULT_MAX_PIXELS (not imported: --help stays instant)
 _EXCLUDE = "missing,empty,unreadable,crashed,truncated,corrupt,too_short,oversized"
@@ -61,24 +64,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
-def _data_config(target: Path, overrides: list[str]) -> tuple[Any, Path]:
+def _data_config(target: Path, overrides: list[str]) -> tuple[DataConfig, Path]:
     """(DataConfig, default report folder) from a config file, or from a folder as format folder."""
-    from omegaconf import OmegaConf
-
-    from sevnet.data import DataConfig, to_data_config
+    from sevnet.engine.config import load_config
 
     if target.is_dir():
-        base = OmegaConf.structured(DataConfig(format="folder", root=str(target)))
-        dotted = [o.removeprefix("data.") for o in overrides]
-        try:
-            merged = OmegaConf.merge(base, OmegaConf.from_dotlist(dotted)) if dotted else base
-        except Exception as err:  # OmegaConf's key and type errors: name the override
-            raise ValueError(f"invalid override: {err}") from None
-        return to_data_config(merged), Path.cwd() / "data_check"
+        dotted = [o if o.startswith("data.") else f"data.{o}" for o in overrides]
+        cfg = load_config(None, ["data.format=folder", f"data.root={target}", *dotted])
+        return cfg.data, Path.cwd() / "data_check"
     if target.is_file():
-        from sevnet.engine.config import load_config
-
-        return to_data_config(load_config(target, overrides).data), target.parent / "data_check"
+        return load_config(target, overrides).data, target.parent / "data_check"
     raise FileNotFoundError(f"no such config file or folder: {target}")
 
 

@@ -1,16 +1,19 @@
 """Data: decoding (PyAV, JPEG folders), sampling, transforms, dataset readers, loaders."""
 
 from .annotations import AnnotationError
-from .config import DataConfig, to_data_config
+from .config import CacheMode, DataConfig, DataFormat, Sampling, to_data_config
 from .datasets import VideoDataset, build_dataset
 from .loader import EpochSampler, SkipCounter, SkippedSamplesError, build_loader, collate_skipping
 from .video import DecodeError, VideoInfo, probe_video, read_frame_folder, read_frames
 
 __all__ = [
     "AnnotationError",
+    "CacheMode",
     "DataConfig",
+    "DataFormat",
     "DecodeError",
     "EpochSampler",
+    "Sampling",
     "SkipCounter",
     "SkippedSamplesError",
     "VideoDataset",

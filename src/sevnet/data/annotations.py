@@ -13,12 +13,15 @@ import logging
 import os
 import posixpath
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from sevnet.errors import SevnetError
 
-from .config import DataConfig
+from .config import DataConfig, DataFormat
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,39 @@ class Annotation:
     missing: list[str] = field(default_factory=list)  # listed but absent on disk (reported, not fatal)
     ignored: list[str] = field(default_factory=list)  # format folder: stray files under root, not samples
     excluded: int = 0  # samples dropped because data.exclude_list names them
+
+
+# --- the format registry: data.format -> how its samples are read --------------------------------------
+AnnotationParser = Callable[[DataConfig, str], Annotation]  # (cfg, split) -> Annotation
+DatasetBuilder = Callable[[DataConfig, str, bool], Any]  # (cfg, split, train) -> Dataset
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    """One ``data.format``: an annotation parser (samples on disk, read by ``VideoDataset``), or for a
+    format with no files (``synthetic``) a dataset builder."""
+
+    name: str
+    parse: AnnotationParser | None = None
+    dataset: DatasetBuilder | None = None
+
+
+FORMAT_REGISTRY: dict[str, FormatSpec] = {}
+
+
+def register_format(name: str, parse: AnnotationParser | None = None, dataset: DatasetBuilder | None = None) -> None:
+    """Register ``name`` (a ``DataFormat`` value) with exactly one of ``parse`` / ``dataset``."""
+    if (parse is None) == (dataset is None):
+        raise TypeError(f"format {name!r}: give exactly one of parse= or dataset=")
+    if name in FORMAT_REGISTRY:
+        raise ValueError(f"format {name!r} is registered twice")
+    FORMAT_REGISTRY[str(name)] = FormatSpec(str(name), parse, dataset)
+
+
+def format_spec(name: str) -> FormatSpec:
+    if name not in FORMAT_REGISTRY:
+        raise ValueError(f"no parser registered for data.format {str(name)!r}; registered: {', '.join(FORMATS)}")
+    return FORMAT_REGISTRY[name]
 
 
 def _file(root: Path, name: str | None, default: str) -> Path:
@@ -439,40 +475,36 @@ def apply_exclude_list(annotation: Annotation, cfg: DataConfig, split: str) -> A
     return annotation
 
 
-def _parse_format(cfg: DataConfig, split: str) -> Annotation:
-    match cfg.format:
-        case "ssv2":
-            return parse_ssv2(cfg, split)
-        case "ssv1":
-            return parse_ssv1(cfg, split)
-        case "kinetics400":
-            return parse_kinetics(cfg, split)
-        case "mit":
-            return parse_mit(cfg, split)
-        case "mmit":
-            return parse_mit(cfg, split, multi_label=True)
-        case "gym99":
-            return parse_gym(cfg, split, 99)
-        case "gym288":
-            return parse_gym(cfg, split, 288)
-        case "video_list":
-            return parse_generic(cfg, split, frames=False)
-        case "frame_list":
-            return parse_generic(cfg, split, frames=True)
-        case "folder":
-            from .folder import parse_folder
-
-            return parse_folder(cfg, split)
-    raise ValueError(f"no annotation parser for format {cfg.format!r}")
+register_format("ssv2", parse_ssv2)
+register_format("ssv1", parse_ssv1)
+register_format("kinetics400", parse_kinetics)
+register_format("mit", parse_mit)
+register_format("mmit", partial(parse_mit, multi_label=True))
+register_format("gym99", partial(parse_gym, num_classes=99))
+register_format("gym288", partial(parse_gym, num_classes=288))
+register_format("video_list", partial(parse_generic, frames=False))
+register_format("frame_list", partial(parse_generic, frames=True))
 
 
 def parse_annotation(cfg: DataConfig, split: str) -> Annotation:
-    """Dispatch on ``cfg.format``; ``split`` is train, val (validation) or test. Samples named by
-    ``data.exclude_list`` are dropped (and counted) whatever the format."""
+    """The samples of ``split`` (train, val or test) by the parser registered for ``cfg.format``.
+    Samples named by ``data.exclude_list`` are dropped (and counted) whatever the format."""
     split = _split_key(split)
     if cfg.split_file and cfg.format != "folder":
-        raise ValueError(f"data.split_file is read by format 'folder' only (format is {cfg.format!r})")
-    annotation = _parse_format(cfg, split)
+        raise ValueError(f"data.split_file is read by format 'folder' only (format is '{cfg.format}')")
+    spec = format_spec(cfg.format)
+    if spec.parse is None:
+        raise ValueError(f"data.format '{cfg.format}' has no annotation files (it builds its dataset itself)")
+    annotation = spec.parse(cfg, split)
     if cfg.exclude_list:
         annotation = apply_exclude_list(annotation, cfg, split)
     return annotation
+
+
+# folder and synthetic register themselves like the formats above; FORMATS is what is registered.
+from . import folder as _folder  # noqa: E402, F401  (they import the names above)
+from . import synthetic as _synthetic  # noqa: E402, F401
+
+FORMATS: tuple[str, ...] = tuple(FORMAT_REGISTRY)
+if set(FORMATS) != {f.value for f in DataFormat}:  # the config's Enum and the registry name the same formats
+    raise ImportError(f"data formats registered {sorted(FORMATS)} != DataFormat {sorted(f.value for f in DataFormat)}")

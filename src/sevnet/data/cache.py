@@ -23,7 +23,6 @@ never read; a changed file or setting builds a new one and removes the old one.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import fcntl
 import hashlib
@@ -46,7 +45,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 from torchvision.transforms.v2 import functional as F
 
 from .annotations import Sample
-from .config import DataConfig
+from .config import CacheMode, DataConfig
 from .video import DecodeError, _open, _stream_timing
 
 log = logging.getLogger(__name__)
@@ -68,21 +67,12 @@ def default_cache_dir(cfg: DataConfig) -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sevnet" / "frames"
 
 
-def with_run_cache_dir(data_cfg: Any, out_dir: str | Path) -> Any:
+def with_run_cache_dir(data_cfg: DataConfig, out_dir: str | Path) -> DataConfig:
     """``data_cfg`` with ``cache_dir = <out_dir>/cache`` when the disk cache is on and no folder is set,
-    so that a run's cache lives (and is recorded in config.yaml) with the run. For the trainer; takes
-    and returns a DictConfig, a dict or a DataConfig, never changing the one it was given."""
-    get = data_cfg.get if isinstance(data_cfg, dict) or hasattr(data_cfg, "get") else data_cfg.__dict__.get
-    if str(get("cache", "off")) != "disk" or get("cache_dir", ""):
+    so that a run's cache lives (and is recorded in config.yaml) with the run (a new object)."""
+    if data_cfg.cache != CacheMode.disk or data_cfg.cache_dir:
         return data_cfg
-    folder = str(Path(out_dir) / "cache")
-    if isinstance(data_cfg, DataConfig):
-        return dataclasses.replace(data_cfg, cache_dir=folder)
-    if isinstance(data_cfg, dict):
-        return {**data_cfg, "cache_dir": folder}
-    out = copy.deepcopy(data_cfg)  # an OmegaConf node
-    out.cache_dir = folder
-    return out
+    return dataclasses.replace(data_cfg, cache_dir=str(Path(out_dir) / "cache"))
 
 
 def _stat(path: Path) -> list[int]:
@@ -333,11 +323,11 @@ def open_cache(source: FrameSource, cfg: DataConfig, name: str = "data", progres
     rebuild for changed files or settings removes the stale cache of the same dataset only."""
     progress = _is_main_process() if progress is None else progress
     key = cache_key(source.samples, cfg)
-    if cfg.cache == "memory":
+    if cfg.cache == CacheMode.memory:
         with tempfile.TemporaryDirectory(prefix="sevnet-cache-") as tmp:
             _write_cache(Path(tmp), source, cfg, key, progress)
             return FrameCache(Path(tmp), in_memory=True)
-    if cfg.cache != "disk":
+    if cfg.cache != CacheMode.disk:
         raise ValueError(f"data.cache must be 'off', 'memory' or 'disk', got {cfg.cache!r}")
     root = default_cache_dir(cfg)
     root.mkdir(parents=True, exist_ok=True)

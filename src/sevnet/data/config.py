@@ -1,21 +1,56 @@
-"""The ``data`` section of an experiment config: one flat dataclass, every key documented."""
+"""The ``data`` section of an experiment config: one flat dataclass, every key documented.
+
+Every ``DataConfig``, however it is made (the YAML schema, ``DataConfig(...)``, ``dataclasses.replace``),
+is validated and resolved in ``__post_init__``: the one place a data setting is checked. Enumerated
+keys take their names (``data.sampling=dense``) and reject anything else naming the valid values.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
 from typing import Any
 
 from sevnet.errors import ConfigError
 
-FORMATS = (
-    "ssv2", "ssv1", "kinetics400", "mit", "mmit", "gym99", "gym288", "video_list", "frame_list", "folder",
-    "synthetic",
-)  # fmt: skip
+
+class DataFormat(StrEnum):
+    """Which on-disk layout ``data.root`` holds (parsers: ``sevnet.data.annotations.FORMAT_REGISTRY``)."""
+
+    ssv2 = "ssv2"
+    ssv1 = "ssv1"
+    kinetics400 = "kinetics400"
+    mit = "mit"
+    mmit = "mmit"
+    gym99 = "gym99"
+    gym288 = "gym288"
+    video_list = "video_list"
+    frame_list = "frame_list"
+    folder = "folder"
+    synthetic = "synthetic"
+
+
+class Sampling(StrEnum):
+    """segment: TSN, one frame per equal segment (SSv1/v2, FineGym); dense: frame_stride apart (Kinetics, MiT)."""
+
+    segment = "segment"
+    dense = "dense"
+
+
+class CacheMode(StrEnum):
+    """Decoded-frame cache: off, memory (RAM, rebuilt each run) or disk (reused while files and settings hold)."""
+
+    off = "off"
+    memory = "memory"
+    disk = "disk"
+
+
+_ENUMS: dict[str, type[StrEnum]] = {"format": DataFormat, "sampling": Sampling, "cache": CacheMode}
 
 
 @dataclass
 class DataConfig:
-    format: str = "video_list"  # one of FORMATS: which on-disk layout ``root`` holds
+    format: DataFormat = DataFormat.video_list  # which on-disk layout ``root`` holds
     root: str = ""  # the dataset folder, as released (annotations + videos or frames)
     # Annotation files relative to root; None = the format's released file name (docs/data.md).
     train_list: str | None = None
@@ -33,7 +68,7 @@ class DataConfig:
     # drops these samples when it parses its annotations, and says how many it dropped.
     exclude_list: str | None = None
     num_frames: int = 8  # T of a clip
-    sampling: str = "segment"  # "segment" (TSN: SSv1/v2, FineGym) or "dense" (Kinetics, MiT)
+    sampling: Sampling = Sampling.segment  # segment (TSN: SSv1/v2, FineGym) or dense (Kinetics, MiT)
     frame_stride: int = 4  # dense sampling: frames between samples
     frame_template: str = "{:05d}.jpg"  # frame folders: file name of frame i (from 1)
     train_scale: list[int] = field(default_factory=lambda: [128, 160])  # short-side jitter range
@@ -56,37 +91,45 @@ class DataConfig:
     seed: int = 0  # augmentation seed (per sample: seed, epoch, index)
     # Decoded-frame cache (sevnet.data.cache): "off", "memory" (RAM, rebuilt each run) or "disk" (reused while
     # the files and settings are unchanged). Frames are decoded once, short side max(train_scale, eval_scale).
-    cache: str = "off"
+    cache: CacheMode = CacheMode.off
     cache_dir: str = ""  # disk cache folder; empty: the trainer's <out_dir>/cache, else ~/.cache/sevnet/frames
     synthetic: dict[str, Any] = field(default_factory=dict)  # options of format "synthetic"
 
+    def __post_init__(self) -> None:
+        """Check every key and resolve the derived ones (idempotent: a resolved config stays as it is)."""
+        for key, kind in _ENUMS.items():
+            setattr(self, key, _enum_value(key, kind, getattr(self, key)))
+        if self.eval_crops not in (1, 3):
+            raise ConfigError(f"data.eval_crops must be 1 or 3, got {self.eval_crops}")
+        if self.format == DataFormat.folder:  # frame folders of any naming: frames in name order
+            self.frame_template = "sorted"
+        if self.format == DataFormat.synthetic:  # clips are rendered at their final size: no resize, no crop
+            size = int((self.synthetic or {}).get("size", 64))
+            self.train_scale, self.train_crop, self.eval_scale, self.eval_crop = [size, size], size, size, size
 
-def to_data_config(cfg: Any) -> DataConfig:
-    """Accept a DataConfig, a dict or an OmegaConf node; reject unknown keys by name, resolve derived keys."""
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (Enums as their names)."""
+        return {k: (v.value if isinstance(v, StrEnum) else v) for k, v in asdict(self).items()}
+
+
+def _enum_value(key: str, kind: type[StrEnum], value: Any) -> StrEnum:
+    """``value`` as a member of ``kind`` by name; YAML's bare ``off``/``on`` (booleans) read as the words."""
+    if isinstance(value, bool) or str(value).lower() in ("false", "true"):
+        value = "on" if str(value).lower() == "true" else "off"
+    try:
+        return kind(value)
+    except ValueError:
+        names = ", ".join(m.value for m in kind)
+        raise ConfigError(f"data.{key}: invalid value {value!r}; valid values: {names}") from None
+
+
+def to_data_config(cfg: DataConfig | dict[str, Any]) -> DataConfig:
+    """A DataConfig from a plain dict (e.g. a checkpoint's record), rejecting unknown keys by name;
+    a DataConfig is returned as it is (it was validated when it was made)."""
     if isinstance(cfg, DataConfig):
-        cfg = asdict(cfg)  # validated and resolved like any other input, into a new object
-    elif not isinstance(cfg, dict):
-        from omegaconf import OmegaConf
-
-        cfg = OmegaConf.to_container(cfg, resolve=True)
-    known = DataConfig.__dataclass_fields__
-    unknown = sorted(set(cfg) - set(known))
+        return cfg
+    known = {f.name for f in fields(DataConfig)}
+    unknown = sorted(set(cfg) - known)
     if unknown:
         raise ConfigError(f"unknown data config key(s) {unknown}; valid keys: {sorted(known)}")
-    out = DataConfig(**cfg)
-    if out.format not in FORMATS:
-        raise ConfigError(f"data.format must be one of {FORMATS}, got {out.format!r}")
-    if out.sampling not in ("segment", "dense"):
-        raise ConfigError(f"data.sampling must be 'segment' or 'dense', got {out.sampling!r}")
-    if out.eval_crops not in (1, 3):
-        raise ConfigError(f"data.eval_crops must be 1 or 3, got {out.eval_crops}")
-    if str(out.cache).lower() in ("false", "none", "0", ""):  # YAML reads a bare `off` as false
-        out.cache = "off"
-    if out.cache not in ("off", "memory", "disk"):
-        raise ConfigError(f"data.cache must be 'off', 'memory' or 'disk', got {out.cache!r}")
-    if out.format == "folder":  # frame folders of any naming: frames in name order
-        out.frame_template = "sorted"
-    if out.format == "synthetic":  # clips are rendered at their final size: no resize, no crop
-        size = int(out.synthetic.get("size", 64))
-        out.train_scale, out.train_crop, out.eval_scale, out.eval_crop = [size, size], size, size, size
-    return out
+    return DataConfig(**cfg)

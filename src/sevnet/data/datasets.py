@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from .annotations import Annotation, Sample, parse_annotation
+from .annotations import Annotation, Sample, format_spec, parse_annotation
 from .cache import FrameCache, open_cache
-from .config import DataConfig
+from .config import CacheMode, DataConfig, Sampling
 from .sampling import dense_indices, segment_indices
 from .transforms import build_transform
 from .video import DecodeError, count_frame_files, probe_video, read_frame_folder, read_frames
@@ -65,7 +65,7 @@ class VideoDataset(Dataset):
         """One index list per temporal view (1 in training, eval_clips in evaluation)."""
         cfg = self.cfg
         views = 1 if self.train else cfg.eval_clips
-        if cfg.sampling == "segment":
+        if cfg.sampling == Sampling.segment:
             return [segment_indices(num_frames, cfg.num_frames, self.train, rng, k, views) for k in range(views)]
         return [
             dense_indices(num_frames, cfg.num_frames, cfg.frame_stride, self.train, rng, k, views) for k in range(views)
@@ -119,16 +119,12 @@ class VideoDataset(Dataset):
         (self.trace_dir / f"worker-{worker.id if worker else 0}.txt").write_text(str(sample.path))
 
 
-def build_dataset(cfg_data: Any, split: str, train: bool) -> Dataset:
-    """The dataset of ``split`` (train / val / test) for the format named in ``cfg_data``."""
-    from .config import to_data_config
-
-    cfg = to_data_config(cfg_data)
-    if cfg.format == "synthetic":
-        from .synthetic import build_synthetic_dataset
-
-        return build_synthetic_dataset(cfg, split, train)
+def build_dataset(cfg: DataConfig, split: str, train: bool) -> Dataset:
+    """The dataset of ``split`` (train / val / test) for the format named in ``cfg``."""
+    spec = format_spec(cfg.format)
+    if spec.dataset is not None:  # a format with no files (synthetic)
+        return spec.dataset(cfg, split, train)
     dataset = VideoDataset(parse_annotation(cfg, split), cfg, train)
-    if cfg.cache != "off":
+    if cfg.cache != CacheMode.off:
         dataset.cache = open_cache(dataset, cfg, name=split)
     return dataset

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .annotations import Annotation, AnnotationError, Sample, inside_root, resolve_data_file
+from .annotations import Annotation, AnnotationError, Sample, inside_root, register_format, resolve_data_file
 from .config import DataConfig
 
 log = logging.getLogger(__name__)
@@ -353,6 +353,9 @@ def parse_folder(cfg: DataConfig, split: str) -> Annotation:
         if s == split
     ]
     return Annotation(samples, classes, ignored=ignored)
+
+
+register_format("folder", parse_folder)
 
 
 def freeze_split(cfg: DataConfig, out_dir: str | Path, reuse: bool = False) -> DataConfig:

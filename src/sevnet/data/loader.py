@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from sevnet.errors import SevnetError
 
-from .config import to_data_config
+from .config import DataConfig
 
 
 class SkippedSamplesError(SevnetError, RuntimeError):
@@ -73,13 +73,13 @@ def build_loader(
     dataset: Dataset,
     batch_size: int,
     train: bool,
-    cfg_data: Any,
+    cfg_data: DataConfig,
     distributed: bool = False,
     num_workers: int | None = None,
 ) -> DataLoader:
     """Workers decode in parallel; pinned memory on CUDA; workers persist across epochs.
     Call ``loader.sampler.set_epoch(epoch)`` each epoch (it reshuffles and reseeds augmentation)."""
-    cfg = to_data_config(cfg_data)
+    cfg = cfg_data
     rank, world = 0, 1
     if distributed and torch.distributed.is_available() and torch.distributed.is_initialized():
         rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()

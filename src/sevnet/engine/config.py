@@ -4,12 +4,16 @@ Precedence: the schema's defaults < the YAML file < ``key=value`` overrides from
 line. A key that is not in the schema is an error naming the key, so a typo never silently
 falls back to a default; so is a value outside a key's choices (the Enums below), e.g.
 ``train.amp=fp32``, which a plain string field once took for float16.
+
+``load_config`` returns an ``ExperimentConfig`` of plain dataclasses (Enums for enumerated keys);
+code takes the section it needs (``TrainConfig``, ``DataConfig``, ...) and builds variants with
+``dataclasses.replace``. ``to_yaml`` writes one back (a run's config.yaml), ``to_container`` as JSON.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
+import typing
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -112,13 +116,13 @@ class ExperimentConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-def default_config() -> DictConfig:
-    return OmegaConf.structured(ExperimentConfig)
+def default_config() -> ExperimentConfig:
+    return ExperimentConfig()
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> DictConfig:
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> ExperimentConfig:
     """Schema defaults, then the YAML at ``path`` (if any), then dotted ``key=value`` overrides."""
-    cfg = default_config()
+    cfg: DictConfig = OmegaConf.structured(ExperimentConfig)
     try:
         if path is not None:
             path = Path(path)
@@ -132,7 +136,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     except (ConfigKeyError, ValidationError) as err:
         where = f" in {path}" if path else ""
         raise ConfigError(f"invalid config{where}: {_explain(err)}") from None
-    return cfg
+    return OmegaConf.to_object(cfg)  # type: ignore[return-value]
 
 
 def _read_yaml(path: Path) -> DictConfig:
@@ -189,11 +193,10 @@ def _explain(err: ConfigKeyError | ValidationError) -> str:
 def _enum_keys() -> list[tuple[str, str]]:
     """(section, key) of every Enum-typed key of the schema."""
     out = []
-    for section in dataclasses.fields(ExperimentConfig):
-        for f in dataclasses.fields(section.default_factory()):  # type: ignore[misc]
-            kind = globals().get(f.type) if isinstance(f.type, str) else f.type
-            if isinstance(kind, type) and issubclass(kind, StrEnum):
-                out.append((section.name, f.name))
+    for section, kind in typing.get_type_hints(ExperimentConfig).items():
+        for key, hint in typing.get_type_hints(kind).items():
+            if isinstance(hint, type) and issubclass(hint, StrEnum):
+                out.append((section, key))
     return out
 
 
@@ -206,6 +209,11 @@ def _yaml_switches(node: DictConfig) -> DictConfig:
     return node
 
 
-def to_container(cfg: DictConfig) -> dict[str, Any]:
-    """Plain JSON-able values (Enums as their names), e.g. for checkpoint metadata."""
-    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[return-value]
+def to_container(cfg: Any) -> dict[str, Any]:
+    """Plain JSON-able values (Enums as their names) of a config or a section, e.g. for checkpoint metadata."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)  # type: ignore[return-value]
+
+
+def to_yaml(cfg: ExperimentConfig) -> str:
+    """The config as YAML that ``load_config`` reads back to an equal config (a run's config.yaml)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))

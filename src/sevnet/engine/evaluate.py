@@ -14,6 +14,7 @@ from torch import nn
 
 from sevnet.data import build_dataset, build_loader
 
+from .config import ExperimentConfig
 from .distributed import DistInfo, gather_objects, init_distributed
 from .metrics import classification_metrics, confusion_matrix, multilabel_metrics
 
@@ -85,7 +86,7 @@ def save_confusion_png(probs: torch.Tensor, targets: torch.Tensor, classes: list
     plt.close(fig)
 
 
-def evaluate(cfg: Any, checkpoint_path: str | Path, out_dir: str | Path | None = None) -> dict[str, Any]:
+def evaluate(cfg: ExperimentConfig, checkpoint_path: str | Path, out_dir: str | Path | None = None) -> dict[str, Any]:
     """Evaluate a checkpoint on ``cfg.eval.split`` with ``cfg.data``'s views; write report files."""
     from .checkpoint import load_model
     from .rundir import check_folder

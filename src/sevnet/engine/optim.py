@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
-from .config import OptimName
+from .config import OptimConfig, OptimName
 
 
-def scaled_lr(cfg: Any, global_batch: int) -> float:
+def scaled_lr(cfg: OptimConfig, global_batch: int) -> float:
     """``optim.lr`` is given at ``optim.base_batch`` clips; scale it linearly (Goyal et al.)."""
-    return cfg.optim.lr * global_batch / cfg.optim.base_batch
+    return cfg.lr * global_batch / cfg.base_batch
 
 
-def build_optimizer(model: nn.Module, cfg: Any, global_batch: int) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, cfg: OptimConfig, global_batch: int) -> torch.optim.Optimizer:
     """``optim.name``: sgd (momentum, Nesterov) or adamw (decoupled weight decay); no decay on
     BN and biases (1-d tensors) for either."""
     decay, no_decay = [], []
@@ -31,17 +30,17 @@ def build_optimizer(model: nn.Module, cfg: Any, global_batch: int) -> torch.opti
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [
-        {"params": decay, "weight_decay": cfg.optim.weight_decay},
+        {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
     lr = scaled_lr(cfg, global_batch)
-    if cfg.optim.name == OptimName.adamw:
-        if len(cfg.optim.betas) != 2:
-            raise ValueError(f"optim.betas must be two numbers, got {list(cfg.optim.betas)}")
-        betas = (float(cfg.optim.betas[0]), float(cfg.optim.betas[1]))
+    if cfg.name == OptimName.adamw:
+        if len(cfg.betas) != 2:
+            raise ValueError(f"optim.betas must be two numbers, got {list(cfg.betas)}")
+        betas = (float(cfg.betas[0]), float(cfg.betas[1]))
         optimizer: torch.optim.Optimizer = torch.optim.AdamW(groups, lr=lr, betas=betas)
     else:
-        optimizer = torch.optim.SGD(groups, lr=lr, momentum=cfg.optim.momentum, nesterov=cfg.optim.nesterov)
+        optimizer = torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     for group in optimizer.param_groups:
         group["initial_lr"] = group["lr"]  # what the schedule's factor multiplies
     return optimizer

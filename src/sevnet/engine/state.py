@@ -15,6 +15,8 @@ from typing import Any
 
 from torch import nn
 
+from .config import ExperimentConfig
+
 
 @dataclass
 class TrainState:
@@ -63,7 +65,7 @@ class TrainResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) of samples that failed to load
     eval_errors: list[dict[str, Any]] = field(default_factory=list)
     best_metric: float | None = None
-    config: Any = None  # the run's config as written to config.yaml
+    config: ExperimentConfig | None = None  # the run's config as written to config.yaml
 
     @property
     def train_clips_per_s(self) -> float:

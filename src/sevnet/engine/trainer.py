@@ -20,7 +20,7 @@ import random
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from sevnet.data import SkipCounter, build_dataset, build_loader, to_data_config
+from sevnet.data import DataConfig, SkipCounter, build_dataset, build_loader
+from sevnet.data.cache import with_run_cache_dir
+from sevnet.data.folder import freeze_split
 from sevnet.errors import SevnetError
 from sevnet.models import create_model
 
 from .checkpoint import load_training_state, save_checkpoint, unwrap_model
-from .config import AmpMode, ChannelsLast, NanPolicy, to_container
+from .config import AmpMode, ChannelsLast, ExperimentConfig, NanPolicy, TrainConfig, to_container, to_yaml
 from .distributed import DistInfo, all_reduce_sum, barrier, gather_objects, init_distributed
 from .evaluate import compute_metrics, predict_loader
 from .finetune import init_from_checkpoint
@@ -56,7 +58,7 @@ class WorkerCrashError(SevnetError, RuntimeError):
     """A data-loading worker died (e.g. the decoder crashed); the message names what it was loading."""
 
 
-def train(cfg: Any, resume: bool = False, overwrite: bool = False) -> TrainResult:
+def train(cfg: ExperimentConfig, resume: bool = False, overwrite: bool = False) -> TrainResult:
     """Train as ``cfg`` says (continuing ``<out_dir>/checkpoints/last.safetensors`` if ``resume``;
     replacing a run already in ``train.out_dir`` if ``overwrite``, else refusing it)."""
     return Trainer(cfg).fit(resume=resume, overwrite=overwrite)
@@ -92,7 +94,9 @@ class Trainer:
     (tests use tiny in-memory ones); with ``train_set`` given, there is no validation set unless
     ``val_set`` is given too."""
 
-    def __init__(self, cfg: Any, *, model: nn.Module | None = None, train_set: Any = None, val_set: Any = None) -> None:
+    def __init__(
+        self, cfg: ExperimentConfig, *, model: nn.Module | None = None, train_set: Any = None, val_set: Any = None
+    ) -> None:
         self.cfg = cfg = copy.deepcopy(cfg)  # the caller's config is left as it was
         self.info = init_distributed()
         _seed_everything(cfg.train.seed, cfg.train.deterministic)
@@ -113,21 +117,17 @@ class Trainer:
 
     # ---- setup ---------------------------------------------------------------------------------
 
-    def _prepare_data_config(self, data_cfg: Any) -> Any:
+    def _prepare_data_config(self, data_cfg: DataConfig) -> DataConfig:
         """The data config this run uses and records in config.yaml (so eval and a rerun read the
         same data): a folder dataset's seeded split frozen to ``<out_dir>/split.csv`` (rank 0 writes
         it; a run folder with a checkpoint keeps its split), the disk cache under ``<out_dir>/cache``."""
-        from sevnet.data.cache import with_run_cache_dir
-        from sevnet.data.folder import freeze_split
-
         reuse = self.last_ckpt.is_file()
         if self.info.is_main:
             frozen = freeze_split(data_cfg, self.out_dir, reuse=reuse)
         barrier(self.info)
         if not self.info.is_main:
             frozen = freeze_split(data_cfg, self.out_dir, reuse=True)
-        data_cfg.split_file = frozen.split_file
-        return with_run_cache_dir(data_cfg, self.out_dir)
+        return with_run_cache_dir(frozen, self.out_dir)
 
     def _build_data(self, train_set: Any, val_set: Any) -> None:
         cfg, info = self.cfg, self.info
@@ -147,7 +147,7 @@ class Trainer:
         cfg, info = self.cfg, self.info
         if model is None:
             model = create_model(cfg.model.name, num_classes=self.train_set.num_classes, dropout=cfg.model.dropout,
-                                 **to_container(cfg.model.overrides))  # fmt: skip
+                                 **cfg.model.overrides)  # fmt: skip
         if cfg.model.init_from:
             report = init_from_checkpoint(model, cfg.model.init_from, list(self.train_set.classes))
             if info.is_main:
@@ -156,7 +156,7 @@ class Trainer:
         self.channels_last = cfg.train.channels_last == ChannelsLast.on or (
             cfg.train.channels_last == ChannelsLast.auto and info.device.type == "cuda"
         )
-        self.model = _prepare_model(model, cfg, info, self.channels_last)
+        self.model = _prepare_model(model, cfg.train, info, self.channels_last)
         self.amp_dtype = _amp_dtype(cfg.train.amp, info.device)
         self.scaler = torch.amp.GradScaler(info.device.type, enabled=self.amp_dtype == torch.float16)
         self.criterion: nn.Module = (
@@ -171,7 +171,9 @@ class Trainer:
         self.accum = cfg.train.grad_accum
         if self.accum < 1 or cfg.train.max_minutes < 0:
             raise ValueError("train.grad_accum must be >= 1 and train.max_minutes >= 0")
-        self.optimizer = build_optimizer(self.model, cfg, cfg.train.batch_size * self.info.world_size * self.accum)
+        self.optimizer = build_optimizer(
+            self.model, cfg.optim, cfg.train.batch_size * self.info.world_size * self.accum
+        )
         self.batches_per_epoch = len(self.loader)
         steps_per_epoch = self.batches_per_epoch // self.accum
         self.total_steps = cfg.train.epochs * steps_per_epoch
@@ -223,7 +225,7 @@ class Trainer:
         if self.info.is_main:
             if not resume:
                 check_new_run(self.out_dir, overwrite)
-            (self.out_dir / "config.yaml").write_text(_yaml(self.cfg))
+            (self.out_dir / "config.yaml").write_text(to_yaml(self.cfg))
             for path in remove_stale_temps(self.last_ckpt.parent):
                 print(f"note: removed {path}, left by an interrupted checkpoint save", file=sys.stderr)
         barrier(self.info)
@@ -496,17 +498,17 @@ class Trainer:
             raise
 
 
-def checkpoint_meta(cfg: Any, dataset: Any) -> dict[str, Any]:
+def checkpoint_meta(cfg: ExperimentConfig, dataset: Any) -> dict[str, Any]:
     """Everything needed to rebuild the model and preprocess like evaluation, from the file alone."""
     from sevnet.models.sevnet import recorded_defaults
 
-    data = asdict(to_data_config(cfg.data))  # resolved: e.g. synthetic clips' real crop size
+    data = cfg.data.to_dict()  # resolved: e.g. synthetic clips' real crop size
     return {
         "model": cfg.model.name,
         "model_overrides": {
             **recorded_defaults(cfg.model.name),
             "dropout": cfg.model.dropout,
-            **to_container(cfg.model.overrides),
+            **cfg.model.overrides,
         },
         "num_classes": dataset.num_classes,
         "class_names": list(dataset.classes),
@@ -543,13 +545,7 @@ def _seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def _yaml(cfg: Any) -> str:
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_yaml(cfg)
-
-
-def _maybe_val_dataset(cfg: Any) -> Any:
+def _maybe_val_dataset(cfg: ExperimentConfig) -> Any:
     try:
         return build_dataset(cfg.data, cfg.eval.split, train=False)
     except FileNotFoundError as err:
@@ -557,15 +553,15 @@ def _maybe_val_dataset(cfg: Any) -> Any:
         return None
 
 
-def _prepare_model(model: nn.Module, cfg: Any, info: DistInfo, channels_last: bool) -> nn.Module:
-    if cfg.train.sync_bn and info.distributed:
+def _prepare_model(model: nn.Module, cfg: TrainConfig, info: DistInfo, channels_last: bool) -> nn.Module:
+    if cfg.sync_bn and info.distributed:
         if info.device.type != "cuda":
             raise ValueError("train.sync_bn needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel)")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(info.device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
-    if cfg.train.compile:
+    if cfg.compile:
         model = torch.compile(model)
     if info.distributed:
         device_ids = [info.local_rank] if info.device.type == "cuda" else None
