@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from sevnet.data import DataConfig, build_dataset
+from sevnet.engine.config import ExperimentConfig
 from sevnet.errors import SevnetError
 from sevnet.timing import median_seconds
 
@@ -24,11 +26,9 @@ class QuantizationAccuracyError(SevnetError, RuntimeError):
     """int8 lost more accuracy than allowed."""
 
 
-def calibration_clips(cfg: Any, count: int) -> list[np.ndarray]:
+def calibration_clips(cfg: DataConfig, count: int) -> list[np.ndarray]:
     """``count`` training clips (first evaluation view each), spread over the training set."""
-    from sevnet.data import build_dataset
-
-    dataset = build_dataset(cfg.data, "train", train=False)
+    dataset = build_dataset(cfg, "train", train=False)
     picks = np.linspace(0, len(dataset) - 1, num=min(count, len(dataset))).round().astype(int)
     clips = []
     for i in dict.fromkeys(picks.tolist()):
@@ -64,7 +64,7 @@ def latency_s(runner: Runner, clip_shape: tuple[int, ...], batch: int, repeats: 
     return median_seconds(lambda: runner(x), repeats)
 
 
-def accuracy_pair(cfg: Any, fp32: Runner, int8: Runner, limit: int | None = None) -> dict[str, float]:
+def accuracy_pair(cfg: ExperimentConfig, fp32: Runner, int8: Runner, limit: int | None = None) -> dict[str, float]:
     """Top-1 of both models on the evaluation split (views averaged) and their top-1 agreement."""
     from sevnet.data import build_dataset
 
@@ -94,7 +94,7 @@ def accuracy_pair(cfg: Any, fp32: Runner, int8: Runner, limit: int | None = None
 
 def quantize_checkpoint(
     checkpoint: str | Path,
-    cfg: Any,
+    cfg: ExperimentConfig,
     out: str | Path | None = None,
     calib_clips: int = 64,
     max_drop: float = 1.0,
@@ -102,7 +102,6 @@ def quantize_checkpoint(
     eval_limit: int | None = None,
 ) -> dict[str, Any]:
     """Export (float32 OpenVINO), quantize to int8, compare side by side; raise past ``max_drop`` points."""
-    from sevnet.data import build_dataset
     from sevnet.engine.checkpoint import load_model
 
     from .export import export_checkpoint
@@ -111,7 +110,7 @@ def quantize_checkpoint(
     if calib_clips < 1:
         raise ValueError(f"--calib-clips must be >= 1, got {calib_clips}")
     load_model(checkpoint)  # a bad checkpoint, then missing data, are found before anything is written
-    clips = calibration_clips(cfg, calib_clips)
+    clips = calibration_clips(cfg.data, calib_clips)
     build_dataset(cfg.data, cfg.eval.split, train=False)  # the accuracy check's split exists
     base = Path(out) if out else Path(checkpoint).with_suffix("")
     exported = export_checkpoint(checkpoint, "openvino", base)

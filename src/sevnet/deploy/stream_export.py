@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from sevnet.engine.config import ExperimentConfig
 from sevnet.streaming import StateEntry, init_state, step
 
 from .export import TOLERANCE, ExportMismatchError, export_openvino
@@ -416,8 +417,8 @@ def quantize_step_openvino(xml_path: str | Path, feeds: list[dict[str, np.ndarra
 
 
 def quantize_stream_checkpoint(
-    checkpoint: str | Path, cfg: Any, out: str | Path | None = None, calib_clips: int = 32, max_drop: float = 1.0,
-    eval_limit: int | None = None, window: int = 0, flat4d: bool = False,
+    checkpoint: str | Path, cfg: ExperimentConfig, out: str | Path | None = None, calib_clips: int = 32,
+    max_drop: float = 1.0, eval_limit: int | None = None, window: int = 0, flat4d: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Export the float32 OpenVINO step, quantize it with NNCF (``sevnet quantize``'s flow, fed the
     step's real inputs), then compare float32 and int8 streamed over whole evaluation clips."""
@@ -430,7 +431,7 @@ def quantize_stream_checkpoint(
     fp32_xml = Path(exported["openvino"])
     int8_xml = base.with_name(base.name + "-int8.xml")
     explicit, meta = load_step_runner(model_file=fp32_xml, internal_state=False)
-    feeds = calibration_feeds(explicit, calibration_clips(cfg, calib_clips), io_names(explicit.layout)[0])
+    feeds = calibration_feeds(explicit, calibration_clips(cfg.data, calib_clips), io_names(explicit.layout)[0])
     quantize_step_openvino(fp32_xml, feeds, int8_xml)
     write_sidecar(int8_xml, {**meta, "quantized": "int8 (NNCF post-training, static)"})
     fp32, int8 = load_step_runner(model_file=fp32_xml)[0], load_step_runner(model_file=int8_xml)[0]
