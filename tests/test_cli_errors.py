@@ -22,9 +22,11 @@ def _verb_raising(monkeypatch: pytest.MonkeyPatch, exc: Exception) -> None:
     def fail(args: object) -> int:
         raise exc
 
-    original = parser.parse_args
+    original = parser.parse_known_args
     monkeypatch.setattr(cli, "build_parser", lambda: parser)
-    monkeypatch.setattr(parser, "parse_args", lambda argv: original(argv).__class__(verb="profile", _run=fail))
+    monkeypatch.setattr(
+        parser, "parse_known_args", lambda argv: (original(argv)[0].__class__(verb="profile", _run=fail), [])
+    )
 
 
 def test_sevnet_error_prints_one_line_and_exits_2(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
