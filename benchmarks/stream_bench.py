@@ -33,7 +33,7 @@ from sevnet.deploy.stream_export import (
     io_names,
     onnx_step_fn,
     openvino_step_fn,
-    quantize_step_openvino,
+    running_sum_nodes,
     torch_step_fn,
 )
 from sevnet.models import create_model, model_info
@@ -76,7 +76,7 @@ def backends(
         clip8 = quantize_openvino(clip_xml, calib, tmp / f"{name}-clip-int8.xml")
         fp32_step = StepRunner(openvino_step_fn(step_xml), layout, False)
         feeds = calibration_feeds(fp32_step, calib, io_names(layout)[0])
-        step8 = quantize_step_openvino(step_xml, feeds, tmp / f"{name}-step-int8.xml")
+        step8 = quantize_openvino(step_xml, feeds, tmp / f"{name}-step-int8.xml", ignored_scope=running_sum_nodes)
         out["openvino int8"] = (
             openvino_runner(clip8, threads),
             StepRunner(openvino_step_fn(step8, threads), layout, False),

@@ -20,9 +20,9 @@ import sevnet
 from sevnet.cli import main
 from sevnet.data.video import DecodeError
 from sevnet.deploy.export import export_openvino
-from sevnet.deploy.runtime import weights_digest_of, write_sidecar
+from sevnet.deploy.runtime import write_sidecar
 from sevnet.engine import CheckpointError, load_model, read_meta
-from sevnet.engine.checkpoint import read_checkpoint
+from sevnet.engine.checkpoint import read_checkpoint, weights_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                       output_names=["logits"], dynamic_axes={"clip": {0: "batch", 2: "time"}, "logits": {0: "batch"}},
                       dynamo=False, opset_version=17)  # fmt: skip
     export_openvino(folder / "model.onnx", folder / "model.xml")
-    write_sidecar(folder / "model.onnx", {**meta, "weights_digest": weights_digest_of(read_checkpoint(ckpt)[0])})
+    write_sidecar(folder / "model.onnx", {**meta, "weights_digest": weights_digest(read_checkpoint(ckpt)[0])})
     return {"torch": ckpt, "onnx": folder / "model.onnx", "openvino": folder / "model.xml"}
 
 

@@ -225,6 +225,19 @@ def test_unknown_config_key() -> None:
         to_data_config({"format": "ssv2", "num_frame": 8})
 
 
+def test_inference_reads_frame_folders_with_the_checkpoints_template(tmp_path: Path) -> None:
+    from sevnet.data.config import INFERENCE_KEYS
+    from sevnet.deploy.predict import inference_dataset
+
+    folder = write_frame_folder(tmp_path / "clip", num_frames=6)
+    for i in range(1, 7):  # a dataset whose frames are named frame_<i>.jpg, not 00001.jpg
+        (folder / f"{i:05d}.jpg").rename(folder / f"frame_{i}.jpg")
+    recorded = cfg(tmp_path, "frame_list", frame_template="frame_{}.jpg").to_dict()
+    meta = {"data": {k: recorded[k] for k in INFERENCE_KEYS}, "class_names": ["a", "b"]}
+    item = inference_dataset([folder], meta)[0]
+    assert "error" not in item and item["clip"].shape == (1, 3, 4, 32, 32)
+
+
 def test_format_registry_names_every_format_once() -> None:
     from sevnet.data import DataFormat
     from sevnet.data.annotations import FORMAT_REGISTRY, FORMATS, register_format

@@ -271,6 +271,15 @@ def test_load_config_returns_typed_sections_that_round_trip_through_yaml(tmp_pat
     assert replace(cfg, train=replace(cfg.train, epochs=2)).train.epochs == 2 and cfg.train.epochs == 64
 
 
+def test_one_weights_digest_for_the_run_summary_its_checkpoint_and_exports(tmp_path: Path) -> None:
+    from sevnet.engine.checkpoint import read_checkpoint, weights_digest
+
+    result = Trainer(config(tmp_path, **{"train.epochs": 1}), model=linear_model(), train_set=Clips(8)).fit()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    from_file = weights_digest(read_checkpoint(result.checkpoint)[0])  # what an export's sidecar records
+    assert summary["weights_digest_per_rank"] == [from_file] == [weights_digest(result.model)]
+
+
 # ---- evaluation failures and progress lines ------------------------------------------------------
 
 

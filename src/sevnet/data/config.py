@@ -123,6 +123,18 @@ def _enum_value(key: str, kind: type[StrEnum], value: Any) -> StrEnum:
         raise ConfigError(f"data.{key}: invalid value {value!r}; valid values: {names}") from None
 
 
+# The data keys a checkpoint records (``meta["data"]``): all that inference needs to preprocess a video
+# exactly as evaluation did.
+INFERENCE_KEYS = ("num_frames", "sampling", "frame_stride", "eval_scale", "eval_crop", "mean", "std", "frame_template")
+
+
+def inference_config(data: dict[str, Any], **overrides: Any) -> DataConfig:
+    """The evaluation preprocessing a checkpoint recorded (``meta["data"]``), as a DataConfig for any
+    file (one spatial crop; ``overrides`` e.g. ``eval_clips``)."""
+    recorded = {k: data[k] for k in INFERENCE_KEYS if k in data}
+    return DataConfig(**{"format": DataFormat.video_list, "eval_crops": 1, **recorded, **overrides})
+
+
 def to_data_config(cfg: DataConfig | dict[str, Any]) -> DataConfig:
     """A DataConfig from a plain dict (e.g. a checkpoint's record), rejecting unknown keys by name;
     a DataConfig is returned as it is (it was validated when it was made)."""

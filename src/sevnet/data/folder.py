@@ -27,7 +27,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .annotations import Annotation, AnnotationError, Sample, inside_root, register_format, resolve_data_file
+from .annotations import (
+    Annotation,
+    AnnotationError,
+    Sample,
+    _check_unique,
+    _split_key,
+    inside_root,
+    register_format,
+    resolve_data_file,
+)
 from .config import DataConfig
 
 log = logging.getLogger(__name__)
@@ -268,8 +277,6 @@ def folder_items(cfg: DataConfig) -> tuple[list[str], list[tuple[Item, str]], li
 def read_split_file(path: Path) -> list[tuple[str, str, str]]:
     """Rows (rel path, class, split) of a CSV (header ``path,class,split``, more columns allowed, so
     ``data check``'s report reads too) or of a JSON list of ``{"path", "class", "split"}`` objects."""
-    from .annotations import _check_unique, _split_key
-
     if path.suffix.lower() == ".json":
         try:
             entries = json.loads(path.read_text(encoding="utf-8"))

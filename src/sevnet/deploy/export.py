@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from sevnet.engine.checkpoint import load_model, read_checkpoint, weights_digest
+from sevnet.engine.rundir import check_folder
 from sevnet.errors import SevnetError
 
 from .runtime import Runner, onnx_runner, openvino_runner, torch_runner, write_sidecar
@@ -76,11 +78,6 @@ def check_agreement(
 
 def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None = None) -> dict[str, Any]:
     """Export a checkpoint to ``fmt`` ('onnx' or 'openvino'), check it, write the sidecar metadata."""
-    from sevnet.engine.checkpoint import load_model, read_checkpoint
-    from sevnet.engine.rundir import check_folder
-
-    from .runtime import weights_digest_of
-
     base = Path(out) if out else Path(checkpoint).with_suffix("")
     check_folder(base.parent, "the --out folder")
     model, meta = load_model(checkpoint)
@@ -91,7 +88,7 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None =
     export_onnx(model, onnx_path, clip_shape)
     meta = {
         **meta,
-        "weights_digest": weights_digest_of(read_checkpoint(checkpoint)[0]),
+        "weights_digest": weights_digest(read_checkpoint(checkpoint)[0]),
         "source": str(checkpoint),
     }
     report: dict[str, Any] = {"onnx": str(onnx_path), "tolerance": TOLERANCE, "clip_shape": list(clip_shape)}

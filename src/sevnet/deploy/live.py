@@ -20,8 +20,9 @@ import av
 import numpy as np
 import torch
 
-from sevnet.data.config import DataConfig
+from sevnet.data.config import inference_config
 from sevnet.data.transforms import build_transform
+from sevnet.engine.metrics import class_scores
 from sevnet.errors import SevnetError
 
 from .stream_export import StepRunner
@@ -79,22 +80,12 @@ def decoded_frames(container: av.container.InputContainer, source: str) -> Itera
 
 def frame_preprocessor(meta: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
     """RGB uint8 (H, W, 3) -> float32 (1, 3, crop, crop): the checkpoint's evaluation transform."""
-    data = meta["data"]
-    cfg = DataConfig(format="video_list", num_frames=1, eval_scale=data["eval_scale"], eval_crop=data["eval_crop"],
-                     eval_crops=1, mean=list(data["mean"]), std=list(data["std"]))  # fmt: skip
-    transform = build_transform(False, cfg)
+    transform = build_transform(False, inference_config(meta["data"], num_frames=1))
 
     def prep(rgb: np.ndarray) -> np.ndarray:
         return transform(torch.from_numpy(rgb)[None])[:, :, 0].numpy()  # (1, 3, T=1, h, w) -> (1, 3, h, w)
 
     return prep
-
-
-def scores_of(logits: np.ndarray, multi_label: bool) -> np.ndarray:
-    if multi_label:
-        return 1 / (1 + np.exp(-logits))
-    e = np.exp(logits - logits.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
 
 
 @dataclass
@@ -160,7 +151,7 @@ def run_stream(
             t0 = time.perf_counter()
             frame = prep(rgb)
             t1 = time.perf_counter()
-            scores = scores_of(runner.frame(frame)[0], multi)
+            scores = class_scores(np.asarray(runner.frame(frame)[0]), multi)
             t2 = time.perf_counter()
             stats.fed += 1
             stats.prep_ms.append((t1 - t0) * 1e3)

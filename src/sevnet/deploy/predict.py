@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sevnet.data.annotations import Annotation, Sample
-from sevnet.data.config import DataConfig
+from sevnet.data.config import inference_config
 from sevnet.data.datasets import VideoDataset
 from sevnet.data.video import DEFAULT_MAX_PIXELS
 
@@ -22,20 +22,9 @@ def inference_dataset(
     paths: list[str | Path], meta: dict[str, Any], clips: int = 1, dataset_class: type[VideoDataset] = VideoDataset
 ) -> VideoDataset:
     """A dataset over arbitrary files with the checkpoint's evaluation preprocessing."""
-    data = meta["data"]
-    cfg = DataConfig(
-        format="video_list",
-        num_frames=data["num_frames"],
-        sampling=data["sampling"],
-        frame_stride=data["frame_stride"],
-        eval_scale=data["eval_scale"],
-        eval_crop=data["eval_crop"],
-        eval_clips=clips,
-        eval_crops=1,
-        mean=list(data["mean"]),
-        std=list(data["std"]),
-        max_pixels=int(data.get("max_pixels", DEFAULT_MAX_PIXELS)),  # the sidecar or checkpoint may set its own
-    )
+    data = meta["data"]  # its frame_template too: frame folders are read as in training
+    max_pixels = int(data.get("max_pixels", DEFAULT_MAX_PIXELS))  # the sidecar or checkpoint may set its own
+    cfg = inference_config(data, eval_clips=clips, max_pixels=max_pixels)
     no_label: int | list[int] = [] if meta.get("multi_label") else -1
     samples = [Sample(Path(p), no_label, frames=Path(p).is_dir()) for p in paths]
     return dataset_class(Annotation(samples, list(meta["class_names"]), bool(meta.get("multi_label"))), cfg, False)

@@ -19,7 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .runtime import Runner, load_runner, torch_runner
+from sevnet.data.video import DecodeError
+from sevnet.engine.checkpoint import load_weights as _load
+from sevnet.engine.checkpoint import read_checkpoint, unwrap_model
+from sevnet.engine.metrics import class_scores
+
+from .predict import inference_dataset
+from .runtime import ModelFileError, Runner, load_runner, torch_runner
 
 if TYPE_CHECKING:
     from .timeline import Timeline
@@ -102,8 +108,6 @@ class Predictor:
     """Top-k predictions from any backend with the model's own preprocessing and class names."""
 
     def __init__(self, runner: Runner, meta: dict[str, Any], backend: str = "torch", source: str | None = None):
-        from .predict import inference_dataset
-
         self.runner = runner
         self.meta = meta
         self.backend = backend
@@ -126,22 +130,16 @@ class Predictor:
         )
 
     def _dataset(self, clips: int) -> Any:
-        from .predict import inference_dataset
-
         if clips not in self._datasets:
             self._datasets[clips] = inference_dataset([], self.meta, clips)
         return self._datasets[clips]
 
     def preprocess(self, x: str | Path | np.ndarray, clips: int = 1) -> np.ndarray:
         """Float (clips, 3, T, size, size) input for a path or a (T, H, W, 3) uint8 array."""
-        from .predict import inference_dataset
-
         frames = _as_frames(x)
         if frames is None:
             item = inference_dataset([x], self.meta, clips)[0]
             if "error" in item:
-                from sevnet.data.video import DecodeError
-
                 raise DecodeError(item["error"][1])
             return item["clip"].numpy()
         dataset = self._dataset(clips)
@@ -154,10 +152,7 @@ class Predictor:
         logits = np.asarray(self.runner(clips), np.float64)
         if logits.shape[-1] != len(self.classes):
             raise RuntimeError(f"model outputs {logits.shape[-1]} classes but its metadata names {len(self.classes)}")
-        if self.multi_label:
-            return 1 / (1 + np.exp(-logits))
-        e = np.exp(logits - logits.max(-1, keepdims=True))
-        return e / e.sum(-1, keepdims=True)
+        return class_scores(logits, self.multi_label)
 
     def top(self, scores: np.ndarray, topk: int = 5) -> list[dict[str, Any]]:
         """``[{"label", "score"}, ...]``, best first, for one (K,) score vector."""
@@ -235,8 +230,6 @@ def load(
     OpenVINO ``.xml`` (float32 or int8); exported files need their ``.sevnet.json`` sidecar.
     ``checkpoint``: refuse an exported file that was not exported from it. ``clip_seconds``: the
     training clip's duration, when known (it is not stored by training)."""
-    from .runtime import ModelFileError
-
     path = Path(path)
     kind = MODEL_SUFFIXES.get(path.suffix.lower())
     if kind is None:
@@ -255,9 +248,6 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     checkpoint's name, classes and overrides) and return it. Checkpoint keys carry a ``model.``
     prefix, so ``load_state_dict(safetensors.load_file(path))`` alone does not fit; this strips it,
     loads strictly and raises ``CheckpointError`` naming the file if the shapes differ."""
-    from sevnet.engine.checkpoint import load_weights as _load
-    from sevnet.engine.checkpoint import read_checkpoint, unwrap_model
-
     tensors, _ = read_checkpoint(path)
     _load(unwrap_model(model), tensors, path)
     return model

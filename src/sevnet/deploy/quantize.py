@@ -9,17 +9,27 @@ the training set with evaluation preprocessing; the report puts float32 and int8
 
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch.utils.data import Dataset
 
-from sevnet.data import DataConfig, build_dataset
+from sevnet.data import DataConfig, build_dataset, build_loader
+from sevnet.engine.checkpoint import load_model
 from sevnet.engine.config import ExperimentConfig
+from sevnet.engine.distributed import init_distributed
+from sevnet.engine.evaluate import predict_loader
 from sevnet.errors import SevnetError
 from sevnet.timing import median_seconds
 
-from .runtime import Runner, openvino_runner
+from .export import export_checkpoint
+from .runtime import Runner, openvino_runner, read_sidecar, torch_runner, write_sidecar
 
 
 class QuantizationAccuracyError(SevnetError, RuntimeError):
@@ -27,7 +37,8 @@ class QuantizationAccuracyError(SevnetError, RuntimeError):
 
 
 def calibration_clips(cfg: DataConfig, count: int) -> list[np.ndarray]:
-    """``count`` training clips (first evaluation view each), spread over the training set."""
+    """``count`` training clips (first evaluation view each), spread over the training set; says so
+    when it has fewer (a small training set, or clips that could not be loaded)."""
     dataset = build_dataset(cfg, "train", train=False)
     picks = np.linspace(0, len(dataset) - 1, num=min(count, len(dataset))).round().astype(int)
     clips = []
@@ -37,19 +48,39 @@ def calibration_clips(cfg: DataConfig, count: int) -> list[np.ndarray]:
             clips.append(item["clip"][:1].numpy())
     if not clips:
         raise RuntimeError("no calibration clip could be loaded from the training set")
+    if len(clips) < count:
+        why = f"the training set has {len(dataset)} clips" if len(dataset) < count else "some could not be loaded"
+        print(f"note: calibrating on {len(clips)} clips, not the {count} asked ({why})", file=sys.stderr, flush=True)
     return clips
 
 
-def quantize_openvino(xml_path: str | Path, clips: list[np.ndarray], out_xml: str | Path) -> Path:
-    import nncf
+def import_nncf() -> Any:
+    """``nncf``, without the "No CUDA runtime is found, using CUDA_HOME=..." line that importing it
+    prints on a CPU-only machine (PyTorch's extension loader); anything else it prints still shows."""
+    captured = io.StringIO()
+    with contextlib.redirect_stderr(captured), contextlib.redirect_stdout(captured):
+        import nncf
+    rest = [line for line in captured.getvalue().splitlines() if not line.startswith("No CUDA runtime is found")]
+    if rest:
+        print("\n".join(rest), file=sys.stderr)
+    return nncf
+
+
+def quantize_openvino(
+    xml_path: str | Path, data: list[Any], out_xml: str | Path, ignored_scope: Callable[[Any], list[str]] | None = None
+) -> Path:
+    """NNCF post-training static int8 (performance preset) of an OpenVINO model, calibrated on ``data``
+    (its inputs: clips, or a step model's input dicts). ``ignored_scope(model)`` names the nodes to keep
+    in float (e.g. a stream step's running sums)."""
     import openvino as ov
 
+    nncf = import_nncf()
     model = ov.Core().read_model(str(xml_path))
+    extra = {}
+    if ignored_scope is not None:
+        extra["ignored_scope"] = nncf.IgnoredScope(names=ignored_scope(model), validate=False)
     quantized = nncf.quantize(
-        model,
-        nncf.Dataset(clips),
-        subset_size=len(clips),
-        preset=nncf.QuantizationPreset.PERFORMANCE,
+        model, nncf.Dataset(data), subset_size=len(data), preset=nncf.QuantizationPreset.PERFORMANCE, **extra
     )
     ov.save_model(quantized, str(out_xml), compress_to_fp16=False)
     return Path(out_xml)
@@ -64,31 +95,44 @@ def latency_s(runner: Runner, clip_shape: tuple[int, ...], batch: int, repeats: 
     return median_seconds(lambda: runner(x), repeats)
 
 
-def accuracy_pair(cfg: ExperimentConfig, fp32: Runner, int8: Runner, limit: int | None = None) -> dict[str, float]:
-    """Top-1 of both models on the evaluation split (views averaged) and their top-1 agreement."""
-    from sevnet.data import build_dataset
+class _Head(Dataset):
+    """The first ``n`` items of a dataset (keys pass through: the loader's (index, epoch) pairs)."""
 
+    def __init__(self, dataset: Any, n: int) -> None:
+        self.dataset, self.n, self.multi_label = dataset, n, dataset.multi_label
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.dataset[key]
+
+
+def runner_model(runner: Runner) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A runner as the model ``predict_loader`` calls: float (N, 3, T, H, W) tensor in, logits out."""
+    return lambda clip: torch.from_numpy(np.asarray(runner(clip.numpy()), np.float32))
+
+
+def accuracy_pair(cfg: ExperimentConfig, fp32: Runner, int8: Runner, limit: int | None = None) -> dict[str, float]:
+    """Top-1 of both models on the evaluation split, scored like ``sevnet eval`` (``predict_loader``:
+    class scores averaged over the views), and their top-1 agreement."""
     dataset = build_dataset(cfg.data, cfg.eval.split, train=False)
-    n = len(dataset) if limit is None else min(limit, len(dataset))
-    right32 = right8 = agree = seen = 0
-    for i in range(n):
-        item = dataset[i]
-        if "error" in item:
-            continue
-        clip = item["clip"].numpy()
-        p32, p8 = fp32(clip).mean(0).argmax(), int8(clip).mean(0).argmax()
-        target = int(item["target"]) if item["target"].ndim == 0 else int(item["target"].argmax())
-        right32 += int(p32 == target)
-        right8 += int(p8 == target)
-        agree += int(p32 == p8)
-        seen += 1
-    if seen == 0:
-        raise RuntimeError("no evaluation clip could be loaded")
+    if limit is not None and limit < len(dataset):
+        dataset = _Head(dataset, limit)
+    loader = build_loader(dataset, cfg.eval.batch_size, train=False, cfg_data=cfg.data)
+    info = init_distributed()
+    preds = {}
+    for key, runner in (("fp32", fp32), ("int8", int8)):
+        _, probs, targets, _ = predict_loader(runner_model(runner), loader, dataset.multi_label, info)
+        if len(targets) == 0:
+            raise RuntimeError("no evaluation clip could be loaded")
+        preds[key] = probs.argmax(1)
+    truth = targets if targets.ndim == 1 else targets.argmax(1)
     return {
-        "fp32_top1": right32 / seen,
-        "int8_top1": right8 / seen,
-        "top1_agreement": agree / seen,
-        "clips": seen,
+        "fp32_top1": (preds["fp32"] == truth).float().mean().item(),
+        "int8_top1": (preds["int8"] == truth).float().mean().item(),
+        "top1_agreement": (preds["fp32"] == preds["int8"]).float().mean().item(),
+        "clips": len(truth),
     }
 
 
@@ -102,11 +146,6 @@ def quantize_checkpoint(
     eval_limit: int | None = None,
 ) -> dict[str, Any]:
     """Export (float32 OpenVINO), quantize to int8, compare side by side; raise past ``max_drop`` points."""
-    from sevnet.engine.checkpoint import load_model
-
-    from .export import export_checkpoint
-    from .runtime import read_sidecar, torch_runner, write_sidecar
-
     if calib_clips < 1:
         raise ValueError(f"--calib-clips must be >= 1, got {calib_clips}")
     load_model(checkpoint)  # a bad checkpoint, then missing data, are found before anything is written
@@ -135,7 +174,7 @@ def quantize_checkpoint(
         "fp32_clips_per_s": throughput_batch / latency_s(fp32, shape, throughput_batch),
         "int8_clips_per_s": throughput_batch / latency_s(int8, shape, throughput_batch),
         "throughput_batch": throughput_batch,
-        "calibration_clips": calib_clips,
+        "calibration_clips": len(clips),
         **accuracy_pair(cfg, fp32, int8, eval_limit),
     }
     report["top1_drop_points"] = 100 * (report["fp32_top1"] - report["int8_top1"])

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sevnet.engine.checkpoint import load_model, read_checkpoint, weights_digest
 from sevnet.errors import SevnetError
 
 Runner = Callable[[np.ndarray], np.ndarray]
@@ -95,8 +96,6 @@ def load_runner(
     checkpoint: str | Path | None = None, model_file: str | Path | None = None, backend: str | None = None
 ) -> tuple[Runner, dict[str, Any]]:
     """A runner and the metadata (class names, preprocessing) for a checkpoint or an exported file."""
-    from sevnet.engine.checkpoint import load_model
-
     if model_file is None:
         if checkpoint is None:
             raise ValueError("give a checkpoint or an exported model file")
@@ -108,12 +107,8 @@ def load_runner(
     if not model_file.is_file():
         raise ModelFileError(f"{model_file}: no such model file")
     meta = read_sidecar(model_file)
-    if checkpoint is not None:
-        from sevnet.engine.checkpoint import read_checkpoint
-
-        tensors, _ = read_checkpoint(checkpoint)
-        if meta.get("weights_digest") != weights_digest_of(tensors):
-            raise ModelFileError(f"{model_file}: was not exported from {checkpoint} (weights differ)")
+    if checkpoint is not None and meta.get("weights_digest") != weights_digest(read_checkpoint(checkpoint)[0]):
+        raise ModelFileError(f"{model_file}: was not exported from {checkpoint} (weights differ)")
     suffix = model_file.suffix.lower()
     backend = backend or {".onnx": "onnx", ".xml": "openvino"}.get(suffix)
     if backend == "onnx":
@@ -123,14 +118,3 @@ def load_runner(
     else:
         raise ModelFileError(f"{model_file}: unknown model format (expected .onnx or .xml)")
     return runner, meta
-
-
-def weights_digest_of(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over a checkpoint's model tensors (sorted by name)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for name in sorted(k for k in tensors if k.startswith("model.")):
-        h.update(name.encode())
-        h.update(tensors[name].contiguous().numpy().tobytes())
-    return h.hexdigest()

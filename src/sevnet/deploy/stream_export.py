@@ -20,10 +20,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from sevnet.engine.checkpoint import load_model, read_checkpoint, weights_digest
 from sevnet.engine.config import ExperimentConfig
 from sevnet.streaming import StateEntry, init_state, step
+from sevnet.timing import median_seconds
 
 from .export import TOLERANCE, ExportMismatchError, export_openvino
+from .quantize import QuantizationAccuracyError, accuracy_pair, calibration_clips, quantize_openvino
 from .runtime import ModelFileError, onnx_session, read_sidecar, write_sidecar
 
 CHECK_STEPS = 16  # frames fed one at a time (then one chunk, in 5-D mode) by the export self-check
@@ -304,14 +307,10 @@ def export_stream_checkpoint(
     checkpoint: str | Path, fmt: str = "onnx", out: str | Path | None = None, window: int = 0, flat4d: bool = False
 ) -> dict[str, Any]:
     """Export a causal checkpoint's step (frames at its evaluation crop) beside it as ``<stem>-stream``."""
-    from sevnet.engine.checkpoint import load_model, read_checkpoint
-
-    from .runtime import weights_digest_of
-
     model, meta = load_model(checkpoint)
     crop = meta["data"]["eval_crop"]
     base = Path(out) if out else Path(checkpoint).with_name(Path(checkpoint).stem + "-stream")
-    meta = {**meta, "weights_digest": weights_digest_of(read_checkpoint(checkpoint)[0]), "source": str(checkpoint)}
+    meta = {**meta, "weights_digest": weights_digest(read_checkpoint(checkpoint)[0]), "source": str(checkpoint)}
     return export_stream_model(model, base, (crop, crop), fmt, window, flat4d, meta)
 
 
@@ -399,40 +398,19 @@ def running_sum_nodes(model: Any) -> list[str]:
     return sorted(seen)
 
 
-def quantize_step_openvino(xml_path: str | Path, feeds: list[dict[str, np.ndarray]], out_xml: str | Path) -> Path:
-    """``sevnet quantize``'s NNCF flow (performance preset) on a step model, running sums kept float."""
-    import nncf
-    import openvino as ov
-
-    model = ov.Core().read_model(str(xml_path))
-    quantized = nncf.quantize(
-        model,
-        nncf.Dataset(feeds),
-        subset_size=len(feeds),
-        preset=nncf.QuantizationPreset.PERFORMANCE,
-        ignored_scope=nncf.IgnoredScope(names=running_sum_nodes(model), validate=False),
-    )
-    ov.save_model(quantized, str(out_xml), compress_to_fp16=False)
-    return Path(out_xml)
-
-
 def quantize_stream_checkpoint(
     checkpoint: str | Path, cfg: ExperimentConfig, out: str | Path | None = None, calib_clips: int = 32,
     max_drop: float = 1.0, eval_limit: int | None = None, window: int = 0, flat4d: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Export the float32 OpenVINO step, quantize it with NNCF (``sevnet quantize``'s flow, fed the
     step's real inputs), then compare float32 and int8 streamed over whole evaluation clips."""
-    from sevnet.timing import median_seconds
-
-    from .quantize import QuantizationAccuracyError, accuracy_pair, calibration_clips
-
     base = Path(out) if out else Path(checkpoint).with_name(Path(checkpoint).stem + "-stream")
     exported = export_stream_checkpoint(checkpoint, "openvino", base, window, flat4d)
     fp32_xml = Path(exported["openvino"])
     int8_xml = base.with_name(base.name + "-int8.xml")
     explicit, meta = load_step_runner(model_file=fp32_xml, internal_state=False)
     feeds = calibration_feeds(explicit, calibration_clips(cfg.data, calib_clips), io_names(explicit.layout)[0])
-    quantize_step_openvino(fp32_xml, feeds, int8_xml)
+    quantize_openvino(fp32_xml, feeds, int8_xml, ignored_scope=running_sum_nodes)  # running sums kept float
     write_sidecar(int8_xml, {**meta, "quantized": "int8 (NNCF post-training, static)"})
     fp32, int8 = load_step_runner(model_file=fp32_xml)[0], load_step_runner(model_file=int8_xml)[0]
     crop = meta["data"]["eval_crop"]

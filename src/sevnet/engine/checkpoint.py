@@ -8,6 +8,7 @@ previous checkpoint intact.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -44,6 +45,21 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             model = model._orig_mod
         else:
             return model
+
+
+def weights_digest(weights: nn.Module | dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a model's weights by name (equal digests: bit-identical weights). A model (wrappers
+    unwrapped) and the tensors of its checkpoint (``read_checkpoint``; their ``model.*`` entries) give the
+    same digest, so a run's summary.json, its checkpoints and an exported model's sidecar compare."""
+    if isinstance(weights, nn.Module):
+        tensors = {f"model.{k}": v for k, v in unwrap_model(weights).state_dict().items()}
+    else:
+        tensors = {k: v for k, v in weights.items() if k.startswith("model.")}
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        h.update(name.encode())
+        h.update(tensors[name].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def unwrap_key(key: str) -> str:
@@ -135,17 +151,33 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        from safetensors import safe_open
+    tensors, header = read_safetensors(path, "not a sevnet checkpoint (safetensors expected")
+    return checked_checkpoint(path, tensors, header)
 
+
+def is_sevnet_header(header: dict[str, str]) -> bool:
+    """A sevnet checkpoint of any format version (``checked_checkpoint`` upgrades older ones)."""
+    return str(header.get("format", "")).startswith(FORMAT.split("/")[0] + "/")
+
+
+def read_safetensors(path: Path, refusal: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, header) of any safetensors file; anything else (a pickle) is a CheckpointError that
+    starts with ``refusal`` and says why pickles are refused."""
+    try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(
-            f"{path}: not a sevnet checkpoint (safetensors expected; pickled .pt/.pth files are refused "
-            f"because loading them can execute code): {err}"
+            f"{path}: {refusal}; pickled .pt/.pth files are refused because loading them can execute code): {err}"
         ) from None
+    return tensors, header
+
+
+def checked_checkpoint(
+    path: Path, tensors: dict[str, torch.Tensor], header: dict[str, str]
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A sevnet checkpoint's tensors and header, its JSON fields checked, format 1 upgraded."""
     if header.get("format") == FORMAT_V1:
         return _upgrade_v1(tensors, header)
     if header.get("format") != FORMAT:

@@ -19,6 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
@@ -141,8 +142,6 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 def _read_yaml(path: Path) -> DictConfig:
     """The YAML mapping at ``path``; a syntax error or a non-mapping is a ConfigError naming the file."""
-    import yaml
-
     try:
         node = OmegaConf.load(path)
     except yaml.YAMLError as err:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +15,25 @@ from torch import nn
 
 from sevnet.data import build_dataset, build_loader
 
+from .checkpoint import load_model
 from .config import ExperimentConfig
 from .distributed import DistInfo, gather_objects, init_distributed
-from .metrics import classification_metrics, confusion_matrix, multilabel_metrics
+from .metrics import class_scores, classification_metrics, confusion_matrix, multilabel_metrics
+from .rundir import check_folder
 
 
 @torch.no_grad()
 def predict_loader(
-    model: nn.Module, loader: Any, multi_label: bool, info: DistInfo, autocast: Any = contextlib.nullcontext
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
+    loader: Any,
+    multi_label: bool,
+    info: DistInfo,
+    autocast: Any = contextlib.nullcontext,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[tuple[str, str]]]:
-    """Scores averaged over views for every sample of every rank: (indices, probs, targets, skipped)."""
-    model.eval()
+    """Scores averaged over views for every sample of every rank: (indices, probs, targets, skipped).
+    ``model``: a module, or any function of a clip batch to logits (an exported model's runner)."""
+    if isinstance(model, nn.Module):
+        model.eval()
     indices, probs, targets, skipped = [], [], [], []
     for batch in loader:
         skipped += batch["skipped"]
@@ -34,7 +43,7 @@ def predict_loader(
         b, v = clip.shape[:2]
         with autocast():
             logits = model(clip.flatten(0, 1)).float()
-        scores = torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=1)
+        scores = class_scores(logits, multi_label)
         probs.append(scores.view(b, v, -1).mean(1).cpu())
         targets.append(batch["target"])
         indices.append(batch["index"])
@@ -88,9 +97,6 @@ def save_confusion_png(probs: torch.Tensor, targets: torch.Tensor, classes: list
 
 def evaluate(cfg: ExperimentConfig, checkpoint_path: str | Path, out_dir: str | Path | None = None) -> dict[str, Any]:
     """Evaluate a checkpoint on ``cfg.eval.split`` with ``cfg.data``'s views; write report files."""
-    from .checkpoint import load_model
-    from .rundir import check_folder
-
     out = check_folder(out_dir or Path(cfg.train.out_dir) / "eval", "eval --out" if out_dir else "the report folder")
     info = init_distributed()
     dataset = build_dataset(cfg.data, cfg.eval.split, train=False)

@@ -14,11 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
 from torch import nn
 
-from .checkpoint import FORMAT, CheckpointError, read_checkpoint, unwrap_key, unwrap_model
+from .checkpoint import (
+    CheckpointError,
+    checked_checkpoint,
+    is_sevnet_header,
+    read_safetensors,
+    unwrap_key,
+    unwrap_model,
+)
 
 
 @dataclass
@@ -54,20 +59,11 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], list[str
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: model.init_from: no such file")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-        is_sevnet = str(header.get("format", "")).startswith(FORMAT.split("/")[0] + "/")
-        if is_sevnet:  # any version read_checkpoint reads (it upgrades older layouts)
-            tensors, header = read_checkpoint(path)
-        else:
-            tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(
-            f"{path}: model.init_from takes a sevnet checkpoint or a safetensors state dict (pickled "
-            f".pt/.pth files are refused because loading them can execute code): {err}"
-        ) from None
-    if is_sevnet:
+    tensors, header = read_safetensors(
+        path, "model.init_from takes a sevnet checkpoint or a safetensors state dict (not safetensors"
+    )
+    if is_sevnet_header(header):
+        tensors, header = checked_checkpoint(path, tensors, header)
         meta = json.loads(header["meta"])
         state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
         return {unwrap_key(k): v for k, v in state.items()}, meta.get("class_names")

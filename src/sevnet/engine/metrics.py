@@ -3,12 +3,21 @@ headline), mAP over classes (Multi-Moments in Time)."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torchmetrics.functional.classification import (
     multiclass_accuracy,
     multiclass_confusion_matrix,
     multilabel_average_precision,
 )
+
+
+def class_scores(logits: torch.Tensor | np.ndarray, multi_label: bool) -> torch.Tensor | np.ndarray:
+    """The one place logits become class scores: softmax over the last axis, or for multi-label an
+    independent sigmoid per class. A NumPy array in gives a NumPy array out (same dtype)."""
+    if isinstance(logits, np.ndarray):
+        return class_scores(torch.from_numpy(logits), multi_label).numpy()
+    return torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
 
 
 def classification_metrics(probs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:

@@ -30,11 +30,13 @@ from torch import nn
 
 from sevnet.data import DataConfig, SkipCounter, build_dataset, build_loader
 from sevnet.data.cache import with_run_cache_dir
+from sevnet.data.config import INFERENCE_KEYS
 from sevnet.data.folder import freeze_split
 from sevnet.errors import SevnetError
 from sevnet.models import create_model
+from sevnet.models.sevnet import recorded_defaults
 
-from .checkpoint import load_training_state, save_checkpoint, unwrap_model
+from .checkpoint import load_training_state, save_checkpoint, unwrap_model, weights_digest
 from .config import AmpMode, ChannelsLast, ExperimentConfig, NanPolicy, TrainConfig, to_container, to_yaml
 from .distributed import DistInfo, all_reduce_sum, barrier, gather_objects, init_distributed
 from .evaluate import compute_metrics, predict_loader
@@ -45,9 +47,6 @@ from .runlog import RunLog, budget_text, epoch_line, write_skipped_csv
 from .state import TrainResult, TrainState
 
 __all__ = ["NonFiniteLossError", "TrainResult", "TrainState", "Trainer", "WorkerCrashError", "lr_factor", "train"]
-
-INFERENCE_KEYS = ("num_frames", "sampling", "frame_stride", "eval_scale", "eval_crop", "mean", "std",
-                  "frame_template")  # fmt: skip
 
 
 class NonFiniteLossError(SevnetError, RuntimeError):
@@ -500,8 +499,6 @@ class Trainer:
 
 def checkpoint_meta(cfg: ExperimentConfig, dataset: Any) -> dict[str, Any]:
     """Everything needed to rebuild the model and preprocess like evaluation, from the file alone."""
-    from sevnet.models.sevnet import recorded_defaults
-
     data = cfg.data.to_dict()  # resolved: e.g. synthetic clips' real crop size
     return {
         "model": cfg.model.name,
@@ -516,16 +513,6 @@ def checkpoint_meta(cfg: ExperimentConfig, dataset: Any) -> dict[str, Any]:
         "data": {k: data[k] for k in INFERENCE_KEYS},
         "config": to_container(cfg),
     }
-
-
-def weights_digest(model: nn.Module) -> str:
-    """SHA-256 of every parameter and buffer, in order: equal digests = bit-identical weights."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for tensor in unwrap_model(model).state_dict().values():
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def _amp_dtype(mode: AmpMode, device: torch.device) -> torch.dtype | None:
