@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 
-def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
-    """Median wall time of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
+def wall_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> list[float]:
+    """Wall time of each of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
     for _ in range(warmup):
         fn()
     times = []
@@ -23,7 +23,12 @@ def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) 
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
+    return statistics.median(wall_seconds(fn, repeats, warmup))
 
 
 def train_steps_per_second(model: nn.Module, clips: torch.Tensor, targets: torch.Tensor, steps: int = 3) -> float:

@@ -13,15 +13,15 @@ import json
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("models", nargs="*", help="model names (default: SEVNets and every installed peer)")
     p.add_argument("--input", default="16x160x160", help="common input TxHxW (default 16x160x160; 'none' to skip)")
-    p.add_argument("--repeats", type=int, default=5, help="timed forward passes per model (median)")
+    p.add_argument("--repeats", type=int, default=5, help="timed forward passes per model (min/median/max)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's default)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--plot", metavar="PNG", help="write a GMACs-vs-parameters plot")
+    p.add_argument("--plot", metavar="PNG", help="write a plot: GMACs vs parameters, and latency (min/median/max)")
 
 
 def run(args: argparse.Namespace) -> int:
     from sevnet.models import list_models
-    from sevnet.models.profile import format_table, parse_input, plot_gmacs_vs_params, profile_models
+    from sevnet.models.profile import format_table, parse_input, plot_profile, profile_models
 
     names = args.models or [n for n in list_models() if n != "s3d"]
     common = None if args.input.lower() == "none" else parse_input(args.input)
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_table(rows))
     if args.plot:
-        plot_gmacs_vs_params(rows, args.plot)
+        plot_profile(rows, args.plot)
         if not args.json:
             print(f"plot written to {args.plot}")
     return 0
