@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -71,6 +73,8 @@ def compute_metrics(probs: torch.Tensor, targets: torch.Tensor, multi_label: boo
 
 
 def save_confusion_png(probs: torch.Tensor, targets: torch.Tensor, classes: list[str], path: Path) -> None:
+    """Counts and the row-normalised view (each true class's share, i.e. its recall on the diagonal)
+    side by side; full class names, wrapped; cell text white on dark cells. Over 40 classes: no text."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -78,18 +82,25 @@ def save_confusion_png(probs: torch.Tensor, targets: torch.Tensor, classes: list
 
     cm = confusion_matrix(probs, targets).numpy()
     k = len(classes)
-    fig, ax = plt.subplots(figsize=(min(3 + 0.35 * k, 16), min(3 + 0.35 * k, 16)))
-    ax.imshow(cm, cmap="Blues")
-    if k <= 40:
-        ax.set_xticks(range(k), [c[:28] for c in classes], rotation=90, fontsize=7)
-        ax.set_yticks(range(k), [c[:28] for c in classes], fontsize=7)
-        for i in range(k):
-            for j in range(k):
-                if cm[i, j]:
-                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=6)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title("confusion matrix")
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    side = min(4 + 0.45 * k, 14)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * side + 1, side + 1))
+    names = [textwrap.fill(c, 18) for c in classes]
+    for ax, values, title, fmt in (
+        (axes[0], cm, "counts", "{:.0f}"),
+        (axes[1], norm, "share of each true class", "{:.0%}"),
+    ):
+        image = ax.imshow(values, cmap="Blues", vmin=0)
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        ax.set(xlabel="predicted", ylabel="true", title=title)
+        if k > 40:
+            continue
+        ax.set_xticks(range(k), names, rotation=90, fontsize=6)
+        ax.set_yticks(range(k), names, fontsize=6)
+        dark = values.max() / 2
+        for i, j in zip(*np.nonzero(cm), strict=True):
+            ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=6,
+                    color="white" if values[i, j] > dark else "black")  # fmt: skip
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
