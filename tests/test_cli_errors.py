@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from sevnet import cli
@@ -71,3 +73,10 @@ def test_checkpoints_record_options_whose_default_may_change() -> None:
     cfg = load_config("configs/folder_sevnet_xs.yaml", ["data.root=/videos", "model.overrides={}"])
     meta = checkpoint_meta(cfg, SimpleNamespace(num_classes=3, classes=["a", "b", "c"], multi_label=False))
     assert {"stem_temporal_kernel", "zero_init_last"} <= set(meta["model_overrides"])
+
+
+def test_a_verbs_user_errors_are_reported_by_cli_main_in_one_line(tmp_path: Path, capsys) -> None:
+    assert cli.main(["train", str(tmp_path / "missing.yaml")]) == 2  # FileNotFoundError: train.USER_ERRORS
+    assert capsys.readouterr().err == f"sevnet train: error: config file not found: {tmp_path / 'missing.yaml'}\n"
+    assert cli.main(["export", str(tmp_path / "none.safetensors")]) == 2  # a CheckpointError (SevnetError)
+    assert "sevnet export: error: " in capsys.readouterr().err

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,14 +53,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def run(args: argparse.Namespace) -> int:
-    from sevnet.data import AnnotationError
+USER_ERRORS = (ValueError, FileNotFoundError)  # cli.main reports these (and every SevnetError) in one line
 
-    try:
-        return _check(args)
-    except (ValueError, FileNotFoundError, AnnotationError) as err:
-        print(f"sevnet data check: error: {err}", file=sys.stderr)
-        return 2
+
+def run(args: argparse.Namespace) -> int:
+    return _check(args)
 
 
 def _data_config(target: Path, overrides: list[str]) -> tuple[DataConfig, Path]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,15 +17,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="report folder (default <train.out_dir>/eval)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from sevnet.data import AnnotationError
-    from sevnet.engine import CheckpointError, evaluate, load_config
+USER_ERRORS = (ValueError, FileNotFoundError, RuntimeError)  # cli.main reports these (and every SevnetError)
 
-    try:
-        report = evaluate(load_config(args.config, args.overrides), args.checkpoint, args.out)
-    except (ValueError, FileNotFoundError, AnnotationError, CheckpointError, RuntimeError) as err:
-        print(f"sevnet eval: error: {err}", file=sys.stderr)
-        return 2
+
+def run(args: argparse.Namespace) -> int:
+    from sevnet.engine import evaluate, load_config
+
+    report = evaluate(load_config(args.config, args.overrides), args.checkpoint, args.out)
     if report:
         print(json.dumps({k: v for k, v in report.items() if k != "skipped_files"}, indent=2))
     return 0

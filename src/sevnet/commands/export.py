@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,14 +16,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="output path without suffix (default: beside the checkpoint)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from sevnet.deploy.export import ExportMismatchError, export_checkpoint
-    from sevnet.engine import CheckpointError
+USER_ERRORS = (ValueError,)  # cli.main reports these (and every SevnetError) in one line
 
-    try:
-        report = export_checkpoint(args.checkpoint, args.format, args.out)
-    except (CheckpointError, ExportMismatchError, ValueError) as err:
-        print(f"sevnet export: error: {err}", file=sys.stderr)
-        return 2
+
+def run(args: argparse.Namespace) -> int:
+    from sevnet.deploy.export import export_checkpoint
+
+    report = export_checkpoint(args.checkpoint, args.format, args.out)
     print(json.dumps(report, indent=2))
     return 0

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,18 +24,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
-def run(args: argparse.Namespace) -> int:
-    from sevnet.deploy.export import ExportMismatchError
-    from sevnet.deploy.quantize import QuantizationAccuracyError, format_quantize_report, quantize_checkpoint
-    from sevnet.engine import CheckpointError, load_config
+USER_ERRORS = (ValueError, FileNotFoundError)  # cli.main reports these (and every SevnetError) in one line
 
-    try:
-        cfg = load_config(args.calib, args.overrides)
-        report = quantize_checkpoint(
-            args.checkpoint, cfg, args.out, args.calib_clips, args.max_drop, eval_limit=args.eval_limit
-        )
-    except (CheckpointError, ExportMismatchError, QuantizationAccuracyError, ValueError, FileNotFoundError) as err:
-        print(f"sevnet quantize: error: {err}", file=sys.stderr)
-        return 2
+
+def run(args: argparse.Namespace) -> int:
+    from sevnet.deploy.quantize import format_quantize_report, quantize_checkpoint
+    from sevnet.engine import load_config
+
+    cfg = load_config(args.calib, args.overrides)
+    report = quantize_checkpoint(
+        args.checkpoint, cfg, args.out, args.calib_clips, args.max_drop, eval_limit=args.eval_limit
+    )
     print(json.dumps(report, indent=2) if args.json else format_quantize_report(report))
     return 0

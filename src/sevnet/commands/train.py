@@ -18,19 +18,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    from sevnet.data import AnnotationError, SkippedSamplesError
-    from sevnet.engine import CheckpointError, NonFiniteLossError, WorkerCrashError, load_config, train
+USER_ERRORS = (ValueError, FileNotFoundError)  # cli.main reports these (and every SevnetError) in one line
 
-    try:
-        cfg = load_config(args.config, args.overrides)
-        if args.resume and args.overwrite:
-            raise ValueError("--resume continues the run in train.out_dir and --overwrite replaces it: give one")
-        result = train(cfg, resume=args.resume, overwrite=args.overwrite)
-    except (ValueError, FileNotFoundError, AnnotationError, SkippedSamplesError, NonFiniteLossError,
-            WorkerCrashError, CheckpointError) as err:  # fmt: skip
-        print(f"sevnet train: error: {err}", file=sys.stderr)
-        return 2
+
+def run(args: argparse.Namespace) -> int:
+    from sevnet.engine import load_config, train
+
+    if args.resume and args.overwrite:
+        raise ValueError("--resume continues the run in train.out_dir and --overwrite replaces it: give one")
+    result = train(load_config(args.config, args.overrides), resume=args.resume, overwrite=args.overwrite)
     if result.metrics:
         shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.metrics.items()}
         print(f"final validation metrics: {shown}")
