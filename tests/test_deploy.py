@@ -126,6 +126,6 @@ def test_predict_refuses_mismatched_model_files(trained, tmp_path: Path, capsys)
     (tmp_path / "junk.onnx").write_bytes(b"not onnx")
     shutil.copy(tmp_path / "m.sevnet.json", tmp_path / "junk.sevnet.json")
     assert main(["predict", video, "--model", str(tmp_path / "junk.onnx")]) == 2
-    assert "junk.onnx: cannot load as an ONNX model" in capsys.readouterr().err
+    assert "junk.onnx: not among the files junk.sevnet.json was written for" in capsys.readouterr().err
     assert main(["predict", video, "--checkpoint", str(tmp_path / "missing.safetensors")]) == 2
     assert "missing.safetensors: no such checkpoint file" in capsys.readouterr().err

@@ -32,8 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"sevnet.commands.{verb}")
         p = sub.add_parser(verb, help=help_text, description=(module.__doc__ or help_text).strip())
         module.add_arguments(p)
-        # USER_ERRORS: built-in exceptions that mean bad input for this verb (until raised as SevnetError)
-        p.set_defaults(_run=module.run, _user_errors=getattr(module, "USER_ERRORS", ()))
+        p.set_defaults(_run=module.run)
     return parser
 
 
@@ -57,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
     try:
         return int(args._run(args) or 0)
-    except (SevnetError, *getattr(args, "_user_errors", ())) as err:
-        print(f"sevnet {args.verb}: error: {err}", file=sys.stderr)
+    except SevnetError as err:  # messages quote file contents: escape control characters
+        from .display import printable
+
+        print(f"sevnet {args.verb}: error: {printable(err, keep_newlines=True)}", file=sys.stderr)
         return 2
 
 

@@ -126,7 +126,9 @@ def run(args: argparse.Namespace) -> int:
         return _error(err)
     failed = [r["video"] for r in results if "error" in r]
     if failed:
-        shown = ", ".join(failed[:10]) + (f" and {len(failed) - 10} more" if len(failed) > 10 else "")
+        from sevnet.display import printable
+
+        shown = printable(", ".join(failed[:10])) + (f" and {len(failed) - 10} more" if len(failed) > 10 else "")
         print(f"{len(failed)} of {len(results)} videos could not be read: {shown}", file=sys.stderr)
     return 1 if failed else 0
 
@@ -201,7 +203,14 @@ def _timelines(
 
 
 def _format(result: dict[str, Any], topk: int) -> str:
-    """A table for a terminal: one line per video, or a window table and segments for a timeline."""
+    """A table for a terminal: one line per video, or a window table and segments for a timeline;
+    control characters in labels and paths are escaped (``sevnet.display.printable``)."""
+    from sevnet.display import printable
+
+    return printable(_table(result, topk), keep_newlines=True)
+
+
+def _table(result: dict[str, Any], topk: int) -> str:
     if "error" in result:
         return f"{result['video']}: ERROR {result['error']}"
     if "windows" not in result:

@@ -85,10 +85,12 @@ class _Printer:
         self.live, self.width = live, shutil.get_terminal_size((100, 20)).columns - 1
 
     def __call__(self, r: dict[str, Any]) -> None:
+        from sevnet.display import printable
+
         if not self.live:
             print(json.dumps(r), flush=True)
             return
-        top = "  ".join(f"{name} {score:.0%}" for name, score in r["top"][:3])
+        top = "  ".join(f"{printable(name)} {score:.0%}" for name, score in r["top"][:3])
         line = f"frame {r['frame']:>6}  {r['time']:8.2f}s  {top}  | {r['step_ms']:.1f} ms/frame"
         print("\r" + line[: self.width].ljust(self.width), end="", flush=True)
 

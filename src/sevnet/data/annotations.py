@@ -8,6 +8,7 @@ JSON lists, the entry number: a wrong label is never silently trained on.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
@@ -88,9 +89,28 @@ def _file(root: Path, name: str | None, default: str) -> Path:
     return path
 
 
+def read_text(path: Path) -> str:
+    """A text file as UTF-8; any other encoding is an AnnotationError naming the file and the line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise AnnotationError(
+            f"{path}:{line}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8"
+        ) from None
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file; invalid JSON is an AnnotationError naming the file and the line."""
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as err:
+        raise AnnotationError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
+
+
 def _lines(path: Path) -> list[tuple[int, str]]:
-    return [(n, line.strip()) for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-            if line.strip()]  # fmt: skip
+    return [(n, line.strip()) for n, line in enumerate(read_text(path).splitlines(), 1) if line.strip()]
 
 
 def _check_unique(ids: dict[str, int], key: str, path: Path, where: int) -> None:
@@ -162,17 +182,18 @@ def _list_name(cfg: DataConfig, split: str) -> str | None:
 def parse_ssv2(cfg: DataConfig, split: str) -> Annotation:
     root = Path(cfg.root)
     labels_path = _file(root, cfg.labels_file, "something-something-v2-labels.json")
-    labels = json.loads(labels_path.read_text(encoding="utf-8"))
+    labels = read_json(labels_path)
+    if not isinstance(labels, dict) or not all(re.fullmatch(r"\d+", str(i)) for i in labels.values()):
+        raise AnnotationError(f"{labels_path}: expected an object mapping class names to indices")
     lookup = {name: int(idx) for name, idx in labels.items()}
     classes = [name for name, _ in sorted(lookup.items(), key=lambda kv: kv[1])]
     if sorted(lookup.values()) != list(range(len(lookup))):
         raise AnnotationError(f"{labels_path}: class indices are not 0..{len(lookup) - 1}")
     default = {"train": "train", "val": "validation", "test": "test"}[split]
     path = _file(root, _list_name(cfg, split), f"something-something-v2-{default}.json")
-    try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise AnnotationError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
+    entries = read_json(path)
+    if not isinstance(entries, list):
+        raise AnnotationError(f"{path}: expected a JSON list of {{'id', 'template'}} objects")
     video_dir = root / (cfg.video_dir or "20bn-something-something-v2")
     samples, ids = [], {}
     for n, entry in enumerate(entries, 1):
@@ -257,7 +278,7 @@ def parse_kinetics(cfg: DataConfig, split: str) -> Annotation:
 
 
 def _read_kinetics_csv(path: Path) -> list[tuple[int, str, str, int, int]]:
-    with path.open(newline="", encoding="utf-8") as f:
+    with io.StringIO(read_text(path), newline="") as f:
         reader = csv.DictReader(f)
         need = {"youtube_id", "time_start", "time_end"}
         if not reader.fieldnames or not need <= set(reader.fieldnames):

@@ -68,6 +68,9 @@ def _open(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> av.containe
         container.close()
         raise DecodeError(f"{path}: no video stream")
     context = container.streams.video[0].codec_context
+    if context is None:  # a damaged header can name a codec FFmpeg has no decoder for
+        container.close()
+        raise DecodeError(f"{path}: no decoder for its video stream")
     try:
         check_pixels(path, context.width or 0, context.height or 0, max_pixels)
     except OversizedVideoError:

@@ -7,6 +7,7 @@ names, preprocessing), so it is as self-describing as the checkpoint.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -30,17 +31,74 @@ def sidecar_path(model_path: str | Path) -> Path:
     return p.with_name(p.stem + ".sevnet.json")
 
 
+# The files of an exported model named by its stem: ONNX (with its external-data file, if any) and
+# OpenVINO IR (.xml + .bin). The sidecar records the SHA-256 of each that exists.
+MODEL_FILE_SUFFIXES = (".onnx", ".onnx.data", ".xml", ".bin")
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def class_names_digest(names: Any) -> str:
+    """SHA-256 of the class-name list as JSON (so an edited label is caught)."""
+    return hashlib.sha256(json.dumps(names, ensure_ascii=True).encode()).hexdigest()
+
+
+def _model_files(model_path: Path) -> list[Path]:
+    stem = model_path.with_name(model_path.stem)
+    return [p for p in (Path(f"{stem}{s}") for s in MODEL_FILE_SUFFIXES) if p.is_file()]
+
+
 def write_sidecar(model_path: str | Path, meta: dict[str, Any]) -> Path:
+    """``<stem>.sevnet.json``: the metadata, the SHA-256 of every model file of that stem (``files``)
+    and of the class-name list (``class_names_sha256``), which ``read_sidecar`` verifies."""
     path = sidecar_path(model_path)
-    path.write_text(json.dumps({k: v for k, v in meta.items() if k != "config"}, indent=2))
+    record = {k: v for k, v in meta.items() if k not in ("config", "files", "class_names_sha256")}
+    record["files"] = {p.name: sha256_file(p) for p in _model_files(Path(model_path))}
+    record["class_names_sha256"] = class_names_digest(meta.get("class_names"))
+    path.write_text(json.dumps(record, indent=2))
     return path
 
 
 def read_sidecar(model_path: str | Path) -> dict[str, Any]:
+    """The sidecar's metadata, once the model file(s) and class names match the SHA-256 it records;
+    a missing, malformed or mismatching sidecar is a ModelFileError naming the file."""
     path = sidecar_path(model_path)
     if not path.is_file():
         raise ModelFileError(f"{model_path}: no metadata file {path.name} beside it (written by `sevnet export`)")
-    return json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelFileError(f"{path}: not a valid metadata file ({err}); re-run `sevnet export`") from None
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path}: not a valid metadata file (a JSON object expected); re-run `sevnet export`")
+    verify_sidecar(Path(model_path), path, meta)
+    return meta
+
+
+def verify_sidecar(model_path: Path, path: Path, meta: dict[str, Any]) -> None:
+    """Refuse a model file (and its .bin) or class names that differ from what ``path`` recorded at export."""
+    files = meta.get("files")
+    if not isinstance(files, dict) or "class_names_sha256" not in meta:
+        raise ModelFileError(f"{path}: no integrity record (files, class_names_sha256); re-run `sevnet export`")
+    needed = [model_path] + ([model_path.with_suffix(".bin")] if model_path.suffix.lower() == ".xml" else [])
+    for file in needed:
+        if file.name not in files:
+            raise ModelFileError(f"{file}: not among the files {path.name} was written for; re-run `sevnet export`")
+        if not file.is_file():
+            raise ModelFileError(f"{file}: missing (the model {model_path.name} needs it)")
+        if sha256_file(file) != files[file.name]:
+            raise ModelFileError(
+                f"{file}: SHA-256 differs from the one {path.name} recorded at export (replaced or damaged); "
+                "re-run `sevnet export`"
+            )
+    if class_names_digest(meta.get("class_names")) != meta["class_names_sha256"]:
+        raise ModelFileError(f"{path}: class_names differ from those recorded at export (SHA-256 mismatch)")
 
 
 def torch_runner(model: torch.nn.Module) -> Runner:

@@ -178,6 +178,11 @@ def checked_checkpoint(
     path: Path, tensors: dict[str, torch.Tensor], header: dict[str, str]
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """A sevnet checkpoint's tensors and header, its JSON fields checked, format 1 upgraded."""
+    for key in ("meta", "optimizer", "train_state"):
+        try:
+            json.loads(header.get(key, "{}"))
+        except json.JSONDecodeError as err:
+            raise CheckpointError(f"{path}: header field {key!r} is not valid JSON ({err})") from None
     if header.get("format") == FORMAT_V1:
         return _upgrade_v1(tensors, header)
     if header.get("format") != FORMAT:
@@ -235,12 +240,33 @@ def load_model(
         raise CheckpointError(f"{path}: holds model {meta['model']!r}, expected {expect_model!r}")
     if expect_num_classes is not None and meta["num_classes"] != expect_num_classes:
         raise CheckpointError(f"{path}: has {meta['num_classes']} classes, expected {expect_num_classes}")
+    check_shapes(path, meta, tensors)
     try:
         model = create_model(meta["model"], num_classes=meta["num_classes"], **meta.get("model_overrides", {}))
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: its metadata describes no model sevnet can build ({err})") from None
     load_weights(model, tensors, path)
     return model.eval(), meta
+
+
+def check_shapes(path: str | Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse metadata that disagrees with the stored tensors before any real model is built: the
+    model is first built on the ``meta`` device (no memory), so a small file whose metadata claims a
+    million classes is refused in milliseconds instead of allocating gigabytes."""
+    from sevnet.models import create_model
+
+    try:
+        with torch.device("meta"):
+            skeleton = create_model(meta["model"], num_classes=meta["num_classes"], **meta.get("model_overrides", {}))
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: its metadata describes no model sevnet can build ({err})") from None
+    stored = {unwrap_key(k.removeprefix("model.")): v.shape for k, v in tensors.items() if k.startswith("model.")}
+    for key, value in skeleton.state_dict().items():
+        if key in stored and stored[key] != value.shape:
+            raise CheckpointError(
+                f"{path}: its metadata (model {meta['model']!r}, {meta['num_classes']} classes) describes {key} of "
+                f"shape {tuple(value.shape)}, but the file holds {tuple(stored[key])}"
+            )
 
 
 def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], path: str | Path) -> None:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from sevnet.data import build_dataset, build_loader
+from sevnet.errors import SevnetError
 
 from .checkpoint import load_model
 from .config import ExperimentConfig
@@ -66,9 +67,18 @@ def predict_loader(
     return idx[order], all_probs, all_targets, [s for p in parts for s in p[3]]
 
 
-def compute_metrics(probs: torch.Tensor, targets: torch.Tensor, multi_label: bool) -> dict[str, float]:
+class NoEvaluationSampleError(SevnetError, RuntimeError):
+    """Not one evaluation sample could be loaded; the message names the files that failed."""
+
+
+def compute_metrics(
+    probs: torch.Tensor, targets: torch.Tensor, multi_label: bool, skipped: list[tuple[str, str]] | None = None
+) -> dict[str, float]:
     if len(targets) == 0:
-        raise RuntimeError("no evaluation sample could be loaded")
+        failed = "; ".join(f"{p}: {r}" for p, r in (skipped or [])[:5])
+        more = f" and {len(skipped) - 5} more" if skipped and len(skipped) > 5 else ""
+        what = f"{len(skipped)} failed: {failed}{more}" if skipped else "the split lists none"
+        raise NoEvaluationSampleError(f"no evaluation sample could be loaded ({what})")
     return multilabel_metrics(probs, targets) if multi_label else classification_metrics(probs, targets)
 
 
@@ -122,7 +132,7 @@ def evaluate(cfg: ExperimentConfig, checkpoint_path: str | Path, out_dir: str | 
         "model": meta["model"],
         "split": cfg.eval.split,
         "views": {"clips": cfg.data.eval_clips, "crops": cfg.data.eval_crops},
-        **compute_metrics(probs, targets, dataset.multi_label),
+        **compute_metrics(probs, targets, dataset.multi_label, skipped),
         "skipped": len(skipped),
         "skipped_files": [p for p, _ in skipped],
     }

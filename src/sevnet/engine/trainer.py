@@ -363,7 +363,7 @@ class Trainer:
         _, probs, targets, skipped = predict_loader(self.model, self.val_loader, multi, self.info, self._autocast)
         if not self.info.is_main:
             return {}
-        metrics = compute_metrics(probs, targets, multi)
+        metrics = compute_metrics(probs, targets, multi, skipped)
         metrics["skipped"] = len(skipped)
         return metrics
 

@@ -1,0 +1,29 @@
+"""Text from files (class names, paths, reasons) made safe to print on a terminal.
+
+Class names come from annotation files, folder names and model sidecars; printed raw, an ANSI escape
+in one could clear the screen or rewrite earlier output. ``printable`` escapes every control or
+bidirectional-override character (``\\x1b`` is printed as the four characters ``\\x1b``).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: object, keep_newlines: bool = False) -> str:
+    """``str(text)`` with control (Unicode Cc) and format (Cf: bidi overrides, zero-width) characters
+    escaped; with ``keep_newlines``, ``\\n`` stays a line break (multi-line messages)."""
+    out = []
+    for ch in str(text):
+        if keep_newlines and ch == "\n":
+            out.append(ch)
+        elif unicodedata.category(ch) in ("Cc", "Cf"):
+            out.append(_escape(ch))
+        else:
+            out.append(ch)
+    return "".join(out)
