@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"sevnet.commands.{verb}")
         p = sub.add_parser(verb, help=help_text, description=(module.__doc__ or help_text).strip())
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        # USER_ERRORS: built-in exceptions that mean bad input for this verb (until raised as SevnetError)
+        p.set_defaults(_run=module.run, _user_errors=getattr(module, "USER_ERRORS", ()))
     return parser
 
 
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
     try:
         return int(args._run(args) or 0)
-    except SevnetError as err:  # messages quote file contents: escape control characters
+    except (SevnetError, *getattr(args, "_user_errors", ())) as err:  # messages quote files: control chars escaped
         from .display import printable
 
         print(f"sevnet {args.verb}: error: {printable(err, keep_newlines=True)}", file=sys.stderr)
