@@ -285,3 +285,11 @@ def test_train_augmentation_is_seeded_per_sample_and_epoch(tmp_path: Path) -> No
     ds = build_dataset(cfg(tmp_path, "video_list", num_classes=1), "train", train=True)
     assert torch.equal(ds[(0, 1)]["clip"], ds[(0, 1)]["clip"])
     assert not torch.equal(ds[(0, 1)]["clip"], ds[(0, 2)]["clip"])
+
+
+def test_quantize_says_when_it_calibrates_on_fewer_clips_than_asked(capsys) -> None:
+    from sevnet.deploy.quantize import calibration_clips
+
+    data = DataConfig(format="synthetic", num_frames=4, synthetic={"num_train": 3, "num_val": 2, "size": 16})
+    assert len(calibration_clips(data, 8)) == 3
+    assert "calibrating on 3 clips, not the 8 asked (the training set has 3 clips)" in capsys.readouterr().err

@@ -16,9 +16,13 @@ from typing import Any
 
 import torch
 
-from sevnet.data import DataConfig, DataFormat
-from sevnet.data.synthetic import CLASSES, PAIRS, partner
+from sevnet.data import DataConfig, DataFormat, build_loader
+from sevnet.data.synthetic import CLASSES, PAIRS, SyntheticVideoDataset, build_synthetic_dataset, partner
+from sevnet.engine import train
 from sevnet.engine.config import EvalConfig, ExperimentConfig, ModelConfig, OptimConfig, TrainConfig
+from sevnet.engine.distributed import init_distributed
+from sevnet.engine.evaluate import compute_metrics, predict_loader, save_confusion_png
+from sevnet.models import count_gmacs, count_params
 
 
 def demo_config(out_dir: Path, synthetic: dict[str, Any], quick: bool = False, seed: int = 0,
@@ -51,11 +55,6 @@ def run_demo(
     size: int = 64,
 ) -> dict[str, Any]:
     """Train, evaluate, run the temporal check, write the report; returns the report dict."""
-    from sevnet.engine import train
-    from sevnet.engine.distributed import init_distributed
-    from sevnet.engine.evaluate import compute_metrics, predict_loader, save_confusion_png
-    from sevnet.models import count_gmacs, count_params
-
     started = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -71,32 +70,8 @@ def run_demo(
     )
     result = train(cfg, overwrite=True)  # a rerun replaces the previous one
     model = result.model.eval()
-    train_clips_per_s = result.train_clips_per_s
-
-    from sevnet.data import build_loader
-    from sevnet.data.synthetic import build_synthetic_dataset
-
-    info = init_distributed()
     val = build_synthetic_dataset(cfg.data, "val", train=False)
-    loader = build_loader(val, cfg.eval.batch_size, train=False, cfg_data=cfg.data)
-    checks: dict[str, dict[str, float]] = {}
-    for order in ("forward", "reversed", "shuffled"):
-        val.frame_order = order
-        t0 = time.time()
-        _, probs, targets, _ = predict_loader(model, loader, False, info)
-        elapsed = time.time() - t0
-        metrics = compute_metrics(probs, targets, multi_label=False)
-        preds = probs.argmax(1)
-        partners = torch.tensor([partner(int(t)) for t in targets])
-        checks[order] = {
-            "top1": metrics["top1"],
-            "predicted_time_reversed_partner": (preds == partners).float().mean().item(),
-            "inference_clips_per_s": len(targets) / elapsed,
-        }
-        if order == "forward":
-            main_metrics, main_probs, main_targets = metrics, probs, targets
-    val.frame_order = "forward"
-
+    checks, (main_metrics, main_probs, main_targets) = temporal_check(model, val, cfg)
     t, h, w = cfg.data.num_frames, size, size
     report = {
         "model": cfg.model.name,
@@ -108,7 +83,7 @@ def run_demo(
         "temporal_check": checks,
         "gmacs": count_gmacs(model, (1, 3, t, h, w)),
         "params_m": count_params(model) / 1e6,
-        "train_clips_per_s": train_clips_per_s,
+        "train_clips_per_s": result.train_clips_per_s,
         "inference_clips_per_s": checks["forward"]["inference_clips_per_s"],
         "train_time_s": result.train_time_s,
         "epochs": cfg.train.epochs,
@@ -130,6 +105,32 @@ def run_demo(
         print("(--quick is a smoke test of every step on a few clips for one epoch: accuracy near chance, "
               "8.3%, is expected; run `sevnet demo` for the real figures)")  # fmt: skip
     return report
+
+
+def temporal_check(
+    model: torch.nn.Module, val: SyntheticVideoDataset, cfg: ExperimentConfig
+) -> tuple[dict[str, dict[str, float]], tuple[dict[str, float], torch.Tensor, torch.Tensor]]:
+    """Accuracy on held-out clips played forward, reversed and shuffled, and how often the model
+    predicts a clip's time-reversed partner; with the forward clips' (metrics, scores, targets)."""
+    loader = build_loader(val, cfg.eval.batch_size, train=False, cfg_data=cfg.data)
+    info = init_distributed()
+    checks: dict[str, dict[str, float]] = {}
+    for order in ("forward", "reversed", "shuffled"):
+        val.frame_order = order
+        t0 = time.time()
+        _, probs, targets, _ = predict_loader(model, loader, False, info)
+        elapsed = time.time() - t0
+        metrics = compute_metrics(probs, targets, multi_label=False)
+        partners = torch.tensor([partner(int(t)) for t in targets])
+        checks[order] = {
+            "top1": metrics["top1"],
+            "predicted_time_reversed_partner": (probs.argmax(1) == partners).float().mean().item(),
+            "inference_clips_per_s": len(targets) / elapsed,
+        }
+        if order == "forward":
+            forward = (metrics, probs, targets)
+    val.frame_order = "forward"
+    return checks, forward
 
 
 def save_sample_strip(dataset: Any, preds: torch.Tensor, path: Path, per_pair: int = 1) -> None:
