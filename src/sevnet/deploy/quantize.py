@@ -180,10 +180,16 @@ def quantize_checkpoint(
         "calibration_clips": len(clips),
         **accuracy_pair(cfg, fp32, int8, eval_limit),
     }
+    return check_drop(report, max_drop, "int8")
+
+
+def check_drop(report: dict[str, Any], max_drop: float, what: str) -> dict[str, Any]:
+    """``report`` (from ``accuracy_pair``) with ``top1_drop_points``; past ``max_drop`` points, a
+    QuantizationAccuracyError naming both accuracies."""
     report["top1_drop_points"] = 100 * (report["fp32_top1"] - report["int8_top1"])
     if report["top1_drop_points"] > max_drop:
         raise QuantizationAccuracyError(
-            f"int8 top-1 {report['int8_top1']:.2%} vs float32 {report['fp32_top1']:.2%}: a drop of "
+            f"{what} top-1 {report['int8_top1']:.2%} vs float32 {report['fp32_top1']:.2%}: a drop of "
             f"{report['top1_drop_points']:.2f} points > --max-drop {max_drop}"
         )
     return report

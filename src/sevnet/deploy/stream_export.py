@@ -26,7 +26,7 @@ from sevnet.streaming import StateEntry, init_state, step
 from sevnet.timing import median_seconds
 
 from .export import TOLERANCE, ExportMismatchError, export_openvino
-from .quantize import QuantizationAccuracyError, accuracy_pair, calibration_clips, quantize_openvino
+from .quantize import accuracy_pair, calibration_clips, check_drop, quantize_openvino
 from .runtime import ModelFileError, onnx_session, read_sidecar, write_sidecar
 
 CHECK_STEPS = 16  # frames fed one at a time (then one chunk, in 5-D mode) by the export self-check
@@ -420,10 +420,4 @@ def quantize_stream_checkpoint(
         runner.reset()
         report[f"{key}_step_latency_s"] = median_seconds(lambda r=runner: r.frame(frame), 20, warmup=3)
     report |= accuracy_pair(cfg, clip_runner(fp32), clip_runner(int8), eval_limit)
-    report["top1_drop_points"] = 100 * (report["fp32_top1"] - report["int8_top1"])
-    if report["top1_drop_points"] > max_drop:
-        raise QuantizationAccuracyError(
-            f"streamed int8 top-1 {report['int8_top1']:.2%} vs float32 {report['fp32_top1']:.2%}: a drop of "
-            f"{report['top1_drop_points']:.2f} points > --max-drop {max_drop}"
-        )
-    return report
+    return check_drop(report, max_drop, "streamed int8")
