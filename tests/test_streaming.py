@@ -214,7 +214,7 @@ def test_int8_step_model_has_the_accuracy_gate(causal_run: Path, tmp_path: Path)
         quantize_stream_checkpoint(causal_run, cfg, tmp_path / "s", calib_clips=4, max_drop=-1.0, flat4d=True)
     assert "FakeQuantize" in (tmp_path / "s-int8.xml").read_text()
     fp32, int8 = (load_step_runner(model_file=tmp_path / name)[0] for name in ("s.xml", "s-int8.xml"))
-    for clip in calibration_clips(cfg, 2):  # real frames, as calibrated
+    for clip in calibration_clips(cfg.data, 2):  # real frames, as calibrated
         fp32.reset(), int8.reset()
         for t in range(clip.shape[2]):
             a, b = fp32.frame(clip[:, :, t]), int8.frame(clip[:, :, t])
