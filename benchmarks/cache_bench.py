@@ -1,7 +1,8 @@
 """Does the decoded-frame cache (data.cache) train from video files at in-memory speed?
 
-Training clips/s of SEVNet-XS (8x96x96 clips, batch 16, AdamW, 2 loader workers) in one run, with
-one training-step function for every row:
+Training clips/s of the model, clip size and loader workers of a config (default: the own-videos
+config, configs/folder_sevnet_xs.yaml; batch 16, AdamW) in one run, with one training-step function
+for every row:
   (a) clips held in memory as one tensor (the reference: no loader at all),
   (b) from the video files (decoding every epoch in the loader workers),
   (c) from the frame cache, after it is built (its build time is reported separately),
@@ -10,7 +11,8 @@ when it is installed, else moving-pattern videos written here. The target is (c)
 Beside clips/s, the loader's CPU ms per clip (one thread): what a clip costs the loader workers,
 which compete with the training step for the same cores, whatever else the machine runs.
 
-    python benchmarks/cache_bench.py [--root DIR] [--steps 30] [--warmup 3] [--rounds 3] [--cache disk,memory]
+    python benchmarks/cache_bench.py [--config CFG] [--root DIR] [--steps 30] [--warmup 3] [--rounds 3]
+                                     [--cache disk,memory]
 """
 
 from __future__ import annotations
@@ -32,10 +34,13 @@ from torch.utils.data import Dataset
 
 from sevnet.data import DataConfig, build_dataset, build_loader
 from sevnet.data.annotations import FORMATS
+from sevnet.engine.config import load_config
 from sevnet.models import create_model
 
 CLASSES, PER_CLASS, FRAMES, SIZE, BATCH = 12, 60, 24, (128, 128), 16
-DATA = {"num_frames": 8, "train_scale": [96, 120], "train_crop": 96, "eval_scale": 110, "eval_crop": 96}
+DATA_KEYS = ("num_frames", "sampling", "train_scale", "train_crop", "eval_scale", "eval_crop", "num_workers")
+# What a config sets for this benchmark: the data keys above, the model and its overrides (filled by main).
+SETUP: dict = {"data": {}, "model": {}}
 
 
 def write_pattern_videos(root: Path) -> None:
@@ -76,19 +81,19 @@ def make_dataset(root: Path, videos: str) -> DataConfig:
     except ImportError:
         write_pattern_videos(root)
     if "folder" in FORMATS:
-        return DataConfig(format="folder", root=str(root), num_workers=2, **DATA)
+        return DataConfig(format="folder", root=str(root), **SETUP["data"])
     videos = sorted((root / "train").glob("*/*.webm"))  # before format "folder": an explicit list
     classes = sorted({v.parent.name for v in videos})
     lines = [f"{v.relative_to(root)} {classes.index(v.parent.name)}\n" for v in videos]
     (root / "train_list.txt").write_text("".join(lines))
-    return DataConfig(format="video_list", root=str(root), num_classes=len(classes), num_workers=2, **DATA)
+    return DataConfig(format="video_list", root=str(root), num_classes=len(classes), **SETUP["data"])
 
 
 def train_rate(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], warmup: int, steps: int) -> float:
     """Clips/s of one training step (forward, cross-entropy, backward, AdamW), batches included,
     after ``warmup`` untimed steps (worker start-up, first allocations)."""
     torch.manual_seed(0)
-    model = create_model("sevnet_xs", num_classes=CLASSES)
+    model = create_model(num_classes=CLASSES, **SETUP["model"])
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     clips = 0
@@ -105,7 +110,7 @@ def train_rate(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], warmup: int
 
 def loader_batches(dataset: Dataset, cfg: DataConfig) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Training batches from the loader, epoch after epoch (skipped samples would be dropped)."""
-    loader = build_loader(dataset, BATCH, train=True, cfg_data=cfg, num_workers=2)
+    loader = build_loader(dataset, BATCH, train=True, cfg_data=cfg, num_workers=cfg.num_workers)
     for epoch in itertools.count():
         loader.sampler.set_epoch(epoch)
         for batch in loader:
@@ -155,6 +160,8 @@ def measure(sources: dict[str, Callable[[], Iterator]], warmup: int, steps: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=Path(__file__).parents[1] / "configs/folder_sevnet_xs.yaml",
+                        help="the model, clip size and loader workers to measure")  # fmt: skip
     parser.add_argument("--root", type=Path, help="dataset folder (written there if absent); default: a temp dir")
     parser.add_argument("--steps", type=int, default=30, help="timed training steps per row and round")
     parser.add_argument("--warmup", type=int, default=3)
@@ -163,6 +170,9 @@ def main() -> None:
     parser.add_argument("--videos", choices=["auto", "pattern"], default="auto",
                         help="auto: sevnet.data.photo_motion when installed; pattern: moving stripes")  # fmt: skip
     args = parser.parse_args()
+    exp = load_config(args.config, ["data.root=unused"])
+    SETUP["data"] = {key: getattr(exp.data, key) for key in DATA_KEYS}
+    SETUP["model"] = {"name": exp.model.name, "dropout": exp.model.dropout, **exp.model.overrides}
     with tempfile.TemporaryDirectory() as tmp:
         root = args.root or Path(tmp) / "data"
         t0 = time.perf_counter()
@@ -187,8 +197,10 @@ def main() -> None:
     for name, rate in rates.items():
         cpu = f"{loader_ms[name]:.1f}" if name in loader_ms else "-"
         print(f"{name:<32}{rate:>14.1f}{rate / ref:>7.2f}x{cpu:>20}  {notes.get(name, '')}")
+    d = SETUP["data"]
     print(
-        f"\nSEVNet-XS, {DATA['num_frames']}x96x96 clips, batch {BATCH}, AdamW, 2 loader workers, "
+        f"\n{args.config.name}: {SETUP['model']}, {d['num_frames']}x{d['train_crop']}x{d['train_crop']} clips, "
+        f"batch {BATCH}, AdamW, {d['num_workers']} loader worker(s), "
         f"{args.warmup} warm-up + {args.steps} timed steps per row, median of {args.rounds} interleaved rounds, "
         f"{torch.get_num_threads()} threads; {CLASSES * PER_CLASS} clips of {FRAMES} frames at {SIZE[0]}x{SIZE[1]}."
     )
