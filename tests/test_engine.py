@@ -210,10 +210,10 @@ from sevnet.engine import WorkerCrashError, load_config, train
 
 real = datasets.read_frames
 
-def crashing(path, indices):
+def crashing(path, indices, *args):
     if Path(path).name == "005.mp4":
         os.kill(os.getpid(), signal.SIGKILL)  # what a decoder crash (PyAV#2344) does to a worker
-    return real(path, indices)
+    return real(path, indices, *args)
 
 datasets.read_frames = crashing  # forked loader workers inherit it
 try:
