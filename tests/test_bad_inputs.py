@@ -116,3 +116,19 @@ def test_quantize_checks_the_calibration_data_before_exporting(tmp_path: Path, c
     err = error_of(capsys, [*argv, f"data.root={tmp_path / 'missing'}"])
     assert "missing" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "m.safetensors"]  # no fp32 export left behind
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("num_frames", 0), ("eval_crop", -1), ("train_scale", [0, 8]), ("std", [0.2, 0.0, 0.2])]
+)
+def test_zero_sizes_and_zero_std_are_config_errors(key: str, value: object, tmp_path: Path, capsys) -> None:
+    """Issue 13 item 13: a zero num_frames or std was blamed on the videos; now the key is named, in a
+    config and in a checkpoint's recorded preprocessing alike."""
+    with pytest.raises(ValueError, match=f"data.{key} must"):
+        DataConfig(format="video_list", **{key: value})
+    if key in DATA or key == "eval_crop":
+        ckpt = tiny_checkpoint(tmp_path / "m.safetensors", data={**DATA, key: value})
+        video = tmp_path / "clip.mp4"
+        video.write_bytes(b"")
+        assert main(["predict", str(video), "--checkpoint", str(ckpt)]) == 2
+        assert f"data.{key} must" in capsys.readouterr().err

@@ -101,6 +101,7 @@ class DataConfig:
             setattr(self, key, _enum_value(key, kind, getattr(self, key)))
         if self.eval_crops not in (1, 3):
             raise ConfigError(f"data.eval_crops must be 1 or 3, got {self.eval_crops}")
+        _check_sizes(self)
         if self.format == DataFormat.folder:  # frame folders of any naming: frames in name order
             self.frame_template = "sorted"
         if self.format == DataFormat.synthetic:  # clips are rendered at their final size: no resize, no crop
@@ -110,6 +111,21 @@ class DataConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (Enums as their names)."""
         return {k: (v.value if isinstance(v, StrEnum) else v) for k, v in asdict(self).items()}
+
+
+def _check_sizes(cfg: DataConfig) -> None:
+    """Zero or negative sizes, and a zero std, are config errors here, not decode errors later."""
+    for key in ("num_frames", "train_crop", "eval_scale", "eval_crop", "eval_clips"):
+        value = getattr(cfg, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"data.{key} must be a positive int, got {value!r}")
+    if len(cfg.train_scale) != 2 or min(cfg.train_scale) < 1:
+        raise ConfigError(f"data.train_scale must be two positive sizes [min, max], got {cfg.train_scale!r}")
+    for key in ("mean", "std"):
+        if len(getattr(cfg, key)) != 3:
+            raise ConfigError(f"data.{key} must have 3 values (R, G, B), got {getattr(cfg, key)!r}")
+    if any(not v > 0 for v in cfg.std):  # also catches NaN
+        raise ConfigError(f"data.std must be > 0 for every channel, got {cfg.std!r}")
 
 
 def _enum_value(key: str, kind: type[StrEnum], value: Any) -> StrEnum:
