@@ -14,6 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+# cli.main reports these (and every SevnetError, e.g. CheckpointError, ModelFileError) in one line, exit 2
+USER_ERRORS = (ValueError, RuntimeError)
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -103,27 +106,17 @@ def _error(message: object) -> int:
 def run(args: argparse.Namespace) -> int:
     from sevnet.deploy.batch import expand_inputs, finished_videos
     from sevnet.deploy.predictor import load
-    from sevnet.deploy.runtime import ModelFileError
-    from sevnet.engine import CheckpointError
 
     if problem := _check(args):
         return _error(problem)
-    try:
-        predictor = (
-            load(args.model, args.backend, args.checkpoint) if args.model else load(args.checkpoint, args.backend)
-        )
-        paths = expand_inputs(args.videos, args.recursive)
-    except (CheckpointError, ModelFileError, ValueError, RuntimeError) as err:
-        return _error(err)
+    predictor = load(args.model, args.backend, args.checkpoint) if args.model else load(args.checkpoint, args.backend)
+    paths = expand_inputs(args.videos, args.recursive)
     if args.out:  # resume: the videos already in the output (as given on the command line) are done
         done = finished_videos(args.out)
         if skipped := [p for p in paths if str(p) in done]:
             print(f"skipped {len(skipped)} already in {args.out}", file=sys.stderr)
         paths = [p for p in paths if str(p) not in done]
-    try:
-        results = _collect(args, predictor, paths)
-    except (ValueError, RuntimeError) as err:
-        return _error(err)
+    results = _collect(args, predictor, paths)
     failed = [r["video"] for r in results if "error" in r]
     if failed:
         from sevnet.display import printable
