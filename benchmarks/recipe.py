@@ -35,6 +35,7 @@ from sevnet.timing import train_steps_per_second
 VIDEO_EXTS = {".webm", ".mp4", ".avi", ".mkv", ".mov"}
 # name -> (model, create_model overrides, recipe overrides); recipe keys in RECIPE below.
 SMALL = {"crop": 64, "scale": (64, 80), "eval_scale": 72}
+NOZERO = {"stem_temporal_kernel": 3, "zero_init_last": False}
 VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "before": ("sevnet_xs", {"stem_temporal_kernel": 1, "zero_init_last": True}, {"optim": "sgd", "lr": 0.05}),
     "adamw": ("sevnet_xs", {"stem_temporal_kernel": 1, "zero_init_last": True}, {}),
@@ -64,6 +65,16 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         {"stem_temporal_kernel": 3, "zero_init_last": False},
         SMALL | {"dropout": 0.0, "label_smoothing": 0.0},
     ),
+    # fewer blocks (stage depths 1-2-2-1 or 2-2-3-1 instead of 2-3-4-2) and wider spatial groups: more clips per minute
+    "d1221_64": ("sevnet_xs", NOZERO | {"stages": [(48, 24, 1), (96, 48, 2), (192, 96, 2), (384, 192, 1)]}, SMALL),
+    "d2231_64": ("sevnet_xs", NOZERO | {"stages": [(48, 24, 2), (96, 48, 2), (192, 96, 3), (384, 192, 1)]}, SMALL),
+    "d1221_gw24_64": (
+        "sevnet_xs",
+        NOZERO | {"stages": [(48, 24, 1), (96, 48, 2), (192, 96, 2), (384, 192, 1)], "group_width": 24},
+        SMALL,
+    ),
+    "gw24_64": ("sevnet_xs", NOZERO | {"group_width": 24}, SMALL),
+    "nozero_causal_64": ("sevnet_xs", NOZERO | {"causal": True}, SMALL),
     "stem1_64": ("sevnet_xs", {"stem_temporal_kernel": 1, "zero_init_last": True}, SMALL),
     "x3d_xs_64": ("x3d_xs", {}, SMALL),
 }
@@ -166,6 +177,7 @@ def run(variant: str, data: dict, seed: int, steps: int) -> dict[str, Any]:
     warm = max(1, int(r["warmup"] * steps))
     started = time.perf_counter()
     model.train()
+    curve: list[float] = []  # per-step loss, reported as 50-step means: when a variant leaves chance
     for step in range(steps):
         lr_f = (step + 1) / warm if step < warm else 0.5 * (1 + math.cos(math.pi * (step - warm) / (steps - warm)))
         for g in opt.param_groups:
@@ -175,9 +187,11 @@ def run(variant: str, data: dict, seed: int, steps: int) -> dict[str, Any]:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        curve.append(loss.item())
     seconds = time.perf_counter() - started
     return {"variant": variant, "seed": seed, "steps": steps, "train_seconds": round(seconds, 1),
-            "final_loss": round(loss.item(), 3), **evaluate(model, data["val"], r)}  # fmt: skip
+            "final_loss": round(loss.item(), 3), **evaluate(model, data["val"], r),
+            "loss_curve": [round(float(np.mean(curve[i : i + 50])), 2) for i in range(0, len(curve), 50)]}  # fmt: skip
 
 
 @torch.no_grad()
@@ -190,7 +204,25 @@ def evaluate(model: torch.nn.Module, val: tuple, r: dict) -> dict[str, float]:
             [model(eval_clips(clips[i : i + 32], r, reverse)).argmax(1) for i in range(0, len(clips), 32)]
         )
         result[key] = round(100 * float((preds.numpy() == labels).mean()), 1)
+    if getattr(getattr(model, "cfg", None), "causal", False):
+        result |= frames_to_correct(model, clips, labels, r)
     return result
+
+
+@torch.no_grad()
+def frames_to_correct(model: torch.nn.Module, clips: list[np.ndarray], labels: np.ndarray, r: dict) -> dict:
+    """For a causal model, what a stream would say after frames 0..t (== the model on clip[0..t]): top-1
+    after each prefix, and how many frames a stream needs before its top-1 is right and stays right."""
+    x = torch.cat([eval_clips(clips[i : i + 32], r, False) for i in range(0, len(clips), 32)])
+    t = x.shape[2]
+    preds = np.stack([model(x[:, :, : k + 1]).argmax(1).numpy() for k in range(t)], axis=1)  # (N, T)
+    right = preds == labels[:, None]
+    stays = np.flip(np.logical_and.accumulate(np.flip(right, 1), axis=1), 1)  # right from frame k to the end
+    first = np.where(stays.any(1), stays.argmax(1) + 1, -1)  # frames needed; -1 = wrong at the end
+    done = first[first > 0]
+    return {"prefix_top1": [round(100 * float(c), 1) for c in right.mean(0)],
+            "frames_to_correct_median": float(np.median(done)) if len(done) else None,
+            "frames_to_correct_mean": round(float(done.mean()), 2) if len(done) else None}  # fmt: skip
 
 
 def clips_per_second(variant: str, num_classes: int) -> float:
