@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import http.server
+import itertools
 import json
 import signal
 import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 import torch
 from _videos import write_video
@@ -266,8 +272,10 @@ def test_stream_a_real_file_equals_the_clip_model(causal_run: Path, video: Path,
         )
 
 
-def test_stream_from_a_local_http_server_and_one_that_stops_midway(causal_run: Path, video: Path, capsys) -> None:
-    data = video.read_bytes()
+@contextlib.contextmanager
+def _http(data: bytes) -> Iterator[str]:
+    """A server on 127.0.0.1 (its base URL): /full.webm sends ``data``; any other path promises all of
+    it in its headers, sends half and closes (a stream that stops mid-way)."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # /full: the whole file; /cut: headers promise it all, half is sent
@@ -283,14 +291,18 @@ def test_stream_from_a_local_http_server_and_one_that_stops_midway(causal_run: P
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+def test_stream_from_a_local_http_server_and_one_that_stops_midway(causal_run: Path, video: Path, capsys) -> None:
+    with _http(video.read_bytes()) as base:
         assert main(["stream", f"{base}/full.webm", "--checkpoint", str(causal_run), "--every", "20"]) == 0
         full = _lines(capsys.readouterr().out)
         assert full[-1]["summary"]["ended"] == "end of stream" and full[-1]["summary"]["frames_fed"] == 20
         assert main(["stream", f"{base}/cut.webm", "--checkpoint", str(causal_run), "--every", "20"]) == 1
-    finally:
-        server.shutdown()
     out = capsys.readouterr()
     summary = _lines(out.out)[-1]["summary"]
     assert "stopped after" in out.err and summary["ended"].startswith("error:") and 0 < summary["frames_fed"] < 20
@@ -315,9 +327,13 @@ def test_bad_sources_and_models_give_a_clear_error(causal_run: Path, tmp_path: P
     assert "causal=False" in capsys.readouterr().err
 
 
-def test_ctrl_c_ends_an_endless_source_cleanly_with_a_summary(causal_run: Path) -> None:
+def test_ctrl_c_ends_an_endless_source_cleanly_with_a_summary_and_a_playable_overlay(
+    causal_run: Path, tmp_path: Path
+) -> None:
+    overlay = tmp_path / "live.mp4"
     cmd = [sys.executable, "-m", "sevnet", "stream", "testsrc=size=64x48:rate=25", "--input-format", "lavfi",
-           "--checkpoint", str(causal_run), "--every", "10", "--realtime", "--threads", "1"]  # fmt: skip
+           "--checkpoint", str(causal_run), "--every", "10", "--realtime", "--threads", "1",
+           "--overlay", str(overlay)]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         first = [proc.stdout.readline() for _ in range(2)]  # streaming has begun
@@ -328,6 +344,9 @@ def test_ctrl_c_ends_an_endless_source_cleanly_with_a_summary(causal_run: Path) 
     assert proc.returncode == 0, err
     summary = _lines(out)[-1]["summary"]
     assert json.loads(first[1])["fed"] == 20 and summary["ended"] == "interrupted" and summary["frames_fed"] >= 20
+    assert summary["overlay"] == str(overlay) and summary["overlay_frames"] >= summary["frames_fed"] - 1
+    assert summary["overlay_frames"] >= summary["frames_decoded"] - 1  # Ctrl-C may land between decoding and drawing
+    assert [f.shape for f in _decode(overlay)] == [(48, 64, 3)] * summary["overlay_frames"]
 
 
 def test_exported_step_models_stream_like_pytorch(causal_run: Path, video: Path, tmp_path: Path, capsys) -> None:
@@ -342,3 +361,88 @@ def test_exported_step_models_stream_like_pytorch(causal_run: Path, video: Path,
         runs[args[0]] = out.rsplit("top: ", 1)[1]
     assert runs["--checkpoint"] == runs["--model"]
     assert main(["stream", str(video), "--model", str(tmp_path / "nothing.onnx")]) == 2
+
+
+# --- sevnet stream --overlay / --csv / --plot -------------------------------------------------------
+
+
+def _decode(path: Path) -> list[np.ndarray]:
+    """Every frame of a written file (a decoding error fails the test)."""
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def test_overlay_writer_scales_to_even_sides_and_renames_on_close(tmp_path: Path) -> None:
+    from sevnet.deploy.render import OverlayWriter
+
+    out = tmp_path / "o.mp4"
+    writer = OverlayWriter(out, fps=10, max_side=64)
+    for i in range(3):
+        writer.write(np.full((75, 101, 3), 60 * i, np.uint8), f"frame {i}")
+    assert not out.exists()  # written under a temporary name until closed
+    assert writer.close() == out and not writer.partial.exists()
+    assert [f.shape for f in _decode(out)] == [(46, 64, 3)] * 3  # 75x101 fitted into 64, then even
+    assert OverlayWriter(tmp_path / "none.mp4", 10).close() is None and sorted(tmp_path.iterdir()) == [out]
+
+
+def test_stream_overlay_csv_and_plot_of_a_real_file(causal_run: Path, tmp_path: Path, capsys) -> None:
+    from sevnet.deploy.render import CSV_FIELDS
+
+    frames = _moving_square(1, 4, 220, frames=10, size=64) + _moving_square(-1, 40, 220, frames=10, size=64)
+    video = write_video(tmp_path / "src.webm", frames=frames, size=(64, 64), fps=8)
+    out = {k: tmp_path / f"s.{k}" for k in ("mp4", "csv", "png")}
+    assert main(["stream", str(video), "--checkpoint", str(causal_run), "--every", "2", "--stride", "2", "--topk", "2",
+                 "--overlay", str(out["mp4"]), "--csv", str(out["csv"]), "--plot", str(out["png"])]) == 0  # fmt: skip
+    lines = _lines(capsys.readouterr().out)
+    results, summary = lines[:-1], lines[-1]["summary"]
+    assert [r["frame"] for r in results] == [2, 6, 10, 14, 18] and summary["frames_fed"] == 10
+    assert summary["overlay"] == str(out["mp4"]) and summary["overlay_frames"] == 20  # every decoded frame
+    drawn, source = _decode(out["mp4"]), _decode(video)
+    assert len(drawn) == len(source) == 20 and drawn[0].shape == (64, 64, 3)
+    for a, b in zip(drawn, source):
+        assert np.abs(a[4:14, 4:40].astype(int) - b[4:14, 4:40]).mean() > 15  # the caption box, top-left
+        assert np.abs(a[58:].astype(int) - b[58:]).mean() < 8  # below it, the frame as decoded
+    with av.open(str(out["mp4"])) as c:
+        assert c.streams.video[0].average_rate == 8 and c.streams.video[0].codec_context.name in ("h264", "mpeg4")
+    rows = list(csv.DictReader(out["csv"].open()))
+    assert tuple(rows[0]) == CSV_FIELDS and {r["video"] for r in rows} == {str(video)}
+    windows, segments = ([r for r in rows if r["kind"] == kind] for kind in ("window", "segment"))
+    assert len(windows) == 2 * len(results)  # one row per result and rank
+    assert [float(w["end"]) for w in windows[::2]] == pytest.approx([r["time"] + 1 / 8 for r in results], abs=1e-3)
+    assert [w["label"] for w in windows[::2]] == [r["top"][0][0] for r in results]
+    assert segments and float(segments[0]["start"]) == 0 and float(segments[-1]["end"]) == pytest.approx(20 / 8)
+    assert all(float(a["end"]) == pytest.approx(float(b["start"])) for a, b in itertools.pairwise(segments))
+    assert [s["label"] for s in summary["segments"]] == [s["label"] for s in segments]
+    assert out["png"].read_bytes()[:4] == b"\x89PNG" and not list(tmp_path.glob(".*partial*"))
+
+
+def test_overlay_of_a_source_that_fails_midway_is_still_playable(
+    causal_run: Path, video: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "cut.mp4"
+    with _http(video.read_bytes()) as base:
+        args = ["stream", f"{base}/cut.webm", "--checkpoint", str(causal_run), "--every", "20", "--overlay", str(out)]
+        assert main(args) == 1
+    summary = _lines(capsys.readouterr().out)[-1]["summary"]
+    assert summary["ended"].startswith("error:") and summary["overlay"] == str(out)
+    assert [f.shape for f in _decode(out)] == [(32, 32, 3)] * summary["frames_decoded"]
+    assert 0 < summary["overlay_frames"] == summary["frames_decoded"] < 20
+
+
+def test_bad_overlay_and_timeline_options_are_refused_before_streaming(
+    causal_run: Path, video: Path, tmp_path: Path, capsys
+) -> None:
+    base = ["stream", str(video), "--checkpoint", str(causal_run)]
+    for extra, needle in [
+        (["--overlay", str(tmp_path)], "is a directory"),
+        (["--overlay", str(tmp_path / "missing" / "o.mp4")], "missing does not exist"),
+        (["--overlay", str(tmp_path / "o.gif")], "must end in .mp4, .mkv, .mov"),
+        (["--overlay", str(video.with_suffix(".mp4")), "--csv", str(video)], "--csv " + str(video) + ": is the source"),
+        (["--plot", str(tmp_path / "missing" / "t.png")], "missing does not exist"),
+        (["--smooth", "3", "--min-duration", "1"], "--smooth, --min-duration need --csv or --plot"),
+        (["--export", "onnx", "--overlay", "o.mp4"], "--overlay does not apply with --export"),
+    ]:
+        assert main(base + extra) == 2
+        out = capsys.readouterr()
+        assert needle in out.err and out.err.count("\n") == 1 and not out.out, (extra, out)
+    assert sorted(tmp_path.iterdir()) == []

@@ -1,7 +1,9 @@
 """Classify a live source frame by frame with a causal SEVNet: a video file, a camera index or an
 rtsp/http URL. Each frame costs one step of the model (about a clip's cost / T); results come as
 JSON lines (frame index, time, top-k, per-frame latency) or a live one-line display, and the run
-ends (end of stream, Ctrl-C, or a source failure) with a summary.
+ends (end of stream, Ctrl-C, or a source failure) with a summary. --overlay writes the frames with
+the newest top-k drawn on them; --csv / --plot turn the results into a timeline with segments, as
+``sevnet predict --window`` does for a file.
 
 With --export, writes the stateful step model instead (ONNX / OpenVINO, optionally int8, state as
 explicit inputs and outputs, checked against PyTorch) for --model or for other runtimes.
@@ -14,7 +16,10 @@ import json
 import shutil
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any
+
+from sevnet.commands.predict import _non_negative, _positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,6 +38,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-format", default=None, help="FFmpeg input format, e.g. v4l2, avfoundation, lavfi")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a network source")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the model")
+    o = p.add_argument_group("outputs beside the JSON lines (written however the stream ends)")
+    o.add_argument("--overlay", metavar="OUT.mp4", help="the frames as decoded with the newest top-k drawn on them")
+    o.add_argument("--csv", metavar="OUT.csv", help="results and segments, in sevnet predict --window's CSV format")
+    o.add_argument("--plot", metavar="OUT.png", help="a timeline plot of the results and segments")
+    o.add_argument("--smooth", type=_positive_int, help="results in the score moving average (default 3)")
+    o.add_argument("--threshold", type=_non_negative, help="min smoothed score for a segment (0; multi-label 0.5)")
+    o.add_argument("--min-duration", type=_non_negative, help="segments shorter than this (s) merge into a neighbour")
     g = p.add_argument_group("export the step model instead of streaming")
     g.add_argument("--export", choices=["onnx", "openvino"], default=None)
     g.add_argument("--flat4d", action="store_true", help="every boundary tensor at most 4-D (buffers flattened)")
@@ -45,8 +57,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _fail(message: str, code: int = 2) -> int:
-    print(f"sevnet stream: error: {message}", file=sys.stderr)
+    from sevnet.display import printable
+
+    print(f"sevnet stream: error: {printable(message)}", file=sys.stderr)
     return code
+
+
+def _check_outputs(args: argparse.Namespace) -> str | None:
+    """Output paths refused before anything is loaded or streamed, so a typo costs no stream."""
+    from sevnet.deploy.render import OVERLAY_SUFFIXES
+
+    outputs = {k: getattr(args, k) for k in ("overlay", "csv", "plot") if getattr(args, k)}
+    if args.export and outputs:
+        return f"--{', --'.join(outputs)} {'does' if len(outputs) == 1 else 'do'} not apply with --export"
+    given = [k for k in ("smooth", "threshold", "min_duration") if getattr(args, k) is not None]
+    tuning = [f"--{k.replace('_', '-')}" for k in given]
+    if tuning and not (args.csv or args.plot):
+        return f"{', '.join(tuning)} {'needs' if len(tuning) == 1 else 'need'} --csv or --plot (a timeline)"
+    for option, value in outputs.items():
+        path = Path(value)
+        if path.is_dir():
+            return f"--{option} {value}: is a directory"
+        if not path.parent.is_dir():
+            return f"--{option} {value}: folder {path.parent} does not exist"
+        if args.source and Path(args.source).exists() and path.resolve() == Path(args.source).resolve():
+            return f"--{option} {value}: is the source"
+    if args.overlay and Path(args.overlay).suffix.lower() not in OVERLAY_SUFFIXES:
+        return f"--overlay {args.overlay}: the file must end in {', '.join(OVERLAY_SUFFIXES)}"
+    return None
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -104,6 +142,65 @@ class _Printer:
         print(f"{s['ended']}: {s['frames_fed']} frames fed of {s['frames_decoded']} decoded "
               f"({s['media_seconds']:.1f}s of media in {s['wall_seconds']:.1f}s), step {step.get('mean', 0):.2f} ms "
               f"mean / {step.get('p95', 0):.2f} ms p95; top: {top}")  # fmt: skip
+        written = [s[k] + (f" ({s['overlay_frames']} frames)" if k == "overlay" else "")
+                   for k in ("overlay", "csv", "plot") if s.get(k)]  # fmt: skip
+        if written:
+            print(f"wrote {', '.join(written)}")
+
+
+class _Overlay:
+    """``--overlay``: every decoded frame, at the source's frame rate, with the newest top-k (at most
+    5) drawn on it; frames before the first prediction say "warming up"."""
+
+    def __init__(self, path: str, stats: Any, topk: int) -> None:
+        self.path, self.stats, self.topk = path, stats, min(topk, 5)
+        self.writer: Any = None
+
+    def __call__(self, index: int, t: float, rgb: Any) -> None:
+        from sevnet.deploy.render import OverlayWriter
+        from sevnet.display import printable
+
+        if self.writer is None:
+            self.writer = OverlayWriter(self.path, self.stats.fps)
+        top = [f"{printable(name)} {score:.0%}" for name, score in self.stats.top[: self.topk]]
+        text = "\n".join([f"{t:.2f}s  frame {index}", *(top or ["warming up"])])
+        self.writer.write(rgb, text, pts=round(t * float(self.writer.rate)))
+
+    def close(self) -> dict[str, Any]:
+        """Finish the file (however the stream ended) and say what was written."""
+        path = self.writer.close() if self.writer is not None else None
+        return {"overlay": str(path) if path else None, "overlay_frames": self.writer.frames if path else 0}
+
+
+class _Results:
+    """``--csv`` / ``--plot``: each result's time and every class's score, made into a timeline at the
+    end (one score vector per result: ``--every`` bounds the memory of a long stream)."""
+
+    def __init__(self, args: argparse.Namespace, stats: Any, printer: _Printer) -> None:
+        self.args, self.stats, self.printer = args, stats, printer
+        self.times: list[float] = []
+        self.scores: list[Any] = []
+
+    def __call__(self, r: dict[str, Any]) -> None:
+        self.printer(r)
+        self.times.append(r["time"])
+        self.scores.append(self.stats.scores.astype("float32"))
+
+    def write(self, meta: dict[str, Any]) -> dict[str, Any]:
+        from sevnet.deploy.live import results_timeline
+        from sevnet.deploy.render import plot_timeline, write_csv
+
+        a = self.args
+        tl = results_timeline(self.stats, list(meta["class_names"]), self.times, self.scores, a.smooth or 3,
+                              a.threshold, a.min_duration or 0.0, bool(meta.get("multi_label")))  # fmt: skip
+        out: dict[str, Any] = {"segments": [seg.to_dict() for seg in tl.segments]}
+        if a.csv:
+            out["csv"] = str(write_csv([tl], a.csv, a.topk))
+        if a.plot and self.times:
+            out["plot"] = str(plot_timeline(tl, a.plot))
+        elif a.plot:
+            print("sevnet stream: no result to plot (--plot not written)", file=sys.stderr)
+        return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -128,6 +225,8 @@ def _run(args: argparse.Namespace) -> int:
         return _fail("--export needs --checkpoint")
     if not args.export and not args.source:
         return _fail("give a SOURCE (video file, camera index or URL), or --export")
+    if problem := _check_outputs(args):
+        return _fail(problem)
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="sevnet-stream-") as workdir:
@@ -136,10 +235,13 @@ def _run(args: argparse.Namespace) -> int:
         runner, meta = _runner(args, workdir)
         stride = args.stride or (meta["data"]["frame_stride"] if meta["data"].get("sampling") == "dense" else 1)
         stats, printer = StreamStats(args.source, stride=max(1, stride)), _Printer(args.live)
-        code = 0
+        overlay = _Overlay(args.overlay, stats, args.topk) if args.overlay else None
+        results = _Results(args, stats, printer) if args.csv or args.plot else None
+        code, written = 0, {}
         try:
-            run_stream(runner, meta, args.source, stats, printer, every=max(1, args.every), topk=args.topk,
-                       input_format=args.input_format, realtime=args.realtime, timeout=args.timeout)  # fmt: skip
+            run_stream(runner, meta, args.source, stats, results or printer, every=max(1, args.every),
+                       topk=args.topk, input_format=args.input_format, realtime=args.realtime, timeout=args.timeout,
+                       on_frame=overlay)  # fmt: skip
         except KeyboardInterrupt:
             stats.ended = "interrupted"
         except SourceError as err:
@@ -147,5 +249,9 @@ def _run(args: argparse.Namespace) -> int:
                 raise
             stats.ended, code = f"error: {err}", 1
             print(f"\nsevnet stream: error: {err}", file=sys.stderr)
-        printer.summary(stats.summary())
+        finally:  # the overlay is finished and renamed even when an unexpected error ends the stream
+            written = overlay.close() if overlay is not None else {}
+        if results is not None:
+            written |= results.write(meta)
+        printer.summary(stats.summary() | written)
         return code

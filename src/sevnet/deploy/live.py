@@ -26,6 +26,7 @@ from sevnet.engine.metrics import class_scores
 from sevnet.errors import SevnetError
 
 from .stream_export import StepRunner
+from .timeline import Timeline, build_timeline
 
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp")
 
@@ -62,10 +63,16 @@ def open_source(source: str, input_format: str | None = None, timeout: float = 1
     return container
 
 
+def frame_rate(container: av.container.InputContainer) -> float:
+    """The video stream's frame rate as FFmpeg reports it; 25 when it reports none."""
+    stream = container.streams.video[0]
+    return float(stream.average_rate or stream.guessed_rate or 0) or 25.0
+
+
 def decoded_frames(container: av.container.InputContainer, source: str) -> Iterator[tuple[int, float, np.ndarray]]:
     """(index, time in seconds, RGB uint8 frame) for each frame; a decoding failure is a SourceError."""
     stream = container.streams.video[0]
-    fps = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
+    fps = frame_rate(container)
     start = None
     index = 0
     try:
@@ -97,10 +104,12 @@ class StreamStats:
     decoded: int = 0
     fed: int = 0
     media_time: float = 0.0
+    fps: float = 25.0  # the source's frame rate
     started: float = field(default_factory=time.perf_counter)
     step_ms: list[float] = field(default_factory=list)
     prep_ms: list[float] = field(default_factory=list)
     top: list[tuple[str, float]] = field(default_factory=list)
+    scores: np.ndarray | None = None  # every class's score after the last fed frame
     ended: str = "running"
 
     def summary(self) -> dict[str, Any]:
@@ -131,8 +140,11 @@ def _distribution(values: list[float]) -> dict[str, float]:
 def run_stream(
     runner: StepRunner, meta: dict[str, Any], source: str, stats: StreamStats, emit: Callable[[dict[str, Any]], None],
     *, every: int = 1, topk: int = 5, input_format: str | None = None, realtime: bool = False, timeout: float = 10.0,
+    on_frame: Callable[[int, float, np.ndarray], None] | None = None,
 ) -> StreamStats:  # fmt: skip
     """Feed every ``stats.stride``-th frame of ``source``; ``emit`` a result every ``every`` fed frames.
+    ``on_frame(index, time, rgb)`` sees every decoded frame, fed or not, after ``stats`` has its
+    newest prediction (``--overlay`` draws it).
 
     Raises SourceError (stats kept) when the source cannot be opened or fails mid-way; the caller
     catches KeyboardInterrupt the same way, so Ctrl-C still ends with a summary.
@@ -140,30 +152,51 @@ def run_stream(
     classes, multi = list(meta["class_names"]), bool(meta.get("multi_label"))
     prep = frame_preprocessor(meta)
     container = open_source(source, input_format, timeout)
+    stats.fps = frame_rate(container)
     runner.reset()
     try:
         for index, t, rgb in decoded_frames(container, source):
             stats.decoded, stats.media_time = index + 1, t
-            if index % stats.stride:
-                continue
-            if realtime:  # a file played at its own pace, as a camera would deliver it
-                time.sleep(max(0.0, t - (time.perf_counter() - stats.started)))
-            t0 = time.perf_counter()
-            frame = prep(rgb)
-            t1 = time.perf_counter()
-            scores = class_scores(np.asarray(runner.frame(frame)[0]), multi)
-            t2 = time.perf_counter()
-            stats.fed += 1
-            stats.prep_ms.append((t1 - t0) * 1e3)
-            stats.step_ms.append((t2 - t1) * 1e3)
-            order = np.argsort(-scores)[: min(topk, len(classes))]
-            stats.top = [(classes[j], float(scores[j])) for j in order]
-            if stats.fed % every == 0:
-                top = [[name, round(score, 4)] for name, score in stats.top]
-                step_ms, prep_ms = round(stats.step_ms[-1], 3), round(stats.prep_ms[-1], 3)
-                emit({"frame": index, "time": round(t, 3), "fed": stats.fed, "top": top, "step_ms": step_ms,
-                      "preprocess_ms": prep_ms})  # fmt: skip
+            if index % stats.stride == 0:
+                if realtime:  # a file played at its own pace, as a camera would deliver it
+                    time.sleep(max(0.0, t - (time.perf_counter() - stats.started)))
+                t0 = time.perf_counter()
+                frame = prep(rgb)
+                t1 = time.perf_counter()
+                scores = class_scores(np.asarray(runner.frame(frame)[0]), multi)
+                t2 = time.perf_counter()
+                stats.fed += 1
+                stats.prep_ms.append((t1 - t0) * 1e3)
+                stats.step_ms.append((t2 - t1) * 1e3)
+                order = np.argsort(-scores)[: min(topk, len(classes))]
+                stats.top, stats.scores = [(classes[j], float(scores[j])) for j in order], scores
+                if stats.fed % every == 0:
+                    top = [[name, round(score, 4)] for name, score in stats.top]
+                    step_ms, prep_ms = round(stats.step_ms[-1], 3), round(stats.prep_ms[-1], 3)
+                    emit({"frame": index, "time": round(t, 3), "fed": stats.fed, "top": top, "step_ms": step_ms,
+                          "preprocess_ms": prep_ms})  # fmt: skip
+            if on_frame is not None:
+                on_frame(index, t, rgb)
         stats.ended = "end of stream"
     finally:
         container.close()
     return stats
+
+
+def results_timeline(
+    stats: StreamStats, classes: list[str], times: list[float], scores: list[np.ndarray], smooth: int = 3,
+    threshold: float | None = None, min_duration: float = 0.0, multi_label: bool = False,
+) -> Timeline:  # fmt: skip
+    """A stream's results as a timeline, through the same smoothing and segments as ``sevnet predict
+    --window``. Result i (at ``times[i]``, a causal prediction over the frames up to that one) stands
+    for the stretch since result i - 1: its "window" runs from the previous result's end (0 for the
+    first) to the end of its own frame, so the segments cover the streamed media, 0 to the end of the
+    last decoded frame."""
+    frame = 1.0 / stats.fps
+    duration = stats.media_time + frame
+    ends = np.asarray(times, float) + frame
+    starts = np.concatenate([[0.0], ends[:-1]])
+    matrix = np.asarray(scores, float).reshape(len(times), len(classes))
+    fps = stats.decoded / duration if stats.decoded else stats.fps  # num_frames / fps = the streamed duration
+    return build_timeline(stats.source, classes, fps, stats.decoded, starts, ends, matrix, smooth, threshold,
+                          min_duration, multi_label)  # fmt: skip

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -101,6 +103,7 @@ def label_at(tl: Timeline, t: float) -> str:
 
 
 def _draw_label(rgb: np.ndarray, text: str, font: object) -> np.ndarray:
+    """``text`` (one or more lines) in white on a black box in the top-left corner."""
     from PIL import Image, ImageDraw
 
     image = Image.fromarray(rgb)
@@ -111,34 +114,117 @@ def _draw_label(rgb: np.ndarray, text: str, font: object) -> np.ndarray:
     return np.asarray(image)
 
 
+OVERLAY_SUFFIXES = (".mp4", ".mkv", ".mov")
+
+
+def overlay_codec() -> str:
+    """H.264 (libx264) where this FFmpeg build has the encoder, else MPEG-4 part 2, which every build has."""
+    import av
+
+    try:
+        av.codec.Codec("libx264", "w")
+    except ValueError:  # av.codec.codec.UnknownCodecError
+        return "mpeg4"
+    return "libx264"
+
+
+class OverlayWriter:
+    """Frames with a caption in their top-left corner, encoded as they come (yuv420p: even sides; frames
+    larger than ``max_side`` scaled down) into ``.<stem>.partial<suffix>`` beside ``out``.
+
+    Why the partial file: ``close()`` finishes the container and only then renames it to ``out``, so
+    a run that stops part-way (Ctrl-C, a source that fails) still leaves a playable file of what it
+    wrote, and ``out`` never names a half-written one. Audio is not copied.
+    """
+
+    def __init__(self, out: str | Path, fps: float, crf: int = 23, max_side: int = 1920) -> None:
+        self.out = Path(out)
+        self.partial = self.out.with_name(f".{self.out.stem}.partial{self.out.suffix}")
+        self.rate = Fraction(fps).limit_denominator(1001)
+        self.crf, self.max_side = crf, max_side
+        self.frames, self.last_pts = 0, -1
+        self.size: tuple[int, int] = (0, 0)  # (height, width) of the output
+        self.container: Any = None
+
+    def write(self, rgb: np.ndarray, text: str, pts: int | None = None) -> None:
+        """One RGB frame; ``pts`` in 1/fps units (default: the next one; never before the last)."""
+        import av
+
+        if self.container is None:
+            self._open(rgb.shape[0], rgb.shape[1])
+        image = av.VideoFrame.from_ndarray(_draw_label(self._fit(rgb), text, self.font), format="rgb24")
+        image.pts = self.last_pts + 1 if pts is None else max(self.last_pts + 1, pts)
+        image.time_base = 1 / self.rate
+        self.container.mux(self.stream.encode(image))
+        self.frames, self.last_pts = self.frames + 1, image.pts
+
+    def _open(self, height: int, width: int) -> None:
+        import av
+        from PIL import ImageFont
+
+        scale = min(1.0, self.max_side / max(height, width))
+        self.size = (max(2, int(height * scale) // 2 * 2), max(2, int(width * scale) // 2 * 2))
+        self.font = ImageFont.load_default(size=max(10, self.size[0] // 18))
+        self.container = av.open(str(self.partial), "w")
+        codec = overlay_codec()
+        self.stream = self.container.add_stream(codec, rate=self.rate)
+        self.stream.height, self.stream.width = self.size
+        self.stream.pix_fmt = "yuv420p"
+        options = {"crf": str(self.crf), "preset": "veryfast"} if codec == "libx264" else {"qscale": "3"}
+        self.stream.options = options
+
+    def _fit(self, rgb: np.ndarray) -> np.ndarray:
+        """The frame at the output size: cropped by the odd row/column, or resized (huge, or resized mid-stream)."""
+        h, w = self.size
+        if 0 <= rgb.shape[0] - h < 2 and 0 <= rgb.shape[1] - w < 2:
+            return np.ascontiguousarray(rgb[:h, :w])
+        from PIL import Image
+
+        return np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR))
+
+    def close(self) -> Path | None:
+        """Flush the encoder, close the file and rename it to ``out``; None (and no file) if no frame came."""
+        if self.container is None:
+            return None
+        try:
+            self.container.mux(self.stream.encode(None))
+        finally:
+            self.container.close()
+            self.container = None
+        self.partial.replace(self.out)
+        return self.out
+
+    def abort(self) -> None:
+        """Close without keeping anything."""
+        if self.container is not None:
+            with contextlib.suppress(Exception):
+                self.container.close()
+            self.container = None
+        self.partial.unlink(missing_ok=True)
+
+    def __enter__(self) -> OverlayWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.close()
+        except Exception:
+            self.abort()
+            if exc[0] is None:
+                raise
+
+
 def write_overlay(tl: Timeline, out: str | Path, crf: int = 23) -> Path:
     """The video again (a second decoding pass), H.264, with the current segment's label and score
     and the time drawn in its top-left corner. Audio is not copied."""
-    import av
-    from PIL import ImageFont
-
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fps = Fraction(tl.fps).limit_denominator(1001)
-    with av.open(str(out), "w") as container:
-        stream, last = None, -1
+    last = -1
+    with OverlayWriter(out, tl.fps, crf) as writer:
         for index, frame in decoded_frames(tl.video):
             if index <= last:  # a repeated timestamp: the encoder needs increasing ones
                 continue
             last = index
-            rgb = frame.to_ndarray(format="rgb24")
-            h, w = rgb.shape[0] // 2 * 2, rgb.shape[1] // 2 * 2  # yuv420p needs even sides
-            if stream is None:
-                stream = container.add_stream("libx264", rate=fps)
-                stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-                stream.options = {"crf": str(crf), "preset": "veryfast"}
-                font = ImageFont.load_default(size=max(10, h // 18))
             t = index / tl.fps
-            text = f"{t:.1f}s {label_at(tl, t)}"
-            image = av.VideoFrame.from_ndarray(_draw_label(np.ascontiguousarray(rgb[:h, :w]), text, font), "rgb24")
-            image.pts = index
-            image.time_base = 1 / fps
-            container.mux(stream.encode(image))
-        if stream is not None:
-            container.mux(stream.encode(None))
+            writer.write(frame.to_ndarray(format="rgb24"), f"{t:.1f}s {label_at(tl, t)}", pts=index)
     return out

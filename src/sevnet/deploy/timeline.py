@@ -394,9 +394,21 @@ def run_timeline(
         done += len(batch_plans)
     starts = np.array([p.start for p in plans], float) / info.fps
     ends = np.array([p.end for p in plans], float) / info.fps
+    return build_timeline(str(path), predictor.classes, info.fps, info.num_frames, starts, ends, scores, smooth,
+                          threshold, min_duration, predictor.multi_label, stream.ring.capacity)  # fmt: skip
+
+
+def build_timeline(
+    video: str, classes: list[str], fps: float, num_frames: int, starts: np.ndarray, ends: np.ndarray,
+    scores: np.ndarray, smooth: int = 3, threshold: float | None = None, min_duration: float = 0.0,
+    multi_label: bool = False, ring_frames: int = 0,
+) -> Timeline:  # fmt: skip
+    """Smoothing, labels and segments over window scores (N, K): the part of a timeline that does not
+    depend on where the scores came from (windows of a file here, a live stream's results in
+    ``sevnet stream --csv``), so both give the same segments from the same scores."""
+    if smooth < 1:
+        raise ValueError(f"smooth must be >= 1 windows, got {smooth}")
     sm = smooth_scores(scores, smooth)
-    thr = (0.5 if predictor.multi_label else 0.0) if threshold is None else threshold
-    duration = info.num_frames / info.fps
-    segments = make_segments(predictor.classes, starts, ends, sm, duration, thr, min_duration, predictor.multi_label)
-    return Timeline(str(path), predictor.classes, info.fps, info.num_frames, starts, ends, scores, sm, segments,
-                    stream.ring.capacity)  # fmt: skip
+    thr = (0.5 if multi_label else 0.0) if threshold is None else threshold
+    segments = make_segments(classes, starts, ends, sm, num_frames / fps, thr, min_duration, multi_label)
+    return Timeline(video, list(classes), fps, num_frames, starts, ends, scores, sm, segments, ring_frames)
