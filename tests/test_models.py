@@ -153,6 +153,17 @@ def test_block_args_pass_through_and_are_checked() -> None:
         sevnet.create_model("sevnet_xs", block="r2plus1d", temporal_conv="grouped", **TINY)
 
 
+def test_depths_change_only_the_block_counts() -> None:
+    model = sevnet.create_model("sevnet_xs", depths=[1, 2, 2, 1], num_classes=5)
+    xs = sevnet.create_model("sevnet_xs", num_classes=5)
+    assert [len(stage) for stage in model.stages] == [1, 2, 2, 1]
+    assert [s.out_channels for s in model.cfg.stages] == [s.out_channels for s in xs.cfg.stages]
+    with pytest.raises(ValueError, match="depths must be 4 positive ints"):
+        sevnet.create_model("sevnet_xs", depths=[1, 2, 0, 1])
+    with pytest.raises(ValueError, match="depths must be 4 positive ints"):
+        sevnet.create_model("sevnet_xs", depths=[1, 2])
+
+
 def test_stem_temporal_conv_option() -> None:
     model = sevnet.create_model("sevnet_xs", stem_temporal_kernel=3, **TINY)
     assert model.stem.temporal.conv.kernel_size == (3, 1, 1) and model.stem.temporal.conv.groups == 1

@@ -185,10 +185,14 @@ _SKELETON_ARGS = {"in_channels", "out_channels", "mid_channels", "spatial_stride
 def build_sevnet(size: str, **overrides: Any) -> SEVNet:
     """Build SEVNet of ``size`` ('xs', 's', 'm', 'l'), overriding any ``SEVNetConfig`` field.
 
-    Other keywords (e.g. ``group_width``) are block options and go to ``block_args``.
+    ``depths`` (one int per stage) keeps the size's widths and changes only how many blocks each
+    stage has, e.g. the own-videos recipe's lighter XS, ``depths=[1, 2, 2, 1]``. Other keywords
+    (e.g. ``group_width``) are block options and go to ``block_args``.
     """
     if size not in SIZES:
         raise ValueError(f"unknown SEVNet size {size!r}; known: {sorted(SIZES)}")
+    if "depths" in overrides:
+        overrides["stages"] = _with_depths(overrides.get("stages", SIZES[size].stages), overrides.pop("depths"))
     fields = {f.name for f in dataclasses.fields(SEVNetConfig)}
     block_args = dict(overrides.pop("block_args", {}))
     block_args |= {k: overrides.pop(k) for k in list(overrides) if k not in fields}
@@ -221,3 +225,14 @@ def recorded_defaults(model_name: str) -> dict[str, Any]:
     if not model_name.startswith("sevnet_") or size not in SIZES:
         return {}
     return {k: getattr(SIZES[size], k) for k in RECORDED_OPTIONS}
+
+
+def _with_depths(stages: Any, depths: Any) -> tuple[Stage, ...]:
+    rows = [s if isinstance(s, Stage) else Stage(*s) for s in stages]
+    if (
+        not isinstance(depths, (list, tuple))
+        or len(depths) != len(rows)
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in depths)
+    ):
+        raise ValueError(f"depths must be {len(rows)} positive ints (one per stage), got {depths!r}")
+    return tuple(dataclasses.replace(row, depth=d) for row, d in zip(rows, depths, strict=True))
