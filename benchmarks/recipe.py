@@ -36,6 +36,7 @@ VIDEO_EXTS = {".webm", ".mp4", ".avi", ".mkv", ".mov"}
 # name -> (model, create_model overrides, recipe overrides); recipe keys in RECIPE below.
 SMALL = {"crop": 64, "scale": (64, 80), "eval_scale": 72}
 NOZERO = {"stem_temporal_kernel": 3, "zero_init_last": False}
+D1221 = NOZERO | {"stages": [(48, 24, 1), (96, 48, 2), (192, 96, 2), (384, 192, 1)]}
 VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "before": ("sevnet_xs", {"stem_temporal_kernel": 1, "zero_init_last": True}, {"optim": "sgd", "lr": 0.05}),
     "adamw": ("sevnet_xs", {"stem_temporal_kernel": 1, "zero_init_last": True}, {}),
@@ -73,6 +74,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         NOZERO | {"stages": [(48, 24, 1), (96, 48, 2), (192, 96, 2), (384, 192, 1)], "group_width": 24},
         SMALL,
     ),
+    "d1221_zero_64": ("sevnet_xs", D1221 | {"zero_init_last": True}, SMALL),
+    "d1221_lr3_64": ("sevnet_xs", D1221, SMALL | {"lr": 3e-3}),
+    "d1221_jitter_64": ("sevnet_xs", D1221, SMALL | {"scale": (64, 96)}),
+    "d1221_drop5_64": ("sevnet_xs", D1221, SMALL | {"dropout": 0.5}),
+    "d1221_k5_64": ("sevnet_xs", D1221 | {"stem_kernel": 5}, SMALL),
     "gw24_64": ("sevnet_xs", NOZERO | {"group_width": 24}, SMALL),
     "nozero_causal_64": ("sevnet_xs", NOZERO | {"causal": True}, SMALL),
     "stem1_64": ("sevnet_xs", {"stem_temporal_kernel": 1, "zero_init_last": True}, SMALL),

@@ -169,6 +169,11 @@ def test_stem_temporal_conv_option() -> None:
     assert model.stem.temporal.conv.kernel_size == (3, 1, 1) and model.stem.temporal.conv.groups == 1
     off = sevnet.create_model("sevnet_xs", stem_temporal_kernel=1, **TINY)
     assert isinstance(off.stem.temporal, torch.nn.Identity)
+    wide = sevnet.create_model("sevnet_xs", stem_kernel=5, **TINY)
+    assert wide.stem.spatial.conv.kernel_size == (1, 5, 5) and wide.stem.spatial.conv.padding == (0, 2, 2)
+    assert wide(torch.randn(1, 3, 2, 33, 33)).shape == (1, 400)
+    with pytest.raises(ValueError, match="stem_kernel must be a positive odd int"):
+        sevnet.create_model("sevnet_xs", stem_kernel=4, **TINY)
 
 
 @pytest.mark.parametrize("block", sorted(BLOCKS))

@@ -40,6 +40,7 @@ class SEVNetConfig:
     stages: tuple[Stage, ...]
     stem_channels: int = 24
     stem_temporal_kernel: int = 1  # a dense kx1x1 conv after the spatial stem conv; 1 = none
+    stem_kernel: int = 3  # spatial kernel of the stem conv (1xkxk, stride 2)
     head_channels: int = 432
     block: str = "sev"
     block_args: dict[str, Any] = field(default_factory=dict)  # block-specific keywords (timm's block_args)
@@ -82,13 +83,19 @@ SIZES: dict[str, SEVNetConfig] = {
 
 
 class Stem(nn.Module):
-    """A strided 1x3x3 conv, then optionally a dense kx1x1 temporal conv at the stem's resolution."""
+    """A strided 1xkxk conv, then optionally a dense kx1x1 temporal conv at the stem's resolution.
 
-    def __init__(self, channels: int, temporal_kernel: int, causal: bool) -> None:
+    A temporal conv can tell a direction of motion only where the displacement between its frames
+    fits inside its receptive field; a wider spatial kernel (5) widens the stem's (one source frame
+    of a 24-frame video sampled to 8 moves a sprite several pixels).
+    """
+
+    def __init__(self, channels: int, temporal_kernel: int, causal: bool, kernel: int = 3) -> None:
         super().__init__()
-        if temporal_kernel < 1 or temporal_kernel % 2 == 0:
-            raise ValueError(f"stem_temporal_kernel must be a positive odd int, got {temporal_kernel}")
-        self.spatial = ConvBN(3, channels, (1, 3, 3), stride=(1, 2, 2))
+        for name, k in (("stem_temporal_kernel", temporal_kernel), ("stem_kernel", kernel)):
+            if k < 1 or k % 2 == 0:
+                raise ValueError(f"{name} must be a positive odd int, got {k}")
+        self.spatial = ConvBN(3, channels, (1, kernel, kernel), stride=(1, 2, 2))
         self.temporal: nn.Module = (
             ConvBN(channels, channels, (temporal_kernel, 1, 1), causal=causal) if temporal_kernel > 1 else nn.Identity()
         )
@@ -108,7 +115,7 @@ class SEVNet(nn.Module):
         super().__init__()
         _check_config(cfg)
         self.cfg = cfg
-        self.stem = Stem(cfg.stem_channels, cfg.stem_temporal_kernel, cfg.causal)
+        self.stem = Stem(cfg.stem_channels, cfg.stem_temporal_kernel, cfg.causal, cfg.stem_kernel)
         self.stages = self._make_stages(cfg)
         self.head_conv = ConvBN(cfg.stages[-1].out_channels, cfg.head_channels, (1, 1, 1))
         self.pool = nn.AdaptiveAvgPool3d(1)
