@@ -164,6 +164,19 @@ def test_depths_change_only_the_block_counts() -> None:
         sevnet.create_model("sevnet_xs", depths=[1, 2])
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_difference_init_makes_two_thirds_of_the_stem_blind_to_a_still_picture(causal: bool) -> None:
+    model = sevnet.create_model("sevnet_xs", stem_temporal_kernel=3, stem_temporal_init="difference",
+                                causal=causal, **TINY)  # fmt: skip
+    conv = model.stem.temporal.conv
+    still = torch.rand(1, conv.in_channels, 1, 5, 5).expand(1, -1, 4, -1, -1)  # 4 identical frames
+    out = torch.nn.functional.conv3d(still, conv.weight)  # no padding: every tap sees a real frame
+    moving = torch.arange(conv.out_channels) % 3 != 0
+    assert out[:, moving].abs().max() < 1e-6 and out[:, ~moving].abs().max() > 1e-3
+    with pytest.raises(ValueError, match="stem_temporal_init"):
+        sevnet.create_model("sevnet_xs", stem_temporal_init="zeros", **TINY)
+
+
 def test_stem_temporal_conv_option() -> None:
     model = sevnet.create_model("sevnet_xs", stem_temporal_kernel=3, **TINY)
     assert model.stem.temporal.conv.kernel_size == (3, 1, 1) and model.stem.temporal.conv.groups == 1

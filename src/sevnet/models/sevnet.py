@@ -41,6 +41,7 @@ class SEVNetConfig:
     stem_channels: int = 24
     stem_temporal_kernel: int = 1  # a dense kx1x1 conv after the spatial stem conv; 1 = none
     stem_kernel: int = 3  # spatial kernel of the stem conv (1xkxk, stride 2)
+    stem_temporal_init: str = "he"  # "he" | "difference": two thirds of its channels start as frame differences
     head_channels: int = 432
     block: str = "sev"
     block_args: dict[str, Any] = field(default_factory=dict)  # block-specific keywords (timm's block_args)
@@ -154,6 +155,8 @@ class SEVNet(nn.Module):
             elif isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, std=0.01)
                 nn.init.zeros_(m.bias)
+        if self.cfg.stem_temporal_init == "difference" and isinstance(self.stem.temporal, ConvBN):
+            difference_init(self.stem.temporal.conv, self.cfg.causal)
         if self.cfg.zero_init_last:
             for m in self.modules():
                 if isinstance(m, ResidualBlock):
@@ -170,7 +173,31 @@ class SEVNet(nn.Module):
         return self.fc(self.dropout(self.forward_features(x)))
 
 
+def difference_init(conv: nn.Conv3d, causal: bool) -> None:
+    """Start a kx1x1 temporal conv as a motion detector: each output channel is a random (He) mix of
+    the input channels, taken from the current frame (a third of the outputs) or from the change
+    since the previous frame (current - previous; two thirds, the mix's random sign gives both
+    polarities).
+
+    With He-random taps every output mixes mostly the static picture, and the BN after it scales
+    that up; when classes differ only in motion (the order of the frames), a network then sits at
+    chance for hundreds of steps before it finds the motion. Differences cancel the static picture,
+    so the BN scales the motion up instead, from the first step. Learned freely afterwards.
+    """
+    c_out, c_in, k = conv.weight.shape[:3]
+    mix = torch.empty(c_out, c_in)
+    nn.init.kaiming_normal_(mix, mode="fan_out", nonlinearity="relu")
+    now = k - 1 if causal else k // 2  # the tap that sees frame t
+    taps = torch.zeros(c_out, k)
+    taps[:, now] = 1.0
+    taps[torch.arange(c_out) % 3 != 0, now - 1] = -1.0
+    with torch.no_grad():
+        conv.weight.copy_((mix[:, :, None] * taps[:, None, :])[..., None, None])
+
+
 def _check_config(cfg: SEVNetConfig) -> None:
+    if cfg.stem_temporal_init not in ("he", "difference"):
+        raise ValueError(f"stem_temporal_init must be 'he' or 'difference', got {cfg.stem_temporal_init!r}")
     if cfg.block not in BLOCKS:
         raise ValueError(f"block must be one of {sorted(BLOCKS)}, got {cfg.block!r}")
     if not 0.0 <= cfg.dropout < 1.0:
