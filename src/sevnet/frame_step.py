@@ -57,15 +57,45 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return folded
 
 
+def _relu(m: ConvBN) -> bool:
+    return isinstance(m.act, nn.ReLU)
+
+
+class _Linear:
+    """A dense kx1x1 ConvBN (k >= 1) on one frame: one matmul over the pixels of a channels-last frame.
+
+    With k > 1 the buffer is kept channels-last too, memory (N, H, W, k-1, C), so [buffer, frame] is
+    one (pixels, k*C) matrix: a cat of two 2-D views, then addmm. Its logical shape stays (N, C, k-1,
+    H, W), so ``step`` reads it (any strides) and its buffers are reshaped here (a copy only then).
+    """
+
+    def __init__(self, m: ConvBN, slot: int | None) -> None:
+        w, b = folded_weights(m)
+        self.weight = w.flatten(2).permute(2, 1, 0).flatten(0, 1)  # (k*C_in, C_out): row j*C + c = frame j
+        self.bias = torch.zeros(w.shape[0], dtype=w.dtype, device=w.device) if b is None else b
+        self.slot, self.relu = slot, _relu(m)
+
+    def __call__(self, x: Tensor, state: Sequence[Tensor], new: list[Tensor], count: Tensor) -> Tensor:
+        n, c, h, w = x.shape
+        rows = x.permute(0, 2, 3, 1).reshape(-1, c)  # a view of a channels-last frame
+        if self.slot is not None:
+            past = state[self.slot]
+            rows = torch.cat([past.permute(0, 3, 4, 2, 1).reshape(-1, past.shape[2] * c), rows], 1)
+            new[self.slot] = rows[:, c:].view(n, h, w, -1, c).permute(0, 4, 3, 1, 2)
+        y = torch.addmm(self.bias, rows, self.weight)
+        y = y.relu_() if self.relu else y
+        return y.view(n, h, w, -1).permute(0, 3, 1, 2)
+
+
 class _Conv:
-    """A ConvBN on one frame: conv2d over [k-1 buffered frames, this frame] stacked as channels."""
+    """Any other ConvBN on one frame: conv2d over [k-1 buffered frames, this frame] stacked as channels."""
 
     def __init__(self, m: ConvBN, slot: int | None) -> None:
         w, self.bias = folded_weights(m)
         c_out, c_in, k, kh, kw = w.shape
         self.weight = w.reshape(c_out, c_in * k, kh, kw)  # input channel c * k + j = frame j of channel c
         self.stride, self.padding, self.groups = m.conv.stride[1:], m.conv.padding[1:], m.conv.groups
-        self.slot, self.relu = slot, isinstance(m.act, nn.ReLU)
+        self.slot, self.relu = slot, _relu(m)
 
     def __call__(self, x: Tensor, state: Sequence[Tensor], new: list[Tensor], count: Tensor) -> Tensor:
         if self.slot is not None:
@@ -74,6 +104,11 @@ class _Conv:
             x = joined.flatten(1, 2)
         y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, 1, self.groups)
         return y.relu_() if self.relu else y
+
+
+def _conv(m: ConvBN, slot: int | None) -> Op:
+    dense_1x1 = m.conv.kernel_size[1:] == (1, 1) and m.conv.stride == (1, 1, 1) and m.conv.groups == 1
+    return _Linear(m, slot) if dense_1x1 else _Conv(m, slot)
 
 
 class _SqueezeExcite:
@@ -131,7 +166,7 @@ class _Lowering:
 
     def ops(self, m: nn.Module) -> list[Op]:
         if isinstance(m, ConvBN):
-            return [_Conv(m, self.slot() if m.causal_pad else None)]
+            return [_conv(m, self.slot() if m.causal_pad else None)]
         if isinstance(m, SqueezeExcite):
             return [_SqueezeExcite(m, self.slot())]
         if isinstance(m, ResidualBlock):
@@ -168,7 +203,8 @@ class FrameStep:
             raise ValueError(f"state has {len(state)} tensors, the model uses {self.pool_slot + 1}")
         count, new = state[0], list(state)
         new[0] = count + 1
-        feats = _chain(self.ops, frame, state, new, count).mean((2, 3))  # (N, C): this frame's head features
+        x = frame.contiguous(memory_format=torch.channels_last)  # conv2d's fast layout; rows for matmuls
+        feats = _chain(self.ops, x, state, new, count).mean((2, 3))  # (N, C): this frame's head features
         pooled = state[self.pool_slot]
         if self.window:
             joined = torch.cat([pooled, feats.unsqueeze(2)], 2)[:, :, 1:]  # the last W frames
