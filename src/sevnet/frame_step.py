@@ -1,14 +1,18 @@
 """The eager one-frame step, made cheap: BatchNorm folded into the convs, every op on 4-D tensors.
 
 Why: fed one frame at a time, a causal SEVNet pays its per-op costs once per frame instead of
-once per clip, and the generic ``sevnet.streaming.step`` runs about 200 ops per frame (conv3d,
-which PyTorch's CPU backend often sends to its slow reference kernel, then BatchNorm, ReLU and the
-cat/slice of each temporal buffer). Here a frame is (N, C, H, W) throughout: each conv + BN is
-one conv2d with the BN folded into its weights and bias, and a causal k x kh x kw conv over
-[its k-1 buffered frames, the new frame] is a conv2d whose input channels are those k frames
-(the 3-D weight reshaped, no copy). The state tuple and its layout are those of ``step``, so the
-two interleave freely (``Stream`` runs chunks through ``step`` and single frames here).
+once per clip, and the plain ``sevnet.streaming.step`` runs about 200 ops per frame on 5-D
+tensors (conv3d, often on PyTorch's slow reference CPU kernel, then BatchNorm, ReLU, and the
+cat/slice of each temporal buffer). Here a frame is (N, C, H, W) in channels-last memory
+throughout, and every conv + BN is one op with the BN folded into its weights and bias:
 
+- a dense kx1x1 conv (the 1x1x1 convs, the temporal convs) is one addmm over the frame's pixels,
+  (pixels, k*C) @ (k*C, C_out), its k-1 buffered frames kept channels-last beside the frame;
+- any other conv (the spatial 1x3x3 convs, grouped or k x 3 x 3 temporal convs) is one conv2d,
+  buffered frames stacked as input channels (the 3-D weight reshaped).
+
+The state tuple and its layout are ``step``'s (only the buffers' strides differ), so the two
+interleave freely: ``Stream`` runs chunks through ``step`` and single frames here.
 Eval only (BN uses its running statistics, dropout is off), and the weights are read once: build
 a new ``FrameStep`` after changing the model's weights.
 """
@@ -66,7 +70,8 @@ class _Linear:
 
     With k > 1 the buffer is kept channels-last too, memory (N, H, W, k-1, C), so [buffer, frame] is
     one (pixels, k*C) matrix: a cat of two 2-D views, then addmm. Its logical shape stays (N, C, k-1,
-    H, W), so ``step`` reads it (any strides) and its buffers are reshaped here (a copy only then).
+    H, W), so ``step`` reads it (any strides); a buffer from ``step`` or ``init_state`` is copied
+    into this layout on its first read here.
     """
 
     def __init__(self, m: ConvBN, slot: int | None) -> None:
@@ -193,6 +198,9 @@ class FrameStep:
     """
 
     def __init__(self, model: nn.Module, window: int = 0) -> None:
+        from sevnet.streaming import check_streamable  # here: sevnet.streaming imports this module
+
+        check_streamable(model)
         lowering = _Lowering()
         self.ops = lowering.ops(model.stem) + lowering.ops(model.stages) + lowering.ops(model.head_conv)
         self.pool_slot, self.window = lowering.slot(), window

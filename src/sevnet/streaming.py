@@ -9,7 +9,8 @@ cost about clip cost / T, where a clip model re-runs a whole window for every pr
 The state is a flat tuple of tensors, never a module attribute: ``step(model, state, frames)``
 is a pure function over the model's own modules (no weight is copied), which is what lets
 ``sevnet.deploy.stream_export`` export it with the state as explicit inputs and outputs.
-``state_layout`` names every tensor; ``Stream`` is the convenient stateful wrapper.
+``state_layout`` names every tensor; ``Stream`` is the convenient stateful wrapper, and runs
+single frames through ``sevnet.frame_step`` (same state, BN folded, 4-D ops: far fewer, cheaper ops).
 
 State, in layout order (shapes without the batch dim; per stream of a batch):
 
