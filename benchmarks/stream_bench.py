@@ -7,16 +7,21 @@ costs per frame; the clip model's cost per *prediction* is the full clip column.
 
 The int8 models are calibrated on random frames: this script measures speed only (accuracy after
 int8: `sevnet stream --export openvino --int8 CONFIG` on a trained model). Step latency is the
-median over many consecutive steps of one stream (state carried, as in use).
+median over many consecutive steps of one stream (state carried, as in use), timed in rounds
+interleaved with the clips. The PyTorch step is ``Stream``'s (BN folded into the convs, one frame
+on 4-D ops); the PyTorch clip is the model's own forward (eval mode, inference mode).
 
     python benchmarks/stream_bench.py [--models sevnet_xs sevnet_s] [--repeats 5] [--no-int8]
+        [--backends pytorch pytorch-plain onnxruntime openvino] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +34,7 @@ from sevnet.deploy.stream_export import (
     StepModule,
     StepRunner,
     calibration_feeds,
+    eager_step_fn,
     export_stream_model,
     io_names,
     onnx_step_fn,
@@ -38,56 +44,92 @@ from sevnet.deploy.stream_export import (
 )
 from sevnet.models import create_model, model_info
 from sevnet.streaming import init_state
-from sevnet.timing import median_seconds
+from sevnet.timing import wall_seconds
+
+BACKENDS = ["pytorch", "pytorch-plain", "onnxruntime", "openvino"]
+DEFAULT_BACKENDS = ["pytorch", "onnxruntime", "openvino"]
 
 
-def step_latency(runner: StepRunner, frames: np.ndarray, repeats: int) -> float:
-    """Median seconds per step over ``repeats`` x T consecutive one-frame steps (after a warm-up clip)."""
-    runner.reset()
-    t = frames.shape[2]
-    for i in range(t):
-        runner.frame(frames[:, :, i])
-    counter = iter(range(10**9))
-    return median_seconds(lambda: runner.frame(frames[:, :, next(counter) % t]), repeats * t, warmup=0)
+def latencies(clip_run: Callable, step: StepRunner, clip: np.ndarray, repeats: int) -> tuple[float, float]:
+    """Median seconds per clip and per one-frame step, timed interleaved: ``repeats`` rounds of one
+    clip then T consecutive steps of one stream (state carried), after one untimed round, so a
+    shared machine's load drifts into both alike."""
+    step.reset()
+    t = clip.shape[2]
+    clips, steps = [], []
+    for r in range(repeats + 1):
+        clips += wall_seconds(lambda: clip_run(clip), 1, warmup=0)
+        for i in range(t):
+            steps += wall_seconds(lambda i=i: step.frame(clip[:, :, i]), 1, warmup=0)
+        if r == 0:
+            clips, steps = [], []
+    return statistics.median(clips), statistics.median(steps)
 
 
 def backends(
-    model: torch.nn.Module, name: str, tmp: Path, shape: tuple[int, int, int], int8: bool, threads: int | None
+    model: torch.nn.Module, name: str, tmp: Path, shape: tuple[int, int, int], args: argparse.Namespace
 ) -> dict:
     """{backend: (clip runner, step runner)}; each exported step is checked against PyTorch on export."""
-    t, h, w = shape
-    _, layout = init_state(model, (h, w))
-    out = {"pytorch eager": (torch_runner(model), StepRunner(torch_step_fn(StepModule(model, layout)), layout, False))}
+    _, layout = init_state(model, shape[1:])
+    out = {}
+    if "pytorch" in args.backends:  # the clip: the model's own forward; the step: Stream's (BN folded, 4-D ops)
+        out["pytorch eager"] = (torch_runner(model), StepRunner(eager_step_fn(model), layout, False))
+    if "pytorch-plain" in args.backends:  # the plain ``step`` (what exports are checked against), for comparison
+        plain = torch_step_fn(StepModule(model, layout))
+        out["pytorch eager, plain step"] = (torch_runner(model), StepRunner(plain, layout, False))
+    if {"onnxruntime", "openvino"} & set(args.backends):
+        out |= exported(model, name, tmp, shape, layout, args)
+    return out
+
+
+def exported(
+    model: torch.nn.Module, name: str, tmp: Path, shape: tuple[int, int, int], layout: list, args: argparse.Namespace
+) -> dict:
+    """ONNX Runtime and OpenVINO (fp32, int8) runners of the exported clip and step models."""
+    h, w = shape[1:]
+    threads = args.threads
     clip_onnx = export_onnx(model, tmp / f"{name}-clip.onnx", shape)
     clip_xml = export_openvino(clip_onnx, tmp / f"{name}-clip.xml")
     report = export_stream_model(model, tmp / f"{name}-step", (h, w), "openvino")
     errors = f"ONNX {report['onnx_max_rel_error']:.1e}, OpenVINO {report['openvino_max_rel_error']:.1e}"
     print(f"{name}: step exported; max relative error vs PyTorch over {report['check_steps']} steps: {errors}")
     step_xml = Path(report["openvino"])
-    onnx_step = StepRunner(onnx_step_fn(report["onnx"], threads), layout, False)
-    out["onnxruntime fp32"] = (onnx_runner(clip_onnx, threads), onnx_step)
+    out = {}
+    if "onnxruntime" in args.backends:
+        out["onnxruntime fp32"] = (
+            onnx_runner(clip_onnx, threads),
+            StepRunner(onnx_step_fn(report["onnx"], threads), layout, False),
+        )
+    if "openvino" not in args.backends:
+        return out
     out["openvino fp32"] = (
         openvino_runner(clip_xml, threads),
         StepRunner(openvino_step_fn(step_xml, threads), layout, False),
     )
-    if int8:
-        rng = np.random.default_rng(0)
-        calib = [rng.standard_normal((1, 3, t, h, w)).astype(np.float32) for _ in range(4)]
-        clip8 = quantize_openvino(clip_xml, calib, tmp / f"{name}-clip-int8.xml")
-        fp32_step = StepRunner(openvino_step_fn(step_xml), layout, False)
-        feeds = calibration_feeds(fp32_step, calib, io_names(layout)[0])
-        step8 = quantize_openvino(step_xml, feeds, tmp / f"{name}-step-int8.xml", ignored_scope=running_sum_nodes)
-        out["openvino int8"] = (
-            openvino_runner(clip8, threads),
-            StepRunner(openvino_step_fn(step8, threads), layout, False),
-        )
+    if not args.no_int8:
+        out["openvino int8"] = int8_runners(clip_xml, step_xml, name, tmp, shape, layout, threads)
     return out
+
+
+def int8_runners(
+    clip_xml: Path, step_xml: Path, name: str, tmp: Path, shape: tuple[int, int, int], layout: list, threads: int | None
+) -> tuple:
+    """Clip and step quantized with NNCF, calibrated on random clips (speed only)."""
+    rng = np.random.default_rng(0)
+    calib = [rng.standard_normal((1, 3, *shape)).astype(np.float32) for _ in range(4)]
+    clip8 = quantize_openvino(clip_xml, calib, tmp / f"{name}-clip-int8.xml")
+    fp32_step = StepRunner(openvino_step_fn(step_xml), layout, False)
+    feeds = calibration_feeds(fp32_step, calib, io_names(layout)[0])
+    step8 = quantize_openvino(step_xml, feeds, tmp / f"{name}-step-int8.xml", ignored_scope=running_sum_nodes)
+    return openvino_runner(clip8, threads), StepRunner(openvino_step_fn(step8, threads), layout, False)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["sevnet_xs", "sevnet_s"])
-    parser.add_argument("--repeats", type=int, default=5, help="clip timings; steps are timed repeats x T times")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds of one clip + T one-frame steps")
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=DEFAULT_BACKENDS,
+                        help="openvino includes int8; pytorch-plain: the plain step function")  # fmt: skip
     parser.add_argument("--no-int8", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads of every backend (default: all)")
     parser.add_argument("--stem-temporal-kernel", type=int, default=None, help="override the model default")
@@ -95,8 +137,8 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"CPU, {torch.get_num_threads()} threads, batch 1; clip = median of {args.repeats} clips of T frames; "
-          f"step = median of {args.repeats} x T consecutive one-frame steps\n")  # fmt: skip
+    print(f"CPU, {torch.get_num_threads()} threads, batch 1; {args.repeats} rounds of one clip of T frames then T "
+          "consecutive one-frame steps; medians\n")  # fmt: skip
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
@@ -107,11 +149,8 @@ def main() -> None:
             print(f"{name}: causal, stem temporal kernel {cfg.stem_temporal_kernel}, SE ratio {cfg.se_ratio}, "
                   f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters", flush=True)  # fmt: skip
             clip = np.random.default_rng(1).standard_normal((1, 3, t, h, w)).astype(np.float32)
-            for backend, (clip_run, step_run) in backends(
-                model, name, Path(tmp), (t, h, w), not args.no_int8, args.threads
-            ).items():
-                clip_s = median_seconds(lambda run=clip_run, x=clip: run(x), args.repeats)
-                step_s = step_latency(step_run, clip, args.repeats)
+            for backend, (clip_run, step_run) in backends(model, name, Path(tmp), (t, h, w), args).items():
+                clip_s, step_s = latencies(clip_run, step_run, clip, args.repeats)
                 rows.append((name, f"{t}x{h}x{w}", backend, clip_s * 1e3, clip_s * 1e3 / t, step_s * 1e3))
                 print_row(rows[-1])
     print("\n| model | input | backend | clip (T frames) ms | clip / T ms | step ms | step / (clip/T) | frames/s |")
@@ -124,7 +163,7 @@ def main() -> None:
 def print_row(row: tuple) -> None:
     name, size, backend, clip_ms, per_frame, step_ms = row
     ratio = f"({step_ms / per_frame:.2f}x, {1e3 / step_ms:.0f} frames/s)"
-    print(f"{name:<10}{size:>12}  {backend:<18} clip {clip_ms:8.1f} ms  clip/T {per_frame:7.2f} ms  "
+    print(f"{name:<10}{size:>12}  {backend:<26} clip {clip_ms:8.1f} ms  clip/T {per_frame:7.2f} ms  "
           f"step {step_ms:7.2f} ms  {ratio}", flush=True)  # fmt: skip
 
 

@@ -123,6 +123,43 @@ def test_non_causal_models_are_refused_with_the_reason() -> None:
         Stream(torch.nn.Linear(2, 2))
 
 
+@pytest.mark.parametrize(
+    ("kw", "window"),
+    [({}, 0), ({"temporal_conv": "grouped", "spatial_kernel_t": 3}, 3), ({"block": "r2plus1d"}, 0)],
+)
+def test_frame_step_equals_the_plain_step_on_an_unfolded_model(kw: dict, window: int) -> None:
+    from sevnet.frame_step import FrameStep
+
+    model = tiny_causal(**kw)
+    fast = FrameStep(model, window)  # folds BN itself; grouped / k x 3 x 3 temporal convs take the conv2d path
+    clip = torch.randn(2, 3, 5, 32, 32)
+    state, layout = init_state(model, (32, 32), 2, window)
+    ours = state
+    with torch.inference_mode():
+        for t in range(5):
+            expected, state = step(model, state, clip[:, :, t : t + 1], window, every_frame=False)
+            logits, ours = fast(ours, clip[:, :, t])
+            assert torch.allclose(logits, expected, atol=1e-4), t
+    for a, b, entry in zip(ours, state, layout):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5), entry.name
+    with pytest.raises(ValueError, match="the model uses"):
+        fast(state[:-1], clip[:, :, 0])
+
+
+def test_eager_step_fn_drives_the_explicit_state_like_the_plain_step() -> None:
+    from sevnet.deploy.stream_export import StepModule, StepRunner, eager_step_fn, torch_step_fn
+
+    model = tiny_causal()
+    layout = state_layout(model, (32, 32))
+    fast, plain = (
+        StepRunner(fn, layout, False) for fn in (eager_step_fn(model), torch_step_fn(StepModule(model, layout)))
+    )
+    clip = torch.randn(1, 3, 6, 32, 32).numpy()
+    for t in range(6):
+        assert abs(fast.frame(clip[:, :, t]) - plain.frame(clip[:, :, t])).max() <= 1e-4, t
+    assert abs(fast.step(clip[:, :, :3]) - plain.step(clip[:, :, :3])).max() <= 1e-4  # a chunk
+
+
 @pytest.fixture(scope="module")
 def causal_run(motion_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny causal SEVNet trained through a config (model.overrides.causal: true): its checkpoint."""

@@ -9,7 +9,8 @@ cost about clip cost / T, where a clip model re-runs a whole window for every pr
 The state is a flat tuple of tensors, never a module attribute: ``step(model, state, frames)``
 is a pure function over the model's own modules (no weight is copied), which is what lets
 ``sevnet.deploy.stream_export`` export it with the state as explicit inputs and outputs.
-``state_layout`` names every tensor; ``Stream`` is the convenient stateful wrapper.
+``state_layout`` names every tensor; ``Stream`` is the convenient stateful wrapper, and runs
+single frames through ``sevnet.frame_step`` (same state, BN folded, 4-D ops: far fewer, cheaper ops).
 
 State, in layout order (shapes without the batch dim; per stream of a batch):
 
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sevnet.errors import SevnetError
+from sevnet.frame_step import FrameStep, fold_batchnorm
 from sevnet.models.blocks import BLOCKS, ResidualBlock
 from sevnet.models.layers import ConvBN, SqueezeExcite
 
@@ -241,7 +243,9 @@ class Stream:
     """A live classifier over a causal SEVNet: ``reset()``, then ``step(frames)`` -> logits.
 
     Holds the state tuple (``.state``, layout in ``.layout``) and nothing else; the model is put
-    in eval mode (streaming is inference: BN must use its running statistics).
+    in eval mode (streaming is inference: BN must use its running statistics). It runs a copy of
+    the model with BN folded into the convs, one frame at a time through ``FrameStep`` (4-D ops,
+    the cheap path) and chunks through ``step``; the weights are read once, here.
     """
 
     def __init__(self, model: nn.Module, window: int = 0) -> None:
@@ -249,6 +253,8 @@ class Stream:
         if window < 0:
             raise ValueError(f"window must be >= 0 (0 = since reset), got {window}")
         self.model, self.window = model.eval(), window
+        self.folded = fold_batchnorm(model)
+        self.frame_step = FrameStep(self.folded, window)
         self.state: State | None = None
         self.layout: list[StateEntry] = []
 
@@ -260,11 +266,18 @@ class Stream:
     def frames_seen(self) -> int:
         return 0 if self.state is None else int(self.state[0][0, 0])
 
+    def run(self, state: Sequence[Tensor], frames: Tensor, every_frame: bool = False) -> tuple[Tensor, State]:
+        """``step`` on this stream's folded model (pure): ``frames`` (N, 3, t, H, W) -> (logits, new state)."""
+        if frames.shape[2] == 1:
+            logits, new = self.frame_step(state, frames[:, :, 0])
+            return (logits.unsqueeze(1) if every_frame else logits), new
+        return step(self.folded, state, frames, self.window, every_frame)
+
     @torch.inference_mode()
     def step(self, frames: Tensor, every_frame: bool = False) -> Tensor:
         """Feed one frame or a chunk; logits after its last frame (N, K), or after each (N, t, K)."""
         x = as_frames(frames)
         if self.state is None:
-            self.state, self.layout = init_state(self.model, tuple(x.shape[-2:]), x.shape[0], self.window)
-        logits, self.state = step(self.model, self.state, x, self.window, every_frame)
+            self.state, self.layout = init_state(self.folded, tuple(x.shape[-2:]), x.shape[0], self.window)
+        logits, self.state = self.run(self.state, x, every_frame)
         return logits

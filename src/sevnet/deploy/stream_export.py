@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from sevnet.engine.checkpoint import load_model, read_checkpoint, weights_digest
 from sevnet.engine.config import ExperimentConfig
-from sevnet.streaming import StateEntry, init_state, step
+from sevnet.streaming import StateEntry, Stream, init_state, step
 from sevnet.timing import median_seconds
 
 from .export import TOLERANCE, ExportMismatchError, export_openvino
@@ -134,6 +134,22 @@ def torch_step_fn(module: StepModule) -> StepFn:
     @torch.inference_mode()
     def run(arrays: list[np.ndarray]) -> list[np.ndarray]:
         return [t.numpy() for t in module(*(torch.from_numpy(a) for a in arrays))]
+
+    return run
+
+
+def eager_step_fn(model: nn.Module, window: int = 0) -> StepFn:
+    """The PyTorch step to run: ``Stream``'s (BN folded, one frame on 4-D ops), same state tuple.
+
+    ``torch_step_fn`` stays the reference that exports are checked against: the plain ``step``.
+    """
+    stream = Stream(model, window)
+
+    @torch.inference_mode()
+    def run(arrays: list[np.ndarray]) -> list[np.ndarray]:
+        frames, *state = (torch.from_numpy(a) for a in arrays)
+        logits, new = stream.run(state, frames)
+        return [logits.numpy(), *(t.numpy() for t in new)]
 
     return run
 
@@ -334,7 +350,7 @@ def load_step_runner(
         model, meta = load_model(checkpoint)
         crop = meta["data"]["eval_crop"]
         _, layout = init_state(model, (crop, crop), 1, window)
-        return StepRunner(torch_step_fn(StepModule(model, layout, window)), layout, False), meta
+        return StepRunner(eager_step_fn(model, window), layout, False), meta
     model_file = Path(model_file)
     if not model_file.is_file():
         raise ModelFileError(f"{model_file}: no such model file")
