@@ -8,11 +8,14 @@ for every row:
   (c) from the frame cache, after it is built (its build time is reported separately),
 on a 720-clip class-folder dataset of 24-frame webm videos (12 classes): ``sevnet.data.photo_motion``
 when it is installed, else moving-pattern videos written here. The target is (c)/(a) >= 0.9.
-Beside clips/s, the loader's CPU ms per clip (one thread): what a clip costs the loader workers,
-which compete with the training step for the same cores, whatever else the machine runs.
+The cache rows run with the config's loader workers and with 0 (the loader in the training process).
+Loader batches are what the Trainer gets: uint8 clips, normalised per batch in the training process.
+Beside clips/s, the loader's CPU ms per clip (one thread: read, transform, collate, and its share of
+the batch normalisation): what a clip costs beside the training step, on the same cores, whatever
+else the machine runs; and the bytes of a batch's clips, what crosses from a worker to the trainer.
 
     python benchmarks/cache_bench.py [--config CFG] [--root DIR] [--steps 30] [--warmup 3] [--rounds 3]
-                                     [--cache disk,memory]
+                                     [--cache disk,memory] [--workers W,0]
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from sevnet.data import DataConfig, build_dataset, build_loader
+from sevnet.data import DataConfig, build_dataset, build_loader, collate_skipping, normalize_clips
 from sevnet.data.annotations import FORMATS
 from sevnet.engine.config import load_config
 from sevnet.models import create_model
@@ -108,14 +111,16 @@ def train_rate(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], warmup: int
     return clips / (time.perf_counter() - start)
 
 
-def loader_batches(dataset: Dataset, cfg: DataConfig) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Training batches from the loader, epoch after epoch (skipped samples would be dropped)."""
-    loader = build_loader(dataset, BATCH, train=True, cfg_data=cfg, num_workers=cfg.num_workers)
+def loader_batches(dataset: Dataset, cfg: DataConfig, workers: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Training batches from the loader, epoch after epoch (skipped samples would be dropped), as the
+    Trainer gets them: uint8 clips, normalised here, in the training process (Trainer.train_step)."""
+    dataset.uint8_clips = True
+    loader = build_loader(dataset, BATCH, train=True, cfg_data=cfg, num_workers=workers)
     for epoch in itertools.count():
         loader.sampler.set_epoch(epoch)
         for batch in loader:
             if batch["clip"] is not None:
-                yield batch["clip"], batch["target"]
+                yield normalize_clips(batch["clip"], cfg.mean, cfg.std), batch["target"]
 
 
 def tensor_batches(clips: torch.Tensor, targets: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -130,17 +135,23 @@ def held_clips(cfg: DataConfig, count: int) -> tuple[torch.Tensor, torch.Tensor]
     return torch.stack([it["clip"] for it in items]), torch.stack([it["target"] for it in items])
 
 
-def loader_cpu_ms(dataset: Dataset, count: int = 48) -> float:
-    """CPU ms that one training clip costs the loader (read + transform), on one thread as in a
-    loader worker. Unlike wall time, hardly changed by what else a shared machine runs."""
+def loader_cpu_ms(dataset: Dataset, cfg: DataConfig, batches: int = 6, rounds: int = 5) -> tuple[float, int]:
+    """CPU ms that one training clip costs the loader (read, transform, collate, batch normalisation),
+    median of ``rounds``, on one thread as in a loader worker; and the bytes of a batch's clips. Unlike
+    wall time, hardly changed by what else a shared machine runs."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    dataset.uint8_clips = True  # as in the Trainer's loader
     dataset[(0, 0)]
-    start = time.process_time()
-    for i in range(count):
-        dataset[(i, 1)]
+    times = []
+    for r in range(rounds):
+        start = time.process_time()
+        for b in range(batches):
+            batch = collate_skipping([dataset[(b * BATCH + i, r + 1)] for i in range(BATCH)])
+            normalize_clips(batch["clip"], cfg.mean, cfg.std)
+        times.append((time.process_time() - start) * 1000 / (batches * BATCH))
     torch.set_num_threads(threads)
-    return (time.process_time() - start) * 1000 / count
+    return statistics.median(times), batch["clip"].nbytes
 
 
 def measure(sources: dict[str, Callable[[], Iterator]], warmup: int, steps: int, rounds: int) -> dict[str, float]:
@@ -167,43 +178,55 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the table gives medians")
     parser.add_argument("--cache", default="disk,memory", help="cache modes to measure, comma-separated")
+    parser.add_argument("--workers", help="loader workers of the cache rows, comma-separated; default: the config's,0")
     parser.add_argument("--videos", choices=["auto", "pattern"], default="auto",
                         help="auto: sevnet.data.photo_motion when installed; pattern: moving stripes")  # fmt: skip
     args = parser.parse_args()
     exp = load_config(args.config, ["data.root=unused"])
     SETUP["data"] = {key: getattr(exp.data, key) for key in DATA_KEYS}
     SETUP["model"] = {"name": exp.model.name, "dropout": exp.model.dropout, **exp.model.overrides}
+    workers = [int(w) for w in (args.workers or f"{exp.data.num_workers},0").split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         root = args.root or Path(tmp) / "data"
         t0 = time.perf_counter()
         cfg = make_dataset(root, args.videos)
         print(f"dataset: {root} (format {cfg.format}), ready in {time.perf_counter() - t0:.0f} s")
-        clips, targets = held_clips(cfg, 8 * BATCH)
-        files = build_dataset(cfg, "train", train=True)
-        sources = {"(a) clips in memory (tensor)": lambda: tensor_batches(clips, targets),
-                   "(b) video files, no cache": lambda: loader_batches(files, cfg)}  # fmt: skip
-        notes, loader_ms = {}, {"(b) video files, no cache": loader_cpu_ms(files)}
-        for mode in args.cache.split(","):
-            cached = DataConfig(**{**cfg.__dict__, "cache": mode, "cache_dir": str(Path(tmp) / "cache")})
-            t0 = time.perf_counter()
-            dataset = build_dataset(cached, "train", train=True)  # decodes every frame once, 2 workers
-            name = f"(c) frame cache: {mode}"
-            notes[name] = f"built in {time.perf_counter() - t0:.1f} s, {dataset.cache.nbytes / 1e6:.0f} MB"
-            loader_ms[name] = loader_cpu_ms(dataset)
-            sources[name] = lambda dataset=dataset, cached=cached: loader_batches(dataset, cached)
+        sources, notes, loader = build_sources(cfg, Path(tmp) / "cache", args.cache.split(","), workers)
         rates = measure(sources, args.warmup, args.steps, args.rounds)
     ref = rates["(a) clips in memory (tensor)"]
-    print(f"\n{'source':<32}{'train clips/s':>14}{'vs (a)':>8}{'loader CPU ms/clip':>20}  note")
+    print(f"\n{'source':<40}{'train clips/s':>14}{'vs (a)':>8}{'loader CPU ms/clip':>20}{'batch MB':>10}  note")
     for name, rate in rates.items():
-        cpu = f"{loader_ms[name]:.1f}" if name in loader_ms else "-"
-        print(f"{name:<32}{rate:>14.1f}{rate / ref:>7.2f}x{cpu:>20}  {notes.get(name, '')}")
+        cpu, size = (f"{loader[name][0]:.2f}", f"{loader[name][1] / 1e6:.1f}") if name in loader else ("-", "-")
+        print(f"{name:<40}{rate:>14.1f}{rate / ref:>7.2f}x{cpu:>20}{size:>10}  {notes.get(name, '')}")
     d = SETUP["data"]
     print(
         f"\n{args.config.name}: {SETUP['model']}, {d['num_frames']}x{d['train_crop']}x{d['train_crop']} clips, "
-        f"batch {BATCH}, AdamW, {d['num_workers']} loader worker(s), "
+        f"batch {BATCH}, AdamW, {d['num_workers']} loader worker(s) unless a row says, "
         f"{args.warmup} warm-up + {args.steps} timed steps per row, median of {args.rounds} interleaved rounds, "
         f"{torch.get_num_threads()} threads; {CLASSES * PER_CLASS} clips of {FRAMES} frames at {SIZE[0]}x{SIZE[1]}."
     )
+
+
+def build_sources(
+    cfg: DataConfig, cache_dir: Path, modes: list[str], workers: list[int]
+) -> tuple[dict[str, Callable[[], Iterator]], dict[str, str], dict[str, tuple[float, int]]]:
+    """The rows (batch iterators), notes (cache build time and size) and loader (CPU ms/clip, batch bytes)."""
+    clips, targets = held_clips(cfg, 8 * BATCH)
+    files = build_dataset(cfg, "train", train=True)
+    sources = {"(a) clips in memory (tensor)": lambda: tensor_batches(clips, targets),
+               "(b) video files, no cache": lambda: loader_batches(files, cfg, cfg.num_workers)}  # fmt: skip
+    notes, loader = {}, {"(b) video files, no cache": loader_cpu_ms(files, cfg)}
+    for mode in modes:
+        cached = DataConfig(**{**cfg.__dict__, "cache": mode, "cache_dir": str(cache_dir)})
+        t0 = time.perf_counter()
+        dataset = build_dataset(cached, "train", train=True)  # decodes every frame once, in the config's workers
+        built = f"built in {time.perf_counter() - t0:.1f} s, {dataset.cache.nbytes / 1e6:.0f} MB"
+        stats = loader_cpu_ms(dataset, cached)
+        for w in workers:
+            name = f"(c) frame cache: {mode}, {w} worker{'s' if w != 1 else ''}"
+            notes[name], loader[name] = built, stats
+            sources[name] = lambda dataset=dataset, cached=cached, w=w: loader_batches(dataset, cached, w)
+    return sources, notes, loader
 
 
 if __name__ == "__main__":

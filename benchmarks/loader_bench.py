@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _videos import write_frame_folder, write_video
 
-from sevnet.data import DataConfig, build_dataset, build_loader
+from sevnet.data import DataConfig, build_dataset, build_loader, normalize_clips
 from sevnet.models import create_model
 from sevnet.timing import train_steps_per_second
 
@@ -65,6 +65,7 @@ def make_layouts(root: Path, count: int) -> dict[str, DataConfig]:
 
 def loader_rate(cfg: DataConfig, batch: int, workers: int, epochs: int = 2) -> float:
     dataset = build_dataset(cfg, "train", train=True)
+    dataset.uint8_clips = True  # as the Trainer's loader: uint8 batches, normalised where they are used
     loader = build_loader(dataset, batch, train=True, cfg_data=cfg, num_workers=workers)
     clips = 0
     for epoch in range(epochs + 1):
@@ -72,7 +73,7 @@ def loader_rate(cfg: DataConfig, batch: int, workers: int, epochs: int = 2) -> f
         if epoch == 1:  # epoch 0 warms the workers up
             start, clips = time.perf_counter(), 0
         for b in loader:
-            clips += len(b["clip"])
+            clips += len(normalize_clips(b["clip"], cfg.mean, cfg.std))
     return clips / (time.perf_counter() - start)
 
 

@@ -75,6 +75,38 @@ def test_cached_training_clip_close_to_uncached_clip(tmp_path: Path) -> None:
         assert diff.mean() < 2 and diff.max() < 50, (key, diff.mean(), diff.max())
 
 
+def test_trainer_ships_uint8_clips_and_normalises_them(tmp_path: Path) -> None:
+    """The Trainer's loader carries uint8 clips from the cache (a quarter of the bytes of float);
+    train_step normalises each batch to exactly the float clips the dataset gives direct users."""
+    from torch import nn
+
+    from sevnet.engine import Trainer
+    from sevnet.engine.config import ExperimentConfig, TrainConfig
+
+    write_videos(tmp_path, ["a.webm", "b.mp4", "c.webm", "d.mp4"])
+    c = cfg(tmp_path, cache="memory")
+    seen: list[torch.Tensor] = []
+
+    class Probe(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(1, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(x.detach().clone())
+            return self.fc(x.mean((1, 2, 3, 4)).unsqueeze(1))
+
+    train = TrainConfig(out_dir=str(tmp_path / "run"), progress=False, batch_size=2, epochs=1)
+    ds = build_dataset(c, "train", train=True)
+    trainer = Trainer(ExperimentConfig(data=c, train=train), model=Probe(), train_set=ds)
+    batch = next(iter(trainer.loader))
+    assert batch["clip"].dtype == torch.uint8 and batch["clip"].shape == (2, 3, 4, 28, 28)
+    trainer.train_step(batch)
+    ds.uint8_clips = False  # as evaluation, predict and tests use a dataset
+    want = torch.stack([ds[(i, 0)]["clip"] for i in batch["index"].tolist()])
+    assert seen[0].dtype == torch.float32 and torch.equal(seen[0], want)
+
+
 def test_frames_and_indices_match_read_frames(tmp_path: Path) -> None:
     write_videos(tmp_path, ["a.webm", "v.mkv"], num_frames=30)
     c = cfg(tmp_path, cache="memory", train_scale=[48, 48], eval_scale=48)  # no resize: exact frames

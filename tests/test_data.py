@@ -287,6 +287,61 @@ def test_train_augmentation_is_seeded_per_sample_and_epoch(tmp_path: Path) -> No
     assert not torch.equal(ds[(0, 1)]["clip"], ds[(0, 2)]["clip"])
 
 
+def _v2_reference(train: bool, c: DataConfig):
+    """The transforms as they were first written, with v2 transform classes: the reference."""
+    from torchvision import tv_tensors
+    from torchvision.transforms import v2
+    from torchvision.transforms.v2 import functional as F
+
+    post = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(c.mean), std=list(c.std))]
+    if train:
+        steps = [v2.RandomShortestSize(min_size=list(range(c.train_scale[0], c.train_scale[1] + 1)), antialias=True),
+                 v2.RandomCrop(c.train_crop, pad_if_needed=True)] + ([v2.RandomHorizontalFlip()] if c.flip else [])  # fmt: skip
+        pipeline = v2.Compose([*steps, *post])
+        return lambda f: pipeline(tv_tensors.Video(f.permute(0, 3, 1, 2))).as_subclass(torch.Tensor).permute(1, 0, 2, 3)
+    resize, norm = v2.Resize(max(c.eval_scale, c.eval_crop), antialias=True), v2.Compose(post)
+    return lambda f: norm(F.center_crop(resize(f.permute(0, 3, 1, 2)), [c.eval_crop] * 2)).permute(1, 0, 2, 3)[None]
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_transforms_equal_the_v2_pipeline(flip: bool) -> None:
+    """Bit-identical clips (same kernels, same RNG draws in the same order), including a random scale
+    below the crop (zero padding), portrait frames and flips; uint8 + normalize_clips gives the same."""
+    from sevnet.data import normalize_clips
+    from sevnet.data.transforms import build_transform
+
+    c = DataConfig(num_frames=3, train_scale=[20, 40], train_crop=32, eval_scale=36, eval_crop=32, flip=flip)
+    g = torch.Generator().manual_seed(0)
+    for train in (True, False):
+        ours, ref = build_transform(train, c), _v2_reference(train, c)
+        raw = build_transform(train, c, normalize=False)
+        for k, (h, w) in enumerate([(48, 64), (64, 48), (30, 30), (40, 90)] * 4):
+            frames = torch.randint(0, 256, (3, h, w, 3), dtype=torch.uint8, generator=g)
+            outs = []
+            for fn in (ours, ref, raw):
+                torch.manual_seed(k)
+                outs.append(fn(frames))
+            assert outs[2].dtype == torch.uint8
+            assert torch.equal(outs[0], outs[1]) and torch.equal(normalize_clips(outs[2], c.mean, c.std), outs[0])
+
+
+def test_uint8_clips_normalised_by_batch_equal_float_clips(tmp_path: Path) -> None:
+    """What the Trainer's loader ships (uint8_clips), normalised as a batch: the float clips exactly."""
+    from sevnet.data import normalize_clips
+
+    for i in range(3):
+        write_video(tmp_path / f"{i}.mp4", num_frames=12)
+    (tmp_path / "train_list.txt").write_text("0.mp4 0\n1.mp4 1\n2.mp4 0\n")
+    c = cfg(tmp_path, "video_list", num_classes=2)
+    for train in (True, False):
+        ds = build_dataset(c, "train", train=train)
+        want = torch.stack([ds[(i, 1)]["clip"] for i in range(3)])
+        ds.uint8_clips = True
+        got = torch.stack([ds[(i, 1)]["clip"] for i in range(3)])
+        assert got.dtype == torch.uint8 and want.dtype == torch.float32
+        assert torch.equal(normalize_clips(got, c.mean, c.std), want)
+
+
 def test_quantize_says_when_it_calibrates_on_fewer_clips_than_asked(capsys) -> None:
     from sevnet.deploy.quantize import calibration_clips
 

@@ -4,6 +4,7 @@ from .annotations import AnnotationError
 from .config import CacheMode, DataConfig, DataFormat, Sampling, to_data_config
 from .datasets import VideoDataset, build_dataset
 from .loader import EpochSampler, SkipCounter, SkippedSamplesError, build_loader, collate_skipping
+from .transforms import normalize_clips
 from .video import DecodeError, VideoInfo, probe_video, read_frame_folder, read_frames
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "build_dataset",
     "build_loader",
     "collate_skipping",
+    "normalize_clips",
     "probe_video",
     "read_frame_folder",
     "read_frames",

@@ -37,7 +37,13 @@ class VideoDataset(Dataset):
         self.missing: list[str] = annotation.missing
         self.cfg = cfg
         self.train = train
-        self.transform = build_transform(train, cfg)
+        self.transform = build_transform(train, cfg)  # uint8 frames -> normalised float clip(s)
+        # When True (the Trainer sets it for its training set), items' clips stay uint8 and the consumer
+        # normalises whole batches with ``normalize_clips`` (on its device): a quarter of the bytes
+        # through the loader's shared memory and no float work in its workers. Direct users of the
+        # dataset (evaluation, predict, tests) leave it False and get normalised float clips.
+        self.uint8_clips = False
+        self._uint8_transform = build_transform(train, cfg, normalize=False)
         # When set, each loader worker writes the path it is decoding to <trace_dir>/worker-<id>.txt,
         # so that a worker killed by a crashing decoder can be reported with the file it was reading.
         self.trace_dir: Path | None = None
@@ -102,8 +108,12 @@ class VideoDataset(Dataset):
             num = self.cache.num_frames(index) if self.cache is not None else self.count_frames(sample, problems)
             views = self.clip_indices(num, rng)
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(rng.integers(2**62)))
-                clips = [self.transform(self.load_frames(sample, idx, index)) for idx in views]
+                # The CPU generator only (what the transforms draw from, and what fork_rng restores):
+                # torch.manual_seed would also queue a CUDA reseed with a captured stack, costing
+                # ~0.2-0.5 ms per clip, and reseed the GPU's RNG in the main process (0 workers).
+                torch.default_generator.manual_seed(int(rng.integers(2**62)))
+                transform = self._uint8_transform if self.uint8_clips else self.transform
+                clips = [transform(self.load_frames(sample, idx, index)) for idx in views]
         except (DecodeError, OSError, RuntimeError, ValueError) as err:
             reason = str(err)
             return {"error": (str(sample.path), reason), "index": index}

@@ -1,15 +1,32 @@
-"""Clip transforms built on torchvision.transforms.v2 (the same random crop for every frame)."""
+"""Clip transforms on uint8 frames (the same random crop for every frame), then float normalisation.
+
+The training transform is the v2 pipeline RandomShortestSize + RandomCrop(pad_if_needed) +
+RandomHorizontalFlip + ToDtype + Normalize written out with the same kernels and the same draws
+from the global RNG in the same order, so it gives bit-identical clips without v2's per-call
+dispatch (tv_tensor wrapping, kernel lookup, parameter checks), which cost more than the resize.
+Normalisation is a separate step (``normalize_clips``) so that a training loader can ship uint8
+clips (a quarter of the bytes) and normalise whole batches where they are used (``uint8_clips``
+in ``VideoDataset``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
-from torchvision import tv_tensors
-from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from .config import DataConfig
+
+
+def normalize_clips(clips: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 clips (..., 3, T, H, W) -> float32 scaled to [0, 1], minus ``mean``, over ``std`` per channel.
+    The element-wise operations of v2.ToDtype(scale=True) + v2.Normalize, so normalising a batch, on
+    any device, gives the same values as normalising each clip in the loader."""
+    shape = (-1, 1, 1, 1)  # channels, then T, H, W
+    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=clips.device).view(shape)
+    std_t = torch.as_tensor(std, dtype=torch.float32, device=clips.device).view(shape)
+    return clips.to(torch.float32).mul_(1.0 / 255).sub_(mean_t).div_(std_t)
 
 
 def _three_crops(video: torch.Tensor, size: int) -> list[torch.Tensor]:
@@ -22,35 +39,58 @@ def _three_crops(video: torch.Tensor, size: int) -> list[torch.Tensor]:
     return [F.crop(video, top, left, size, size) for top, left in zip(tops, lefts)]
 
 
-def build_transform(train: bool, cfg: DataConfig) -> Callable[[torch.Tensor], torch.Tensor]:
-    """uint8 frames (T, H, W, 3) -> float (3, T, H, W) in training, (V, 3, T, H, W) in evaluation
-    where V = eval_crops spatial views (temporal views are stacked by the dataset)."""
-    normalize = v2.Normalize(mean=list(cfg.mean), std=list(cfg.std))
-    if train:
-        lo, hi = cfg.train_scale
-        steps: list[Callable] = [
-            v2.RandomShortestSize(min_size=list(range(lo, hi + 1)), antialias=True),
-            v2.RandomCrop(cfg.train_crop, pad_if_needed=True),
-        ]
-        if cfg.flip:
-            steps.append(v2.RandomHorizontalFlip())
-        pipeline = v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True), normalize])
+def _random_crop(video: torch.Tensor, size: int) -> torch.Tensor:
+    """v2.RandomCrop(size, pad_if_needed=True): zero padding on both sides of a side shorter than
+    ``size``, then a random offset along each side longer than it (one draw each, top first)."""
+    h, w = video.shape[-2:]
+    pad_h, pad_w = max(size - h, 0), max(size - w, 0)
+    if pad_h or pad_w:
+        video = F.pad(video, [pad_w, pad_h, pad_w, pad_h])  # left, top, right, bottom
+        h, w = h + 2 * pad_h, w + 2 * pad_w
+    top = int(torch.randint(0, h - size + 1, size=())) if h > size else 0
+    left = int(torch.randint(0, w - size + 1, size=())) if w > size else 0
+    return video[..., top : top + size, left : left + size]
 
-        def train_tf(frames: torch.Tensor) -> torch.Tensor:
-            video = tv_tensors.Video(frames.permute(0, 3, 1, 2))
-            return pipeline(video).as_subclass(torch.Tensor).permute(1, 0, 2, 3).contiguous()
 
-        return train_tf
+def _train_crop(cfg: DataConfig) -> Callable[[torch.Tensor], torch.Tensor]:
+    """uint8 (T, H, W, 3) -> uint8 (3, T, crop, crop): random short-side scale, random crop, flip."""
+    lo, hi = cfg.train_scale
+    scales, size, flip = list(range(lo, hi + 1)), cfg.train_crop, cfg.flip
 
-    resize = v2.Resize(max(cfg.eval_scale, cfg.eval_crop), antialias=True)
-    post = v2.Compose([v2.ToDtype(torch.float32, scale=True), normalize])
+    def crop(frames: torch.Tensor) -> torch.Tensor:
+        video = frames.permute(0, 3, 1, 2)  # (T, 3, H, W) channels-last view: the fast uint8 resize
+        h, w = video.shape[-2:]
+        ratio = scales[int(torch.randint(len(scales), ()))] / min(h, w)
+        video = F.resize(video, [int(h * ratio), int(w * ratio)], antialias=True)
+        video = _random_crop(video, size)
+        if flip and bool(torch.rand(1) < 0.5):  # v2.RandomHorizontalFlip(p=0.5)'s draw and test
+            video = video.flip(-1)
+        return video.permute(1, 0, 2, 3).contiguous()
 
-    def eval_tf(frames: torch.Tensor) -> torch.Tensor:
-        video = resize(frames.permute(0, 3, 1, 2))
+    return crop
+
+
+def _eval_views(cfg: DataConfig) -> Callable[[torch.Tensor], torch.Tensor]:
+    """uint8 (T, H, W, 3) -> uint8 (V, 3, T, crop, crop): resize, then 1 centre or 3 crops."""
+    size = max(cfg.eval_scale, cfg.eval_crop)
+
+    def views(frames: torch.Tensor) -> torch.Tensor:
+        video = F.resize(frames.permute(0, 3, 1, 2), [size], antialias=True)
         if cfg.eval_crops == 3:
-            views = _three_crops(video, cfg.eval_crop)
+            crops = _three_crops(video, cfg.eval_crop)
         else:
-            views = [F.center_crop(video, [cfg.eval_crop, cfg.eval_crop])]
-        return torch.stack([post(v).permute(1, 0, 2, 3) for v in views])
+            crops = [F.center_crop(video, [cfg.eval_crop, cfg.eval_crop])]
+        return torch.stack([c.permute(1, 0, 2, 3) for c in crops])
 
-    return eval_tf
+    return views
+
+
+def build_transform(train: bool, cfg: DataConfig, normalize: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:
+    """uint8 frames (T, H, W, 3) -> (3, T, H, W) in training, (V, 3, T, H, W) in evaluation where
+    V = eval_crops spatial views (temporal views are stacked by the dataset): normalised float,
+    or with ``normalize=False`` uint8, to be normalised later by ``normalize_clips``."""
+    geometric = _train_crop(cfg) if train else _eval_views(cfg)
+    if not normalize:
+        return geometric
+    mean, std = list(cfg.mean), list(cfg.std)
+    return lambda frames: normalize_clips(geometric(frames), mean, std)

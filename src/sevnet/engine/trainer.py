@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sevnet.data import DataConfig, SkipCounter, build_dataset, build_loader
+from sevnet.data import DataConfig, SkipCounter, build_dataset, build_loader, normalize_clips
 from sevnet.data.cache import with_run_cache_dir
 from sevnet.data.config import INFERENCE_KEYS
 from sevnet.data.folder import freeze_split
@@ -135,6 +135,12 @@ class Trainer:
         self.train_set, self.val_set = train_set, val_set
         if hasattr(train_set, "trace_dir"):
             train_set.trace_dir = self.out_dir / ".loading"
+        # A VideoDataset ships uint8 clips; train_step normalises each batch on the device with the
+        # dataset's own mean/std. Other datasets (synthetic, tests' in-memory ones) give float clips.
+        self._clip_stats: tuple[list[float], list[float]] | None = None
+        if hasattr(train_set, "uint8_clips"):
+            train_set.uint8_clips = True
+            self._clip_stats = (list(train_set.cfg.mean), list(train_set.cfg.std))
         self.loader = build_loader(train_set, cfg.train.batch_size, train=True, cfg_data=cfg.data,
                                    distributed=info.distributed)  # fmt: skip
         self.val_loader = None
@@ -281,8 +287,10 @@ class Trainer:
             return None
         clip = batch["clip"].to(self.info.device, non_blocking=True)
         target = batch["target"].to(self.info.device, non_blocking=True)
-        if self.channels_last:
+        if self.channels_last:  # before normalising: the copy moves uint8, and the float keeps the layout
             clip = clip.contiguous(memory_format=torch.channels_last_3d)
+        if self._clip_stats is not None:
+            clip = normalize_clips(clip, *self._clip_stats)
         last_micro = self._micro + 1 >= self.accum
         no_sync = self.info.distributed and not last_micro
         with self.model.no_sync() if no_sync else contextlib.nullcontext():
