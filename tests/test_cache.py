@@ -107,6 +107,19 @@ def test_trainer_ships_uint8_clips_and_normalises_them(tmp_path: Path) -> None:
     assert seen[0].dtype == torch.float32 and torch.equal(seen[0], want)
 
 
+def test_cache_build_bar_follows_train_progress(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from torch import nn
+
+    from sevnet.engine import Trainer
+    from sevnet.engine.config import ExperimentConfig, TrainConfig
+
+    write_videos(tmp_path, ["a.webm", "b.mp4"])
+    for progress in (False, True):
+        train = TrainConfig(out_dir=str(tmp_path / f"run{progress}"), progress=progress, batch_size=2, epochs=1)
+        Trainer(ExperimentConfig(data=cfg(tmp_path, cache="memory"), train=train), model=nn.Linear(1, 2))
+        assert ("caching frames" in capfd.readouterr().err) == progress
+
+
 def test_frames_and_indices_match_read_frames(tmp_path: Path) -> None:
     write_videos(tmp_path, ["a.webm", "v.mkv"], num_frames=30)
     c = cfg(tmp_path, cache="memory", train_scale=[48, 48], eval_scale=48)  # no resize: exact frames

@@ -129,12 +129,13 @@ class VideoDataset(Dataset):
         (self.trace_dir / f"worker-{worker.id if worker else 0}.txt").write_text(str(sample.path))
 
 
-def build_dataset(cfg: DataConfig, split: str, train: bool) -> Dataset:
-    """The dataset of ``split`` (train / val / test) for the format named in ``cfg``."""
+def build_dataset(cfg: DataConfig, split: str, train: bool, progress: bool | None = None) -> Dataset:
+    """The dataset of ``split`` (train / val / test) for the format named in ``cfg`` (``progress``:
+    the frame cache's build bar; None = on rank 0)."""
     spec = format_spec(cfg.format)
     if spec.dataset is not None:  # a format with no files (synthetic)
         return spec.dataset(cfg, split, train)
     dataset = VideoDataset(parse_annotation(cfg, split), cfg, train)
     if cfg.cache != CacheMode.off:
-        dataset.cache = open_cache(dataset, cfg, name=split)
+        dataset.cache = open_cache(dataset, cfg, name=split, progress=progress)
     return dataset

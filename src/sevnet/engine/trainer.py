@@ -131,7 +131,8 @@ class Trainer:
     def _build_data(self, train_set: Any, val_set: Any) -> None:
         cfg, info = self.cfg, self.info
         if train_set is None:
-            train_set, val_set = build_dataset(cfg.data, "train", train=True), _maybe_val_dataset(cfg)
+            progress = None if cfg.train.progress else False  # the cache's build bar follows train.progress
+            train_set, val_set = build_dataset(cfg.data, "train", True, progress), _maybe_val_dataset(cfg, progress)
         self.train_set, self.val_set = train_set, val_set
         if hasattr(train_set, "trace_dir"):
             train_set.trace_dir = self.out_dir / ".loading"
@@ -540,9 +541,9 @@ def _seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def _maybe_val_dataset(cfg: ExperimentConfig) -> Any:
+def _maybe_val_dataset(cfg: ExperimentConfig, progress: bool | None = None) -> Any:
     try:
-        return build_dataset(cfg.data, cfg.eval.split, train=False)
+        return build_dataset(cfg.data, cfg.eval.split, train=False, progress=progress)
     except FileNotFoundError as err:
         print(f"no validation set ({err}); training without evaluation")
         return None
