@@ -84,6 +84,12 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "d1221_diff_causal_64": ("sevnet_xs", D1221 | {"stem_temporal_init": "difference", "causal": True}, SMALL),
     "d1221_diff_jitter_64": ("sevnet_xs", D1221 | {"stem_temporal_init": "difference"}, SMALL | {"scale": (64, 96)}),
     "d1221_diff_drop5_64": ("sevnet_xs", D1221 | {"stem_temporal_init": "difference"}, SMALL | {"dropout": 0.5}),
+    "d1221_diff_80": (
+        "sevnet_xs",
+        D1221 | {"stem_temporal_init": "difference"},
+        {"crop": 80, "scale": (80, 100), "eval_scale": 90},
+    ),
+    "d1221_diff_t12_64": ("sevnet_xs", D1221 | {"stem_temporal_init": "difference"}, SMALL | {"frames": 12}),
     "gw24_64": ("sevnet_xs", NOZERO | {"group_width": 24}, SMALL),
     "nozero_causal_64": ("sevnet_xs", NOZERO | {"causal": True}, SMALL),
     "stem1_64": ("sevnet_xs", {"stem_temporal_kernel": 1, "zero_init_last": True}, SMALL),
