@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -483,3 +484,19 @@ def test_bad_overlay_and_timeline_options_are_refused_before_streaming(
         out = capsys.readouterr()
         assert needle in out.err and out.err.count("\n") == 1 and not out.out, (extra, out)
     assert sorted(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_while_streaming_is_deferred_to_a_frame_boundary_and_a_second_one_is_immediate() -> None:
+    import os
+
+    from sevnet.deploy.live import deferred_interrupt
+
+    with deferred_interrupt() as interrupted:
+        assert not interrupted()
+        os.kill(os.getpid(), signal.SIGINT)  # inside an encoder or a decoder this must not raise
+        time.sleep(0.05)
+        assert interrupted()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1.0)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -8,6 +8,8 @@ turned into a ``SourceError`` naming the source, and the statistics gathered so 
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import statistics
 import sys
 import time
@@ -137,6 +139,31 @@ def _distribution(values: list[float]) -> dict[str, float]:
     return {"mean": round(statistics.fmean(values), 3), "p50": pick(0.5), "p95": pick(0.95), "max": pick(1.0)}
 
 
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[Callable[[], bool]]:
+    """Ctrl-C (SIGINT) sets a flag that the streaming loop checks between frames, instead of raising
+    KeyboardInterrupt wherever the main thread happens to be: raised inside the overlay's encoder or
+    the decoder, it can leave them unable to flush or close (a stream that never ends). A second
+    Ctrl-C interrupts at once (a source blocked on the network). Outside the main thread, nothing
+    changes."""
+    hit: list[bool] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if hit:
+            raise KeyboardInterrupt
+        hit.append(True)
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread
+        yield lambda: False
+        return
+    try:
+        yield lambda: bool(hit)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_stream(
     runner: StepRunner, meta: dict[str, Any], source: str, stats: StreamStats, emit: Callable[[dict[str, Any]], None],
     *, every: int = 1, topk: int = 5, input_format: str | None = None, realtime: bool = False, timeout: float = 10.0,
@@ -154,7 +181,7 @@ def run_stream(
     container = open_source(source, input_format, timeout)
     stats.fps = frame_rate(container)
     runner.reset()
-    try:
+    with deferred_interrupt() as interrupted, contextlib.closing(container):
         for index, t, rgb in decoded_frames(container, source):
             stats.decoded, stats.media_time = index + 1, t
             if index % stats.stride == 0:
@@ -177,9 +204,9 @@ def run_stream(
                           "preprocess_ms": prep_ms})  # fmt: skip
             if on_frame is not None:
                 on_frame(index, t, rgb)
+            if interrupted():
+                raise KeyboardInterrupt  # here, between frames, where nothing is half-done
         stats.ended = "end of stream"
-    finally:
-        container.close()
     return stats
 
 
