@@ -371,7 +371,9 @@ def test_ctrl_c_ends_an_endless_source_cleanly_with_a_summary_and_a_playable_ove
     cmd = [sys.executable, "-m", "sevnet", "stream", "testsrc=size=64x48:rate=25", "--input-format", "lavfi",
            "--checkpoint", str(causal_run), "--every", "10", "--realtime", "--threads", "1",
            "--overlay", str(overlay)]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT as in a terminal: a test runner started in the background ignores it, and children inherit that
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     try:
         first = [proc.stdout.readline() for _ in range(2)]  # streaming has begun
         proc.send_signal(signal.SIGINT)
@@ -489,6 +491,7 @@ def test_ctrl_c_while_streaming_is_deferred_to_a_frame_boundary_and_a_second_one
     script = """
 import os, signal, time
 from sevnet.deploy.live import deferred_interrupt
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, whatever started the tests
 with deferred_interrupt() as interrupted:
     assert not interrupted()
     os.kill(os.getpid(), signal.SIGINT)  # inside an encoder or a decoder this must not raise

@@ -144,9 +144,12 @@ def deferred_interrupt() -> Iterator[Callable[[], bool]]:
     """Ctrl-C (SIGINT) sets a flag that the streaming loop checks between frames, instead of raising
     KeyboardInterrupt wherever the main thread happens to be: raised inside the overlay's encoder or
     the decoder, it can leave them unable to flush or close (a stream that never ends). A second
-    Ctrl-C interrupts at once (a source blocked on the network). Outside the main thread, nothing
-    changes."""
+    Ctrl-C interrupts at once (a source blocked on the network). Outside the main thread, or where
+    SIGINT is ignored (a process started in the background), nothing changes."""
     hit: list[bool] = []
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield lambda: False
+        return
 
     def handler(signum: int, frame: Any) -> None:
         if hit:
