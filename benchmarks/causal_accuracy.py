@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from recipe import prefix_summary  # benchmarks/recipe.py, beside this script
 
 from sevnet.data.synthetic import build_synthetic_dataset
 from sevnet.demo import demo_config
@@ -40,14 +41,10 @@ def prefix_top1(model: torch.nn.Module, dataset: torch.utils.data.Dataset) -> di
     preds = np.stack(
         [torch.cat([model(clips[i : i + 64, :, : k + 1]) for i in range(0, len(clips), 64)]).argmax(1).numpy()
          for k in range(t)], axis=1)  # fmt: skip
-    right = preds == labels[:, None]
-    stays = np.flip(np.logical_and.accumulate(np.flip(right, 1), axis=1), 1)
-    first = stays.argmax(1)[stays.any(1)] + 1
+    summary = prefix_summary(preds, labels)
     return {
-        "top1": round(100 * float(right[:, -1].mean()), 1),
-        "prefix_top1": [round(100 * float(c), 1) for c in right.mean(0)],
-        "frames_to_correct_median": float(np.median(first)) if len(first) else None,
-        "frames_to_correct_mean": round(float(first.mean()), 2) if len(first) else None,
+        "top1": summary["prefix_top1"][-1],
+        **summary,
         "frames": t,
     }
 

@@ -233,10 +233,14 @@ def frames_to_correct(model: torch.nn.Module, clips: list[np.ndarray], labels: n
     x = torch.cat([eval_clips(clips[i : i + 32], r, False) for i in range(0, len(clips), 32)])
     t = x.shape[2]
     preds = np.stack([model(x[:, :, : k + 1]).argmax(1).numpy() for k in range(t)], axis=1)  # (N, T)
+    return prefix_summary(preds, labels)
+
+
+def prefix_summary(preds: np.ndarray, labels: np.ndarray) -> dict:
+    """(N, T) top-1 after each prefix -> top-1 per prefix and frames until right for good."""
     right = preds == labels[:, None]
     stays = np.flip(np.logical_and.accumulate(np.flip(right, 1), axis=1), 1)  # right from frame k to the end
-    first = np.where(stays.any(1), stays.argmax(1) + 1, -1)  # frames needed; -1 = wrong at the end
-    done = first[first > 0]
+    done = stays.argmax(1)[stays.any(1)] + 1  # frames needed, over the clips right at the end
     return {"prefix_top1": [round(100 * float(c), 1) for c in right.mean(0)],
             "frames_to_correct_median": float(np.median(done)) if len(done) else None,
             "frames_to_correct_mean": round(float(done.mean()), 2) if len(done) else None}  # fmt: skip
