@@ -90,6 +90,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         {"crop": 80, "scale": (80, 100), "eval_scale": 90},
     ),
     "d1221_diff_t12_64": ("sevnet_xs", D1221 | {"stem_temporal_init": "difference"}, SMALL | {"frames": 12}),
+    "d1221_diff_mixup_64": ("sevnet_xs", D1221 | {"stem_temporal_init": "difference"}, SMALL | {"mixup": 0.3}),
+    "d1221_diff_se_64": ("sevnet_xs", D1221 | {"stem_temporal_init": "difference", "se_ratio": 0.0625}, SMALL),
     "gw24_64": ("sevnet_xs", NOZERO | {"group_width": 24}, SMALL),
     "nozero_causal_64": ("sevnet_xs", NOZERO | {"causal": True}, SMALL),
     "stem1_64": ("sevnet_xs", {"stem_temporal_kernel": 1, "zero_init_last": True}, SMALL),
@@ -97,7 +99,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
 }
 RECIPE: dict[str, Any] = {
     "optim": "adamw", "lr": 2e-3, "weight_decay": 0.05, "label_smoothing": 0.1, "batch": 16, "warmup": 0.05,
-    "frames": 8, "crop": 96, "scale": (96, 120), "eval_scale": 108, "dropout": 0.2,
+    "frames": 8, "crop": 96, "scale": (96, 120), "eval_scale": 108, "dropout": 0.2, "mixup": 0.0,
 }  # fmt: skip
 
 
@@ -200,7 +202,15 @@ def run(variant: str, data: dict, seed: int, steps: int) -> dict[str, Any]:
         for g in opt.param_groups:
             g["lr"] = r["lr"] * lr_f
         x, y = train_batch(clips, labels, rng, r)
-        loss = F.cross_entropy(model(x), y, label_smoothing=r["label_smoothing"])
+        if r["mixup"] > 0:  # mixup: a convex mix of two clips, the loss mixed the same way
+            lam, perm = float(rng.beta(r["mixup"], r["mixup"])), torch.from_numpy(rng.permutation(len(y)))
+            out = model(lam * x + (1 - lam) * x[perm])
+            ls = r["label_smoothing"]
+            loss = lam * F.cross_entropy(out, y, label_smoothing=ls) + (1 - lam) * F.cross_entropy(
+                out, y[perm], label_smoothing=ls
+            )
+        else:
+            loss = F.cross_entropy(model(x), y, label_smoothing=r["label_smoothing"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -262,16 +272,19 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=6.0, help="budget each variant's steps are derived from")
     parser.add_argument("--reference-clips-per-s", type=float, default=0.0,
                         help="the first variant's clips/s on a quiet machine (0 = use this run's)")  # fmt: skip
+    parser.add_argument("--reference", choices=sorted(VARIANTS),
+                        help="the variant --reference-clips-per-s is for (measured, not trained)")  # fmt: skip
     parser.add_argument("--equal-steps", action="store_true", help="every variant trains the first one's steps")
     parser.add_argument("--out", type=Path, default=Path("reports/recipe"))
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    speeds = {v: clips_per_second(v, 12) for v in args.variants}
+    reference = args.reference or args.variants[0]
+    speeds = {v: clips_per_second(v, 12) for v in dict.fromkeys([reference, *args.variants])}
     if args.reference_clips_per_s > 0:  # keep the measured ratios, take the absolute speed from a quiet run
-        scale = args.reference_clips_per_s / speeds[args.variants[0]]
+        scale = args.reference_clips_per_s / speeds[reference]
         speeds = {k: v * scale for k, v in speeds.items()}
     if args.equal_steps:  # every variant gets the first one's steps (speed ratios measured elsewhere)
-        speeds = {k: speeds[args.variants[0]] for k in speeds}
+        speeds = {k: speeds[reference] for k in speeds}
     print("training clips/s (this run, interleaved measure):", {k: round(v, 1) for k, v in speeds.items()})
     rows = []
     for root in args.roots:

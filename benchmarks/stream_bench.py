@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -31,9 +32,11 @@ from sevnet.deploy.export import export_onnx, export_openvino
 from sevnet.deploy.quantize import quantize_openvino
 from sevnet.deploy.runtime import onnx_runner, openvino_runner, torch_runner
 from sevnet.deploy.stream_export import (
+    OpenVINOStateRunner,
     StepModule,
     StepRunner,
     calibration_feeds,
+    compile_stateful,
     eager_step_fn,
     export_stream_model,
     io_names,
@@ -102,18 +105,32 @@ def exported(
         )
     if "openvino" not in args.backends:
         return out
+    # the step with its state inside the request (what `sevnet stream` runs); explicit state for comparison
     out["openvino fp32"] = (
+        openvino_runner(clip_xml, threads),
+        OpenVINOStateRunner(step_xml, layout, False, threads, (h, w)),
+    )
+    out["openvino fp32, explicit state"] = (
         openvino_runner(clip_xml, threads),
         StepRunner(openvino_step_fn(step_xml, threads), layout, False),
     )
     if not args.no_int8:
-        out["openvino int8"] = int8_runners(clip_xml, step_xml, name, tmp, shape, layout, threads)
+        clip8, step8 = int8_models(clip_xml, step_xml, name, tmp, shape, layout)
+        out["openvino int8"] = (
+            openvino_runner(clip8, threads),
+            OpenVINOStateRunner(step8, layout, False, threads, (h, w)),
+        )
+        out["openvino int8, explicit state"] = (
+            openvino_runner(clip8, threads),
+            StepRunner(openvino_step_fn(step8, threads), layout, False),
+        )
+        STREAM_MODELS[name] = (step8, layout, (h, w))
     return out
 
 
-def int8_runners(
-    clip_xml: Path, step_xml: Path, name: str, tmp: Path, shape: tuple[int, int, int], layout: list, threads: int | None
-) -> tuple:
+def int8_models(
+    clip_xml: Path, step_xml: Path, name: str, tmp: Path, shape: tuple[int, int, int], layout: list
+) -> tuple[Path, Path]:
     """Clip and step quantized with NNCF, calibrated on random clips (speed only)."""
     rng = np.random.default_rng(0)
     calib = [rng.standard_normal((1, 3, *shape)).astype(np.float32) for _ in range(4)]
@@ -121,7 +138,33 @@ def int8_runners(
     fp32_step = StepRunner(openvino_step_fn(step_xml), layout, False)
     feeds = calibration_feeds(fp32_step, calib, io_names(layout)[0])
     step8 = quantize_openvino(step_xml, feeds, tmp / f"{name}-step-int8.xml", ignored_scope=running_sum_nodes)
-    return openvino_runner(clip8, threads), StepRunner(openvino_step_fn(step8, threads), layout, False)
+    return clip8, step8
+
+
+STREAM_MODELS: dict[str, tuple[Path, list, tuple[int, int]]] = {}  # model -> its int8 step, for concurrent_fps
+
+
+def concurrent_fps(path: Path, layout: list, frame_size: tuple[int, int], streams: int, frames: int = 200) -> float:
+    """Frames/s over ``streams`` concurrent streams (several cameras at once) through one int8 step model:
+    one infer request per stream, each carrying its own state, all started together for every frame;
+    OpenVINO runs ``streams`` requests in parallel on one thread each."""
+    config = {"NUM_STREAMS": streams, "INFERENCE_NUM_THREADS": streams, "PERFORMANCE_HINT": "THROUGHPUT"}
+    compiled = compile_stateful(path, layout, False, (1, 3, 1, *frame_size), config)
+    requests = [compiled.create_infer_request() for _ in range(streams)]
+    rng = np.random.default_rng(2)
+    feed = [rng.standard_normal((1, 3, 1, *frame_size)).astype(np.float32) for _ in range(streams)]
+    for r in requests:
+        r.reset_state()
+    times = []
+    for i in range(frames + 10):
+        start = time.perf_counter()
+        for r, f in zip(requests, feed):
+            r.start_async({"frames": f})
+        for r in requests:
+            r.wait()
+        if i >= 10:  # the first steps allocate
+            times.append(time.perf_counter() - start)
+    return streams / statistics.median(times)
 
 
 def main() -> None:
@@ -132,6 +175,8 @@ def main() -> None:
                         help="openvino includes int8; pytorch-plain: the plain step function")  # fmt: skip
     parser.add_argument("--no-int8", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads of every backend (default: all)")
+    parser.add_argument("--streams", type=int, nargs="*", default=[],
+                        help="also: total frames/s of this many concurrent streams through the int8 step")  # fmt: skip
     parser.add_argument("--stem-temporal-kernel", type=int, default=None, help="override the model default")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -153,11 +198,18 @@ def main() -> None:
                 clip_s, step_s = latencies(clip_run, step_run, clip, args.repeats)
                 rows.append((name, f"{t}x{h}x{w}", backend, clip_s * 1e3, clip_s * 1e3 / t, step_s * 1e3))
                 print_row(rows[-1])
+        concurrent = [(name, n, concurrent_fps(*model_files, n)) for name, model_files in STREAM_MODELS.items()
+                      for n in args.streams]  # fmt: skip
     print("\n| model | input | backend | clip (T frames) ms | clip / T ms | step ms | step / (clip/T) | frames/s |")
     print("|---|---|---|---|---|---|---|---|")
     for name, size, backend, clip_ms, per_frame, step_ms in rows:
         print(f"| {name} causal | {size} | {backend} | {clip_ms:.1f} | {per_frame:.2f} | {step_ms:.2f} | "
               f"{step_ms / per_frame:.2f}x | {1e3 / step_ms:.0f} |")  # fmt: skip
+    if concurrent:
+        print("\n| model | concurrent streams (OpenVINO int8 step, one thread each) | total frames/s | per stream |")
+        print("|---|---|---|---|")
+        for name, n, fps in concurrent:
+            print(f"| {name} causal | {n} | {fps:.0f} | {fps / n:.0f} |")
 
 
 def print_row(row: tuple) -> None:

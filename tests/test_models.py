@@ -229,3 +229,33 @@ def test_format_1_checkpoint_predicts_and_exports(tmp_path) -> None:
     assert [t["label"] for t in top] and set(t["label"] for t in top) <= {"a b", "c", "d"}
     export_checkpoint(path, "onnx", tmp_path / "model")  # self-checks the ONNX model against PyTorch
     assert (tmp_path / "model.onnx").is_file()
+
+
+def test_channels_last_training_keeps_every_gradient_channels_last() -> None:
+    """The shortcut's pool used to hand back NCDHW gradients, which made channels-last CPU training
+    slower than NCDHW (mixed layouts send ReLU/BN backward to a strided path). Now every block's
+    output gradient stays channels-last, and the pool computes what avg_pool3d computes."""
+    from sevnet.models.layers import SpatialAvgPool
+
+    cl = torch.channels_last_3d
+    x = torch.randn(2, 5, 3, 7, 9)
+    reference = torch.nn.functional.avg_pool3d(x, (1, 2, 2), ceil_mode=True)
+    for layout in (torch.contiguous_format, cl):
+        out = SpatialAvgPool(2)(x.contiguous(memory_format=layout))
+        assert torch.allclose(out, reference, atol=1e-6)
+        assert out.is_contiguous(memory_format=layout)
+    model = sevnet.create_model("sevnet_xs", num_classes=4, stem_temporal_kernel=3).to(memory_format=cl)
+    layouts: dict[str, bool] = {}
+
+    def watch(name: str):
+        def hook(module, inputs, output) -> None:
+            output.register_hook(lambda g: layouts.__setitem__(name, g.is_contiguous(memory_format=cl)))
+
+        return hook
+
+    for name, stage in model.stages.named_children():
+        for index, block in stage.named_children():
+            block.register_forward_hook(watch(f"stages.{name}.{index}"))
+    x = torch.randn(2, 3, 4, 32, 32).contiguous(memory_format=cl)
+    torch.nn.functional.cross_entropy(model(x), torch.tensor([0, 1])).backward()
+    assert len(layouts) == 11 and all(layouts.values()), layouts

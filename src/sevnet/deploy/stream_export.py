@@ -182,6 +182,32 @@ def openvino_step_fn(path: str | Path, threads: int | None = None) -> StepFn:
     return run
 
 
+def compile_stateful(
+    path: str | Path, layout: list[StateEntry], flat4d: bool, frames_shape: tuple[int, ...], config: dict[str, Any]
+) -> Any:
+    """An OpenVINO step model compiled for static ``frames_shape`` with its state inside the infer
+    requests (OpenVINO's ``MakeStateful``): every request made from it carries its own stream's state."""
+    import openvino as ov
+    from openvino import passes
+
+    core = ov.Core()
+    model = core.read_model(str(path))
+    batch = frames_shape[0]
+    shapes = {"frames": list(frames_shape)}
+    shapes |= {f"state.{e.name}": [batch, *boundary_shape(e, flat4d)] for e in layout}
+    model.reshape(shapes)
+    params = {p.output(0).get_any_name(): p for p in model.get_parameters()}
+    results = {name: r for r in model.get_results() for name in r.input_value(0).get_names()}
+    manager = passes.Manager()
+    manager.register_pass(passes.MakeStateful([(params[f"state.{e.name}"], results[f"next.{e.name}"])
+                                               for e in layout]))  # fmt: skip
+    manager.run_passes(model)
+    try:
+        return core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", **config})
+    except Exception as err:  # openvino raises RuntimeError subclasses with long messages
+        raise ModelFileError(f"{path}: cannot compile as a stateful model ({str(err)[:300]})") from None
+
+
 class OpenVINOStateRunner(StepRunner):
     """An OpenVINO step model run with its state kept inside the infer request (OpenVINO's
     ``MakeStateful``: each state input/output pair becomes a variable), compiled for static shapes.
@@ -203,28 +229,11 @@ class OpenVINOStateRunner(StepRunner):
             self._compile((1, 3, *frame_size) if flat4d else (1, 3, 1, *frame_size))
 
     def _compile(self, frames_shape: tuple[int, ...]) -> None:
-        import openvino as ov
-        from openvino import passes
-
-        core = ov.Core()
-        model = core.read_model(str(self.path))
-        batch = frames_shape[0]
-        shapes = {"frames": list(frames_shape)}
-        shapes |= {f"state.{e.name}": [batch, *boundary_shape(e, self.flat4d)] for e in self.layout}
-        model.reshape(shapes)
-        params = {p.output(0).get_any_name(): p for p in model.get_parameters()}
-        results = {name: r for r in model.get_results() for name in r.input_value(0).get_names()}
-        manager = passes.Manager()
-        manager.register_pass(passes.MakeStateful([(params[f"state.{e.name}"], results[f"next.{e.name}"])
-                                                   for e in self.layout]))  # fmt: skip
-        manager.run_passes(model)
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = self.threads
-        try:
-            self.request = core.compile_model(model, "CPU", config).create_infer_request()
-        except Exception as err:  # openvino raises RuntimeError subclasses with long messages
-            raise ModelFileError(f"{self.path}: cannot compile as a stateful model ({str(err)[:300]})") from None
+        compiled = compile_stateful(self.path, self.layout, self.flat4d, frames_shape, config)
+        self.request = compiled.create_infer_request()
         self.shape = frames_shape
 
     def reset(self) -> None:

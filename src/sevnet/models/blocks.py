@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .layers import ConvBN, SqueezeExcite
+from .layers import ConvBN, SpatialAvgPool, SqueezeExcite
 
 
 class Shortcut(nn.Module):
@@ -27,9 +27,7 @@ class Shortcut(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, spatial_stride: int) -> None:
         super().__init__()
-        self.pool: nn.Module = (
-            nn.AvgPool3d((1, spatial_stride, spatial_stride), ceil_mode=True) if spatial_stride > 1 else nn.Identity()
-        )
+        self.pool: nn.Module = SpatialAvgPool(spatial_stride) if spatial_stride > 1 else nn.Identity()
         self.proj: nn.Module = (
             ConvBN(in_channels, out_channels, (1, 1, 1), relu=False)
             if in_channels != out_channels or spatial_stride > 1

@@ -46,6 +46,28 @@ class ConvBN(nn.Module):
         return self.act(self.bn(self.conv(x)))
 
 
+class SpatialAvgPool(nn.AvgPool3d):
+    """Average pooling over 1 x s x s that keeps a channels_last_3d input channels-last.
+
+    Why: ``avg_pool3d`` on CPU returns (and back-propagates) NCDHW whatever its input, and one
+    NCDHW gradient meeting channels-last activations makes every later elementwise backward op
+    (ReLU, BN, the residual add) take a strided path about 10x slower; with it, channels-last CPU
+    training was slower than NCDHW. On a channels-last input the pool runs as ``avg_pool2d`` on the
+    (N*T, C, H, W) view of the same memory, whose kernel keeps the layout. Same numbers either way.
+    """
+
+    def __init__(self, stride: int) -> None:
+        super().__init__((1, stride, stride), ceil_mode=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 5 or x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last_3d):
+            return super().forward(x)
+        n, c, t, h, w = x.shape
+        frames = x.transpose(1, 2).reshape(n * t, c, h, w)  # a view: (N, T) are the outer dims in memory
+        y = F.avg_pool2d(frames, self.kernel_size[1:], self.stride[1:], ceil_mode=True)
+        return y.reshape(n, t, c, *y.shape[-2:]).transpose(1, 2)
+
+
 class SqueezeExcite(nn.Module):
     """Channel attention (Hu et al.): global pool -> FC -> ReLU -> FC -> sigmoid -> scale.
 
