@@ -43,7 +43,7 @@ from sevnet.models import create_model
 CLASSES, PER_CLASS, FRAMES, SIZE, BATCH = 12, 60, 24, (128, 128), 16
 DATA_KEYS = ("num_frames", "sampling", "train_scale", "train_crop", "eval_scale", "eval_crop", "num_workers")
 # What a config sets for this benchmark: the data keys above, the model and its overrides (filled by main).
-SETUP: dict = {"data": {}, "model": {}}
+SETUP: dict = {"data": {}, "model": {}, "channels_last": False}
 
 
 def write_pattern_videos(root: Path) -> None:
@@ -97,6 +97,8 @@ def train_rate(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], warmup: int
     after ``warmup`` untimed steps (worker start-up, first allocations)."""
     torch.manual_seed(0)
     model = create_model(num_classes=CLASSES, **SETUP["model"])
+    if SETUP["channels_last"]:  # as the Trainer does with train.channels_last: on
+        model = model.to(memory_format=torch.channels_last_3d)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     clips = 0
@@ -120,7 +122,10 @@ def loader_batches(dataset: Dataset, cfg: DataConfig, workers: int) -> Iterator[
         loader.sampler.set_epoch(epoch)
         for batch in loader:
             if batch["clip"] is not None:
-                yield normalize_clips(batch["clip"], cfg.mean, cfg.std), batch["target"]
+                clip = batch["clip"]
+                if SETUP["channels_last"]:  # as Trainer.train_step: the layout change moves uint8
+                    clip = clip.contiguous(memory_format=torch.channels_last_3d)
+                yield normalize_clips(clip, cfg.mean, cfg.std), batch["target"]
 
 
 def tensor_batches(clips: torch.Tensor, targets: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -132,7 +137,10 @@ def tensor_batches(clips: torch.Tensor, targets: torch.Tensor) -> Iterator[tuple
 def held_clips(cfg: DataConfig, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     dataset = build_dataset(cfg, "train", train=True)
     items = [dataset[(i, 0)] for i in range(count)]
-    return torch.stack([it["clip"] for it in items]), torch.stack([it["target"] for it in items])
+    clips = torch.stack([it["clip"] for it in items])
+    if SETUP["channels_last"]:
+        clips = clips.contiguous(memory_format=torch.channels_last_3d)
+    return clips, torch.stack([it["target"] for it in items])
 
 
 def loader_cpu_ms(dataset: Dataset, cfg: DataConfig, batches: int = 6, rounds: int = 5) -> tuple[float, int]:
@@ -185,6 +193,7 @@ def main() -> None:
     exp = load_config(args.config, ["data.root=unused"])
     SETUP["data"] = {key: getattr(exp.data, key) for key in DATA_KEYS}
     SETUP["model"] = {"name": exp.model.name, "dropout": exp.model.dropout, **exp.model.overrides}
+    SETUP["channels_last"] = exp.train.channels_last == "on"
     workers = [int(w) for w in (args.workers or f"{exp.data.num_workers},0").split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         root = args.root or Path(tmp) / "data"

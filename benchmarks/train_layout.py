@@ -29,6 +29,9 @@ CASES: dict[str, tuple[str, dict[str, Any], int, tuple[int, int, int]]] = {
     "sevnet_s 8x160x160": ("sevnet_s", {}, 4, (8, 160, 160)),
     "sevnet_m 16x224x224": ("sevnet_m", {}, 2, (16, 224, 224)),
     "x3d_xs 4x160x160": ("x3d_xs", {}, 4, (4, 160, 160)),
+    "sevnet_xs no zero-init 8x112x112": ("sevnet_xs", {"zero_init_last": False}, 8, (8, 112, 112)),
+    "sevnet_xs 8x64x64": ("sevnet_xs", {}, 16, (8, 64, 64)),
+    "sevnet_xs + stem conv 8x112x112": ("sevnet_xs", {"stem_temporal_kernel": 3}, 8, (8, 112, 112)),
 }
 
 

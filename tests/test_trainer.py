@@ -375,3 +375,22 @@ def test_resume_with_compile_uses_unwrapped_keys(tmp_path: Path, monkeypatch) ->
     )
     result = again.fit(resume=True)
     assert result.steps == 8 and type(result.model).__name__ == "Sequential"
+
+
+def test_channels_last_auto_follows_the_measured_rule() -> None:
+    """auto: channels-last on CUDA and on a CPU with 2+ threads (benchmarks/train_layout.py), NCDHW on one thread."""
+    from sevnet.engine.config import ChannelsLast
+    from sevnet.engine.trainer import use_channels_last
+
+    threads = torch.get_num_threads()
+    try:
+        cpu = torch.device("cpu")
+        torch.set_num_threads(1)
+        assert not use_channels_last(ChannelsLast.auto, cpu)
+        assert use_channels_last(ChannelsLast.on, cpu)
+        torch.set_num_threads(2)
+        assert use_channels_last(ChannelsLast.auto, cpu)
+        assert not use_channels_last(ChannelsLast.off, cpu)
+        assert use_channels_last(ChannelsLast.auto, torch.device("cuda"))
+    finally:
+        torch.set_num_threads(threads)

@@ -37,7 +37,7 @@ class AmpMode(StrEnum):
 
 
 class ChannelsLast(StrEnum):
-    """channels_last_3d memory format: auto = on CUDA only."""
+    """channels_last_3d memory format: auto = on CUDA, and on a CPU with 2+ threads (measured faster there)."""
 
     auto = "auto"
     on = "on"

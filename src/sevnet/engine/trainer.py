@@ -159,9 +159,7 @@ class Trainer:
             if info.is_main:
                 print(report.summary(), flush=True)
         self.meta = checkpoint_meta(cfg, self.train_set)
-        self.channels_last = cfg.train.channels_last == ChannelsLast.on or (
-            cfg.train.channels_last == ChannelsLast.auto and info.device.type == "cuda"
-        )
+        self.channels_last = use_channels_last(cfg.train.channels_last, info.device)
         self.model = _prepare_model(model, cfg.train, info, self.channels_last)
         self.amp_dtype = _amp_dtype(cfg.train.amp, info.device)
         self.scaler = torch.amp.GradScaler(info.device.type, enabled=self.amp_dtype == torch.float16)
@@ -547,6 +545,15 @@ def _maybe_val_dataset(cfg: ExperimentConfig, progress: bool | None = None) -> A
     except FileNotFoundError as err:
         print(f"no validation set ({err}); training without evaluation")
         return None
+
+
+def use_channels_last(setting: ChannelsLast, device: torch.device) -> bool:
+    """``auto``: channels_last_3d on CUDA, and on a CPU training with 2 or more threads, where it measured
+    1.14-1.52x the clips/s of NCDHW for every model tried; with one thread it was 0.84-0.87x at 112-160 px
+    (benchmarks/train_layout.py, docs/training.md "Speed flags")."""
+    if setting != ChannelsLast.auto:
+        return setting == ChannelsLast.on
+    return device.type == "cuda" or (device.type == "cpu" and torch.get_num_threads() >= 2)
 
 
 def _prepare_model(model: nn.Module, cfg: TrainConfig, info: DistInfo, channels_last: bool) -> nn.Module:
