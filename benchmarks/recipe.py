@@ -92,6 +92,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "d1221_diff_t12_64": ("sevnet_xs", D1221 | {"stem_temporal_init": "difference"}, SMALL | {"frames": 12}),
     "d1221_diff_mixup_64": ("sevnet_xs", D1221 | {"stem_temporal_init": "difference"}, SMALL | {"mixup": 0.3}),
     "d1221_diff_se_64": ("sevnet_xs", D1221 | {"stem_temporal_init": "difference", "se_ratio": 0.0625}, SMALL),
+    "d1221_diff_st5_64": ("sevnet_xs", D1221 | {"stem_temporal_init": "difference", "stem_temporal_kernel": 5}, SMALL),
+    "d1221_diff_b8_64": ("sevnet_xs", D1221 | {"stem_temporal_init": "difference"}, SMALL | {"batch": 8, "lr": 1e-3}),
     "gw24_64": ("sevnet_xs", NOZERO | {"group_width": 24}, SMALL),
     "nozero_causal_64": ("sevnet_xs", NOZERO | {"causal": True}, SMALL),
     "stem1_64": ("sevnet_xs", {"stem_temporal_kernel": 1, "zero_init_last": True}, SMALL),
