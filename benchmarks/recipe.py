@@ -94,6 +94,12 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "d1221_diff_se_64": ("sevnet_xs", D1221 | {"stem_temporal_init": "difference", "se_ratio": 0.0625}, SMALL),
     "d1221_diff_st5_64": ("sevnet_xs", D1221 | {"stem_temporal_init": "difference", "stem_temporal_kernel": 5}, SMALL),
     "d1221_diff_b8_64": ("sevnet_xs", D1221 | {"stem_temporal_init": "difference"}, SMALL | {"batch": 8, "lr": 1e-3}),
+    # prototype: the frame difference (x_t - x_t-1, full resolution) as 3 more input channels of the stem conv
+    "d1221_diff_fullres_64": (
+        "sevnet_xs",
+        D1221 | {"stem_temporal_init": "difference", "input_difference": True},
+        SMALL,
+    ),
     "gw24_64": ("sevnet_xs", NOZERO | {"group_width": 24}, SMALL),
     "nozero_causal_64": ("sevnet_xs", NOZERO | {"causal": True}, SMALL),
     "stem1_64": ("sevnet_xs", {"stem_temporal_kernel": 1, "zero_init_last": True}, SMALL),
@@ -172,11 +178,32 @@ def eval_clips(clips: list[np.ndarray], r: dict, reverse: bool) -> torch.Tensor:
     return (torch.stack(out).permute(0, 2, 1, 3, 4) - MEAN) / STD
 
 
+class WithDifference(torch.nn.Module):
+    """A SEVNet whose stem conv also sees the frame difference at full resolution (6 input channels):
+    motion edges before the stride-2 stem, where a sprite's displacement is still a few pixels."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        old = model.stem.spatial.conv
+        model.stem.spatial.conv = torch.nn.Conv3d(6, old.out_channels, old.kernel_size, old.stride, old.padding,
+                                                  bias=False)  # fmt: skip
+        torch.nn.init.kaiming_normal_(model.stem.spatial.conv.weight, mode="fan_out", nonlinearity="relu")
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        diff = x - torch.cat([x[:, :, :1], x[:, :, :-1]], dim=2)  # causal: the first frame's difference is 0
+        m = self.model
+        return m.fc(m.dropout(m.forward_features(torch.cat([x, diff], dim=1))))
+
+
 def build(variant: str, num_classes: int, seed: int) -> tuple[torch.nn.Module, dict]:
     name, overrides, recipe = VARIANTS[variant]
     r = RECIPE | recipe
     torch.manual_seed(seed)
     extra = {"dropout": r["dropout"]} if name.startswith("sevnet") else {}
+    overrides = dict(overrides)
+    if overrides.pop("input_difference", False):
+        return WithDifference(create_model(name, num_classes=num_classes, **overrides, **extra)), r
     return create_model(name, num_classes=num_classes, **overrides, **extra), r
 
 
