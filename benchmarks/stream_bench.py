@@ -124,7 +124,6 @@ def exported(
             openvino_runner(clip8, threads),
             StepRunner(openvino_step_fn(step8, threads), layout, False),
         )
-        STREAM_MODELS[name] = (step8, layout, (h, w))
     return out
 
 
@@ -139,9 +138,6 @@ def int8_models(
     feeds = calibration_feeds(fp32_step, calib, io_names(layout)[0])
     step8 = quantize_openvino(step_xml, feeds, tmp / f"{name}-step-int8.xml", ignored_scope=running_sum_nodes)
     return clip8, step8
-
-
-STREAM_MODELS: dict[str, tuple[Path, list, tuple[int, int]]] = {}  # model -> its int8 step, for concurrent_fps
 
 
 def concurrent_fps(path: Path, layout: list, frame_size: tuple[int, int], streams: int, frames: int = 200) -> float:
@@ -185,6 +181,7 @@ def main() -> None:
     print(f"CPU, {torch.get_num_threads()} threads, batch 1; {args.repeats} rounds of one clip of T frames then T "
           "consecutive one-frame steps; medians\n")  # fmt: skip
     rows = []
+    concurrent = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             extra = {} if args.stem_temporal_kernel is None else {"stem_temporal_kernel": args.stem_temporal_kernel}
@@ -194,12 +191,14 @@ def main() -> None:
             print(f"{name}: causal, stem temporal kernel {cfg.stem_temporal_kernel}, SE ratio {cfg.se_ratio}, "
                   f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters", flush=True)  # fmt: skip
             clip = np.random.default_rng(1).standard_normal((1, 3, t, h, w)).astype(np.float32)
-            for backend, (clip_run, step_run) in backends(model, name, Path(tmp), (t, h, w), args).items():
+            runners = backends(model, name, Path(tmp), (t, h, w), args)
+            for backend, (clip_run, step_run) in runners.items():
                 clip_s, step_s = latencies(clip_run, step_run, clip, args.repeats)
                 rows.append((name, f"{t}x{h}x{w}", backend, clip_s * 1e3, clip_s * 1e3 / t, step_s * 1e3))
                 print_row(rows[-1])
-        concurrent = [(name, n, concurrent_fps(*model_files, n)) for name, model_files in STREAM_MODELS.items()
-                      for n in args.streams]  # fmt: skip
+            if "openvino int8" in runners:  # the int8 step model file, driven by several streams at once
+                step8 = runners["openvino int8"][1]
+                concurrent += [(name, n, concurrent_fps(step8.path, step8.layout, (h, w), n)) for n in args.streams]
     print("\n| model | input | backend | clip (T frames) ms | clip / T ms | step ms | step / (clip/T) | frames/s |")
     print("|---|---|---|---|---|---|---|---|")
     for name, size, backend, clip_ms, per_frame, step_ms in rows:
