@@ -1,9 +1,11 @@
-"""Which memory layout trains faster on this CPU: NCDHW or channels_last_3d? (``train.channels_last``)
+"""Which memory layout and precision train faster on this CPU: NCDHW or channels_last_3d
+(``train.channels_last``), float32 or bfloat16 autocast (``train.amp``)?
 
 Training clips/s (forward, cross-entropy, backward, AdamW) of each model at its training clip size,
-both layouts in one run, interleaved over ``--rounds`` rounds (a shared machine's load drifts); the
-table gives the median of each and the ratio channels-last / NCDHW. ``train.channels_last: auto``
-turns channels-last on where this table says it pays.
+NCDHW, channels-last, and channels-last under ``torch.autocast("cpu", torch.bfloat16)`` in one run,
+interleaved over ``--rounds`` rounds (a shared machine's load drifts); the table gives the median of
+each and the ratios. ``train.channels_last: auto`` and ``train.amp: auto`` turn them on where this
+table says they pay (bf16 only on a CPU with AMX: elsewhere it is emulated).
 
     python benchmarks/train_layout.py [--threads 2] [--rounds 5] [--steps 3]
 """
@@ -35,7 +37,7 @@ CASES: dict[str, tuple[str, dict[str, Any], int, tuple[int, int, int]]] = {
 }
 
 
-def trainer(name: str, overrides: dict, batch: int, size: tuple[int, int, int], channels_last: bool):
+def trainer(name: str, overrides: dict, batch: int, size: tuple[int, int, int], channels_last: bool, bf16: bool):
     """A zero-argument training step of a fresh model on a fixed random batch."""
     torch.manual_seed(0)
     model = create_model(name, num_classes=12, **overrides).train()
@@ -47,7 +49,9 @@ def trainer(name: str, overrides: dict, batch: int, size: tuple[int, int, int], 
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
         opt.step()
 
     step()  # first-call allocations and kernel selection
@@ -63,24 +67,26 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"{torch.get_num_threads()} threads, torch {torch.__version__}, median of {args.rounds} interleaved rounds")
-    print("\n| model, clip | batch | NCDHW clips/s | channels-last clips/s | channels-last / NCDHW |")
-    print("|---|---|---|---|---|")
+    print("\n| model, clip | batch | NCDHW clips/s | channels-last clips/s | + bf16 clips/s | channels-last / NCDHW "
+          "| bf16 / float32 (channels-last) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
     for label in args.cases:
         name, overrides, batch, size = CASES[label]
         try:
-            steps = {cl: trainer(name, overrides, batch, size, cl) for cl in (False, True)}
+            modes = ((False, False), (True, False), (True, True))  # (channels-last, bf16)
+            steps = {mode: trainer(name, overrides, batch, size, *mode) for mode in modes}
         except ImportError as exc:  # a peer whose package is not installed
             print(f"| {label} | skipped: {exc} |")
             continue
-        rates: dict[bool, list[float]] = {False: [], True: []}
+        rates: dict[tuple[bool, bool], list[float]] = {mode: [] for mode in steps}
         for _ in range(args.rounds):
-            for cl, step in steps.items():
+            for mode, step in steps.items():
                 start = time.perf_counter()
                 for _ in range(args.steps):
                     step()
-                rates[cl].append(batch * args.steps / (time.perf_counter() - start))
-        nc, cl = statistics.median(rates[False]), statistics.median(rates[True])
-        print(f"| {label} | {batch} | {nc:.1f} | {cl:.1f} | {cl / nc:.2f}x |", flush=True)
+                rates[mode].append(batch * args.steps / (time.perf_counter() - start))
+        nc, cl, bf = (statistics.median(rates[mode]) for mode in modes)
+        print(f"| {label} | {batch} | {nc:.1f} | {cl:.1f} | {bf:.1f} | {cl / nc:.2f}x | {bf / cl:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":

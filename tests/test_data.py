@@ -296,7 +296,7 @@ def _v2_reference(train: bool, c: DataConfig):
     post = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(c.mean), std=list(c.std))]
     if train:
         steps = [v2.RandomShortestSize(min_size=list(range(c.train_scale[0], c.train_scale[1] + 1)), antialias=True),
-                 v2.RandomCrop(c.train_crop, pad_if_needed=True)] + ([v2.RandomHorizontalFlip()] if c.flip else [])  # fmt: skip
+                 v2.RandomCrop(c.train_crop, pad_if_needed=True)] + ([v2.RandomHorizontalFlip()] if c.flip == "on" else [])  # fmt: skip
         pipeline = v2.Compose([*steps, *post])
         return lambda f: pipeline(tv_tensors.Video(f.permute(0, 3, 1, 2))).as_subclass(torch.Tensor).permute(1, 0, 2, 3)
     resize, norm = v2.Resize(max(c.eval_scale, c.eval_crop), antialias=True), v2.Compose(post)

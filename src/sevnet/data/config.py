@@ -37,6 +37,16 @@ class Sampling(StrEnum):
     dense = "dense"
 
 
+class Flip(StrEnum):
+    """Horizontal flip in training: off; on (every class keeps its label: Kinetics, UCF101); auto (on, with
+    the label swapped where the class names say a direction, e.g. "... left" <-> "... right", and never
+    for a named direction without its mirror class; off when classes have no names; sevnet.data.mirror)."""
+
+    off = "off"
+    on = "on"
+    auto = "auto"
+
+
 class CacheMode(StrEnum):
     """Decoded-frame cache: off, memory (RAM, rebuilt each run) or disk (reused while files and settings hold)."""
 
@@ -45,7 +55,7 @@ class CacheMode(StrEnum):
     disk = "disk"
 
 
-_ENUMS: dict[str, type[StrEnum]] = {"format": DataFormat, "sampling": Sampling, "cache": CacheMode}
+_ENUMS: dict[str, type[StrEnum]] = {"format": DataFormat, "sampling": Sampling, "cache": CacheMode, "flip": Flip}
 
 
 @dataclass
@@ -77,7 +87,9 @@ class DataConfig:
     eval_crop: int = 112
     eval_clips: int = 1  # temporal views in evaluation
     eval_crops: int = 1  # 1 (centre) or 3 (three-crop) spatial views
-    flip: bool = False  # horizontal flip in training; off for Something-Something (left/right labels)
+    # Horizontal flip in training: off | on | auto (Flip above). Plain "on" is wrong for Something-Something
+    # (left/right classes); "auto" swaps the labels of mirror-image classes by their names.
+    flip: Flip = Flip.off
     mean: list[float] = field(default_factory=lambda: [0.45, 0.45, 0.45])
     std: list[float] = field(default_factory=lambda: [0.225, 0.225, 0.225])
     num_workers: int = 2

@@ -19,7 +19,8 @@ from torch.utils.data import Dataset, get_worker_info
 
 from .annotations import Annotation, Sample, format_spec, parse_annotation
 from .cache import FrameCache, open_cache
-from .config import CacheMode, DataConfig, Sampling
+from .config import CacheMode, DataConfig, Flip, Sampling
+from .mirror import has_names, mirror_labels
 from .sampling import dense_indices, segment_indices
 from .transforms import build_transform
 from .video import DecodeError, count_frame_files, probe_video, read_frame_folder, read_frames
@@ -50,6 +51,10 @@ class VideoDataset(Dataset):
         # Decoded-frame cache (data.cache: memory | disk, set by build_dataset): frame counts and frames
         # come from it instead of the files; sampling, seeding and transforms are unchanged.
         self.cache: FrameCache | None = None
+        # data.flip: auto in training: each class's mirror-image class (sevnet.data.mirror), or None = no flip.
+        self.mirror: list[int | None] | None = None
+        if train and cfg.flip == Flip.auto and has_names(self.classes):
+            self.mirror = mirror_labels(self.classes)
         if self.missing:
             log.warning("%d listed videos are missing on disk (first: %s)", len(self.missing), self.missing[0])
 
@@ -118,10 +123,25 @@ class VideoDataset(Dataset):
             reason = str(err)
             return {"error": (str(sample.path), reason), "index": index}
         clip = clips[0] if self.train else torch.cat(clips)  # eval: (clips*crops, 3, T, H, W)
-        item = {"clip": clip, "target": self.target_tensor(sample.target), "index": index}
+        target = sample.target
+        if self.mirror is not None:
+            clip, target = self._maybe_mirror(clip, target, rng)
+        item = {"clip": clip, "target": self.target_tensor(target), "index": index}
         if problems:  # used, and named: the run's skipped.csv lists it as partial
             item["partial"] = (str(sample.path), "; ".join(dict.fromkeys(problems)))
         return item
+
+    def _maybe_mirror(
+        self, clip: torch.Tensor, target: int | list[int], rng: np.random.Generator
+    ) -> tuple[torch.Tensor, int | list[int]]:
+        """With probability 1/2, the clip flipped left-right and its label(s) mapped to the mirror class;
+        a label with no mirror class (None) keeps the clip as it is."""
+        assert self.mirror is not None
+        labels = target if isinstance(target, list) else [target]
+        mirrored = [self.mirror[t] for t in labels]
+        if rng.random() >= 0.5 or any(m is None for m in mirrored):
+            return clip, target
+        return clip.flip(-1), (mirrored if isinstance(target, list) else mirrored[0])  # type: ignore[return-value]
 
     def _trace(self, sample: Sample) -> None:
         worker = get_worker_info()

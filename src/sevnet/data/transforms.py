@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torchvision.transforms.v2 import functional as F
 
-from .config import DataConfig
+from .config import DataConfig, Flip
 
 
 def normalize_clips(clips: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -55,7 +55,8 @@ def _random_crop(video: torch.Tensor, size: int) -> torch.Tensor:
 def _train_crop(cfg: DataConfig) -> Callable[[torch.Tensor], torch.Tensor]:
     """uint8 (T, H, W, 3) -> uint8 (3, T, crop, crop): random short-side scale, random crop, flip."""
     lo, hi = cfg.train_scale
-    scales, size, flip = list(range(lo, hi + 1)), cfg.train_crop, cfg.flip
+    # flip: auto is applied by the dataset, which knows the label to swap (VideoDataset.mirror)
+    scales, size, flip = list(range(lo, hi + 1)), cfg.train_crop, cfg.flip == Flip.on
 
     def crop(frames: torch.Tensor) -> torch.Tensor:
         video = frames.permute(0, 3, 1, 2)  # (T, 3, H, W) channels-last view: the fast uint8 resize

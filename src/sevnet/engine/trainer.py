@@ -32,6 +32,7 @@ from sevnet.data import DataConfig, SkipCounter, build_dataset, build_loader, no
 from sevnet.data.cache import with_run_cache_dir
 from sevnet.data.config import INFERENCE_KEYS
 from sevnet.data.folder import freeze_split
+from sevnet.data.mirror import describe as describe_flip
 from sevnet.errors import SevnetError
 from sevnet.models import create_model
 from sevnet.models.sevnet import recorded_defaults
@@ -134,6 +135,9 @@ class Trainer:
             progress = None if cfg.train.progress else False  # the cache's build bar follows train.progress
             train_set, val_set = build_dataset(cfg.data, "train", True, progress), _maybe_val_dataset(cfg, progress)
         self.train_set, self.val_set = train_set, val_set
+        if info.is_main and cfg.data.flip == "auto":
+            mirror = getattr(train_set, "mirror", None)
+            print(describe_flip(train_set.classes, mirror) if mirror else "flip: off (auto: the classes have no names)")
         if hasattr(train_set, "trace_dir"):
             train_set.trace_dir = self.out_dir / ".loading"
         # A VideoDataset ships uint8 clips; train_step normalises each batch on the device with the

@@ -1,0 +1,69 @@
+"""Which class a horizontally flipped clip belongs to, read from the class names.
+
+A mirrored video keeps its class in most datasets (Kinetics, UCF101: flip is a standard augmentation)
+but not where a class names a direction: "pushing something from left to right" becomes "... from right
+to left", "turning clockwise" becomes "turning counter-clockwise". MMAction2's Something-Something
+configs spell such pairs out by label number (``flip_label_map``); here they are found by swapping the
+direction words in the names, so a folder of the user's own classes gets the same treatment unasked.
+
+``mirror_labels(names)[i]`` is the label of class i's mirror image: i itself when its name holds no
+direction word, the partner's label when swapping the words names another class, and None when it
+names a direction whose mirror class does not exist (such clips are never flipped).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+# Each direction word and its mirror image (matched as whole words, case-insensitive).
+_SWAPS = {
+    "left": "right",
+    "right": "left",
+    "leftward": "rightward",
+    "rightward": "leftward",
+    "leftwards": "rightwards",
+    "rightwards": "leftwards",
+    "clockwise": "counterclockwise",
+    "counterclockwise": "clockwise",
+    "cw": "ccw",
+    "ccw": "cw",
+}
+_WORD = re.compile(r"[a-z]+")
+
+
+def _canonical(name: str) -> str:
+    """Lower case, "counter-clockwise" / "anti-clockwise" / "anticlockwise" as one word, words joined by
+    single spaces (so "Turning_counter clockwise" and "turning counter-clockwise" compare equal)."""
+    text = re.sub(r"(counter|anti)[\s_-]*clockwise", "counterclockwise", name.lower())
+    return " ".join(_WORD.findall(text))
+
+
+def mirror_labels(names: Sequence[str]) -> list[int | None]:
+    """For each class, the label of its horizontally mirrored version (see the module docstring)."""
+    index = {_canonical(name): label for label, name in enumerate(names)}
+    out: list[int | None] = []
+    for label, name in enumerate(names):
+        words = _canonical(name).split()
+        if not any(w in _SWAPS for w in words):
+            out.append(label)
+            continue
+        out.append(index.get(" ".join(_SWAPS.get(w, w) for w in words)))
+    return out
+
+
+def has_names(names: Sequence[str]) -> bool:
+    """False for the placeholders of a dataset without a class-name file ("3", "class_3")."""
+    return not all(re.fullmatch(r"(class_)?\d+", name) for name in names)
+
+
+def describe(names: Sequence[str], mirror: Sequence[int | None]) -> str:
+    """One line for the training log: which classes swap under a flip and which are never flipped."""
+    pairs = [f"{names[i]} <-> {names[j]}" for i, j in enumerate(mirror) if j is not None and i < j]
+    never = [names[i] for i, j in enumerate(mirror) if j is None]
+    parts = [f"{len(names) - len(never) - 2 * len(pairs)} classes keep their label"]
+    if pairs:
+        parts.append("swapped: " + "; ".join(pairs))
+    if never:
+        parts.append("never flipped (a direction without its mirror class): " + "; ".join(never))
+    return "flip: " + ", ".join(parts)
