@@ -99,6 +99,19 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "d1221_diff_flip_64": ("sevnet_xs", D1221 | {"stem_temporal_init": "difference"}, SMALL | {"flip": True}),
     "d1221_diff_gw24_64": ("sevnet_xs", D1221 | {"stem_temporal_init": "difference", "group_width": 24}, SMALL),
     "d1221_diff_stem48_64": ("sevnet_xs", D1221 | {"stem_temporal_init": "difference", "stem_channels": 48}, SMALL),
+    # more frames at a lower resolution, about the same pixels per clip: smaller motion between frames
+    "d1221_diff_t16_48": (
+        "sevnet_xs",
+        D1221 | {"stem_temporal_init": "difference"},
+        {"frames": 16, "crop": 48, "scale": (48, 60), "eval_scale": 54},
+    ),
+    "d1221_diff_t12_56": (
+        "sevnet_xs",
+        D1221 | {"stem_temporal_init": "difference"},
+        {"frames": 12, "crop": 56, "scale": (56, 70), "eval_scale": 63},
+    ),
+    # prototype: a 3x3x3 stem conv at full resolution (make_stem_3d)
+    "d1221_diff_stem3d_64": ("sevnet_xs", D1221 | {"stem_temporal_init": "difference", "stem_3d": True}, SMALL),
     # bfloat16 autocast on the CPU (AMX): the same model, 1.26x the training clips/s at 2 threads
     "d1221_diff_bf16_64": ("sevnet_xs", D1221 | {"stem_temporal_init": "difference"}, SMALL | {"amp": True}),
     # prototype: the frame difference (x_t - x_t-1, full resolution) as 3 more input channels of the stem conv
@@ -208,12 +221,30 @@ class WithDifference(torch.nn.Module):
         return m.fc(m.dropout(m.forward_features(torch.cat([x, diff], dim=1))))
 
 
+def make_stem_3d(model: torch.nn.Module) -> torch.nn.Module:
+    """Prototype: the stem's spatial 1xkxk conv becomes a 3xkxk conv over frames t-1, t, t+1 (as C3D's and
+    R3D's stems), started as differences of one random spatial filter for two thirds of its channels
+    (the current frame only for the rest): oriented space-time filters at full resolution."""
+    old = model.stem.spatial.conv
+    k = old.kernel_size[-1]
+    conv = torch.nn.Conv3d(3, old.out_channels, (3, k, k), old.stride, (1, k // 2, k // 2), bias=False)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[:, :, 1] = old.weight[:, :, 0]
+        moving = torch.arange(old.out_channels) % 3 != 0
+        conv.weight[moving, :, 0] = -old.weight[moving, :, 0]
+    model.stem.spatial.conv = conv
+    return model
+
+
 def build(variant: str, num_classes: int, seed: int) -> tuple[torch.nn.Module, dict]:
     name, overrides, recipe = VARIANTS[variant]
     r = RECIPE | recipe
     torch.manual_seed(seed)
     extra = {"dropout": r["dropout"]} if name.startswith("sevnet") else {}
     overrides = dict(overrides)
+    if overrides.pop("stem_3d", False):
+        return make_stem_3d(create_model(name, num_classes=num_classes, **overrides, **extra)), r
     if overrides.pop("input_difference", False):
         return WithDifference(create_model(name, num_classes=num_classes, **overrides, **extra)), r
     return create_model(name, num_classes=num_classes, **overrides, **extra), r

@@ -28,7 +28,8 @@ from sevnet.errors import ConfigError
 
 
 class AmpMode(StrEnum):
-    """Mixed precision: auto = bf16 on CUDA if supported, else fp16 (with a grad scaler); off on CPU."""
+    """Mixed precision: auto = bf16 on CUDA if supported, else fp16 (with a grad scaler); on a CPU, bf16
+    where it has AMX (native bf16 convolutions), else off."""
 
     auto = "auto"
     off = "off"
