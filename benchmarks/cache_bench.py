@@ -38,12 +38,13 @@ from torch.utils.data import Dataset
 from sevnet.data import DataConfig, build_dataset, build_loader, collate_skipping, normalize_clips
 from sevnet.data.annotations import FORMATS
 from sevnet.engine.config import load_config
+from sevnet.engine.trainer import amp_dtype, use_channels_last
 from sevnet.models import create_model
 
 CLASSES, PER_CLASS, FRAMES, SIZE, BATCH = 12, 60, 24, (128, 128), 16
 DATA_KEYS = ("num_frames", "sampling", "train_scale", "train_crop", "eval_scale", "eval_crop", "num_workers")
 # What a config sets for this benchmark: the data keys above, the model and its overrides (filled by main).
-SETUP: dict = {"data": {}, "model": {}, "channels_last": False}
+SETUP: dict = {"data": {}, "model": {}, "channels_last": False, "amp": None}
 
 
 def write_pattern_videos(root: Path) -> None:
@@ -107,7 +108,9 @@ def train_rate(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], warmup: int
             start, clips = time.perf_counter(), 0
         x, y = next(batches)
         opt.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(model(x), y).backward()
+        with torch.autocast("cpu", dtype=SETUP["amp"] or torch.float32, enabled=SETUP["amp"] is not None):
+            loss = nn.functional.cross_entropy(model(x), y)  # as the Trainer does with train.amp
+        loss.backward()
         opt.step()
         clips += len(x)
     return clips / (time.perf_counter() - start)
@@ -193,7 +196,8 @@ def main() -> None:
     exp = load_config(args.config, ["data.root=unused"])
     SETUP["data"] = {key: getattr(exp.data, key) for key in DATA_KEYS}
     SETUP["model"] = {"name": exp.model.name, "dropout": exp.model.dropout, **exp.model.overrides}
-    SETUP["channels_last"] = exp.train.channels_last == "on"
+    SETUP["channels_last"] = use_channels_last(exp.train.channels_last, torch.device("cpu"))
+    SETUP["amp"] = amp_dtype(exp.train.amp, torch.device("cpu"))  # auto: bf16 on a CPU with AMX
     workers = [int(w) for w in (args.workers or f"{exp.data.num_workers},0").split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         root = args.root or Path(tmp) / "data"
@@ -210,7 +214,7 @@ def main() -> None:
     d = SETUP["data"]
     print(
         f"\n{args.config.name}: {SETUP['model']}, {d['num_frames']}x{d['train_crop']}x{d['train_crop']} clips, "
-        f"batch {BATCH}, AdamW, {d['num_workers']} loader worker(s) unless a row says, "
+        f"batch {BATCH}, AdamW, autocast {SETUP['amp']}, {d['num_workers']} loader worker(s) unless a row says, "
         f"{args.warmup} warm-up + {args.steps} timed steps per row, median of {args.rounds} interleaved rounds, "
         f"{torch.get_num_threads()} threads; {CLASSES * PER_CLASS} clips of {FRAMES} frames at {SIZE[0]}x{SIZE[1]}."
     )

@@ -110,6 +110,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         D1221 | {"stem_temporal_init": "difference"},
         {"frames": 12, "crop": 56, "scale": (56, 70), "eval_scale": 63},
     ),
+    "d1221_diff_wd2_64": ("sevnet_xs", D1221 | {"stem_temporal_init": "difference"}, SMALL | {"weight_decay": 0.2}),
+    # the baseline, also scored with 3 temporal views (mean of softmax) besides the 1-view top-1
+    "d1221_diff_ev3_64": ("sevnet_xs", D1221 | {"stem_temporal_init": "difference"}, SMALL | {"eval_views": 3}),
     # prototype: a 3x3x3 stem conv at full resolution (make_stem_3d)
     "d1221_diff_stem3d_64": ("sevnet_xs", D1221 | {"stem_temporal_init": "difference", "stem_3d": True}, SMALL),
     # bfloat16 autocast on the CPU (AMX): the same model, 1.26x the training clips/s at 2 threads
@@ -128,7 +131,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
 RECIPE: dict[str, Any] = {
     "optim": "adamw", "lr": 2e-3, "weight_decay": 0.05, "label_smoothing": 0.1, "batch": 16, "warmup": 0.05,
     "frames": 8, "crop": 96, "scale": (96, 120), "eval_scale": 108, "dropout": 0.2, "mixup": 0.0,
-    "flip": False, "amp": False,
+    "flip": False, "amp": False, "eval_views": 1,
 }  # fmt: skip
 
 
@@ -188,11 +191,14 @@ def train_batch(clips: list[np.ndarray], labels: np.ndarray, rng: np.random.Gene
     return batch, torch.from_numpy(targets)
 
 
-def eval_clips(clips: list[np.ndarray], r: dict, reverse: bool) -> torch.Tensor:
+def eval_clips(clips: list[np.ndarray], r: dict, reverse: bool, view: int = 0, views: int = 1) -> torch.Tensor:
+    """Centre crops of one temporal view (of ``views``: each takes frames ``(view + 0.5) / views`` into
+    every segment; 1 view = the segment centres)."""
     out = []
     for video in clips:
         n = len(video)
-        idx = np.clip(np.floor((np.arange(r["frames"]) + 0.5) * n / r["frames"]), 0, n - 1).astype(int)
+        at = (view + 0.5) / views
+        idx = np.clip(np.floor((np.arange(r["frames"]) + at) * n / r["frames"]), 0, n - 1).astype(int)
         x = torch.from_numpy(video[idx[::-1] if reverse else idx]).float()
         h, w = x.shape[-2:]
         s = r["eval_scale"]
@@ -311,6 +317,15 @@ def evaluate(model: torch.nn.Module, val: tuple, r: dict) -> dict[str, float]:
             [model(eval_clips(clips[i : i + 32], r, reverse)).argmax(1) for i in range(0, len(clips), 32)]
         )
         result[key] = round(100 * float((preds.numpy() == labels).mean()), 1)
+    if r["eval_views"] > 1:
+        k = r["eval_views"]
+        probs = sum(
+            torch.cat(
+                [model(eval_clips(clips[i : i + 32], r, False, v, k)).softmax(1) for i in range(0, len(clips), 32)]
+            )
+            for v in range(k)
+        )
+        result[f"top1_{k}_views"] = round(100 * float((probs.argmax(1).numpy() == labels).mean()), 1)
     if getattr(getattr(model, "cfg", None), "causal", False):
         result |= frames_to_correct(model, clips, labels, r)
     return result

@@ -406,9 +406,9 @@ def test_amp_auto_is_bf16_on_a_cpu_with_amx(monkeypatch: pytest.MonkeyPatch) -> 
     cpu = torch.device("cpu")
     for amx, expected in ((True, torch.bfloat16), (False, None)):
         monkeypatch.setattr(trainer, "cpu_has_amx", lambda amx=amx: amx)
-        assert trainer._amp_dtype(AmpMode.auto, cpu) == expected
-        assert trainer._amp_dtype(AmpMode.off, cpu) is None
-        assert trainer._amp_dtype(AmpMode.bf16, cpu) == torch.bfloat16
+        assert trainer.amp_dtype(AmpMode.auto, cpu) == expected
+        assert trainer.amp_dtype(AmpMode.off, cpu) is None
+        assert trainer.amp_dtype(AmpMode.bf16, cpu) == torch.bfloat16
 
 
 def test_bf16_training_on_the_cpu_learns_and_saves_float32(motion_dataset: Path, tmp_path: Path) -> None:

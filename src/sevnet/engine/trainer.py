@@ -166,7 +166,7 @@ class Trainer:
         self.meta = checkpoint_meta(cfg, self.train_set)
         self.channels_last = use_channels_last(cfg.train.channels_last, info.device)
         self.model = _prepare_model(model, cfg.train, info, self.channels_last)
-        self.amp_dtype = _amp_dtype(cfg.train.amp, info.device)
+        self.amp_dtype = amp_dtype(cfg.train.amp, info.device)
         self.scaler = torch.amp.GradScaler(info.device.type, enabled=self.amp_dtype == torch.float16)
         self.criterion: nn.Module = (
             nn.BCEWithLogitsLoss()
@@ -527,7 +527,7 @@ def checkpoint_meta(cfg: ExperimentConfig, dataset: Any) -> dict[str, Any]:
     }
 
 
-def _amp_dtype(mode: AmpMode, device: torch.device) -> torch.dtype | None:
+def amp_dtype(mode: AmpMode, device: torch.device) -> torch.dtype | None:
     """``auto``: bf16 on CUDA where supported, else fp16; bf16 on a CPU with AMX (1.30-1.62x the training
     clips/s of float32 for every SEVNet size, benchmarks/train_layout.py), else float32 (without AMX,
     bf16 is emulated and slower)."""
