@@ -31,6 +31,8 @@ import torch.nn.functional as F
 
 from sevnet.data.mirror import describe, mirror_labels
 from sevnet.models import create_model
+from sevnet.models.blocks import SEVModule
+from sevnet.models.sevnet import difference_init
 from sevnet.timing import train_steps_per_second
 
 VIDEO_EXTS = {".webm", ".mp4", ".avi", ".mkv", ".mov"}
@@ -113,6 +115,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "d1221_diff_wd2_64": ("sevnet_xs", D1221 | {"stem_temporal_init": "difference"}, SMALL | {"weight_decay": 0.2}),
     # the baseline, also scored with 3 temporal views (mean of softmax) besides the 1-view top-1
     "d1221_diff_ev3_64": ("sevnet_xs", D1221 | {"stem_temporal_init": "difference"}, SMALL | {"eval_views": 3}),
+    "d1221_diff_blockdiff_64": (
+        "sevnet_xs",
+        D1221 | {"stem_temporal_init": "difference", "block_difference": True},
+        SMALL,
+    ),
     # prototype: a 3x3x3 stem conv at full resolution (make_stem_3d)
     "d1221_diff_stem3d_64": ("sevnet_xs", D1221 | {"stem_temporal_init": "difference", "stem_3d": True}, SMALL),
     # bfloat16 autocast on the CPU (AMX): the same model, 1.26x the training clips/s at 2 threads
@@ -249,6 +256,12 @@ def build(variant: str, num_classes: int, seed: int) -> tuple[torch.nn.Module, d
     torch.manual_seed(seed)
     extra = {"dropout": r["dropout"]} if name.startswith("sevnet") else {}
     overrides = dict(overrides)
+    if overrides.pop("block_difference", False):  # every block's temporal conv also starts as frame differences
+        model = create_model(name, num_classes=num_classes, **overrides, **extra)
+        for block in model.modules():
+            if isinstance(block, SEVModule):
+                difference_init(block.temporal.conv, block.temporal.conv.padding[0] == 0)
+        return model, r
     if overrides.pop("stem_3d", False):
         return make_stem_3d(create_model(name, num_classes=num_classes, **overrides, **extra)), r
     if overrides.pop("input_difference", False):

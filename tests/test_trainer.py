@@ -9,6 +9,7 @@ import copy
 import json
 import math
 import pickle
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -411,13 +412,17 @@ def test_amp_auto_is_bf16_on_a_cpu_with_amx(monkeypatch: pytest.MonkeyPatch) -> 
         assert trainer.amp_dtype(AmpMode.bf16, cpu) == torch.bfloat16
 
 
-def test_bf16_training_on_the_cpu_learns_and_saves_float32(motion_dataset: Path, tmp_path: Path) -> None:
+def test_bf16_training_on_the_cpu_learns_and_saves_float32(
+    motion_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     from conftest import tiny_config_overrides
 
     from sevnet.engine import load_config, load_model, train
 
     cfg = load_config(None, tiny_config_overrides(motion_dataset, tmp_path / "run", **{"train.amp": "bf16"}))
     result = train(cfg)
+    out = capsys.readouterr().out  # the resolved speed flags are printed once
+    assert re.search(r"training on cpu, \d+ threads: bfloat16 autocast, (channels-last|NCDHW), 1 process", out), out
     losses = [row["train_loss"] for row in result.history]
     assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0], losses
     model, _ = load_model(tmp_path / "run" / "checkpoints" / "model.safetensors")

@@ -218,6 +218,8 @@ class Trainer:
             if resume and self.resume() and self._finished():
                 return self._result()
             self._open_run(resume, overwrite)
+            if self.info.is_main:
+                print(self._setup_line(), flush=True)
             while not self.done:
                 row = self.train_epoch()
                 self.state.history.append(row)
@@ -473,6 +475,14 @@ class Trainer:
         )  # fmt: skip
 
     # ---- small helpers -------------------------------------------------------------------------
+
+    def _setup_line(self) -> str:
+        """What the speed flags resolved to on this device (train.amp / channels_last: auto)."""
+        device = self.info.device
+        where = f"{device.type}, {torch.get_num_threads()} threads" if device.type == "cpu" else str(device)
+        precision = f"{str(self.amp_dtype).removeprefix('torch.')} autocast" if self.amp_dtype else "float32"
+        layout = "channels-last" if self.channels_last else "NCDHW"
+        return f"training on {where}: {precision}, {layout}, {self.info.world_size} process(es)"
 
     def _autocast(self) -> Any:
         if self.amp_dtype is None:
