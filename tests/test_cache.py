@@ -12,6 +12,7 @@ from torchvision.transforms.v2 import functional as F
 
 from sevnet.data import DataConfig, SkipCounter, build_dataset, build_loader, read_frames, to_data_config
 from sevnet.data.cache import cache_short_side
+from sevnet.errors import ConfigError
 
 # Videos are 48x64; the cache stores short side 36 (= max(train_scale, eval_scale)), 36x48: the same
 # aspect ratio, so a random short-side resize gives the same output size from either input.
@@ -230,3 +231,29 @@ def test_cache_config_values() -> None:
     with pytest.raises(ValueError, match=r"data\.sampling: invalid value 'sparse'; valid values: segment, dense"):
         DataConfig(sampling="sparse")  # however a DataConfig is made, it is checked when it is made
     assert DataConfig(format="folder").frame_template == "sorted"  # and resolved
+
+
+class _Niceness(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i):
+        import os
+
+        return {"clip": torch.zeros(1), "target": torch.tensor(os.nice(0)), "index": i}
+
+
+def test_loader_workers_run_at_the_configured_niceness() -> None:
+    """data.worker_nice: loader workers lower their priority; the main process keeps its own."""
+    import os
+
+    from sevnet.data import build_loader
+
+    base = os.nice(0)
+    for nice in (0, 7):
+        cfg = DataConfig(num_workers=1, worker_nice=nice)
+        batch = next(iter(build_loader(_Niceness(), 2, train=False, cfg_data=cfg)))
+        assert batch["target"].tolist() == [min(19, base + nice)] * 2
+    assert os.nice(0) == base
+    with pytest.raises(ConfigError, match="worker_nice"):
+        DataConfig(worker_nice=25)

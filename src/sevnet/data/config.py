@@ -93,6 +93,9 @@ class DataConfig:
     mean: list[float] = field(default_factory=lambda: [0.45, 0.45, 0.45])
     std: list[float] = field(default_factory=lambda: [0.225, 0.225, 0.225])
     num_workers: int = 2
+    # Niceness added to each loader worker (0-19; 0 = the main process's priority): on a CPU that trains on
+    # every core, a higher value lets the training threads win the cores (benchmarks/cache_bench.py).
+    worker_nice: int = 0
     max_skip_fraction: float = 0.05  # stop training when more than this share of samples fails
     # Sample paths from annotation files must lie inside root (or video_dir); true allows ids such as
     # ``../other/x`` or absolute paths (only for annotation files you wrote yourself).
@@ -111,6 +114,8 @@ class DataConfig:
         """Check every key and resolve the derived ones (idempotent: a resolved config stays as it is)."""
         for key, kind in _ENUMS.items():
             setattr(self, key, _enum_value(key, kind, getattr(self, key)))
+        if not 0 <= self.worker_nice <= 19:
+            raise ConfigError(f"data.worker_nice must be 0-19, got {self.worker_nice}")
         if self.eval_crops not in (1, 3):
             raise ConfigError(f"data.eval_crops must be 1 or 3, got {self.eval_crops}")
         _check_sizes(self)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -98,7 +100,15 @@ def build_loader(
         # Its own generator: creating an iterator then never draws from the global RNG, which
         # would shift dropout masks after a resume (augmentation is seeded per sample anyway).
         generator=torch.Generator().manual_seed(cfg.seed),
+        worker_init_fn=functools.partial(_lower_priority, cfg.worker_nice) if workers and cfg.worker_nice else None,
     )
+
+
+def _lower_priority(niceness: int, worker_id: int) -> None:
+    """Raise a loader worker's niceness (data.worker_nice): on a CPU that trains with every core, a
+    worker at the same priority preempts a training thread and the others wait for it at their next
+    sync; at a lower one it runs in their idle gaps (frame cache, 1 worker: 0.82x -> 0.86x of in-memory)."""
+    os.nice(niceness)
 
 
 class SkipCounter:
