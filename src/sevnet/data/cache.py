@@ -260,7 +260,9 @@ class FrameCache:
 
 
 def _write_cache(folder: Path, source: FrameSource, cfg: DataConfig, key: str, progress: bool) -> None:
-    """Decode every sample in ``cfg.num_workers`` processes and write frames.u8, index.npz, meta.json."""
+    """Decode every sample in ``cfg.num_workers`` processes (at least one: a decoder that crashes costs
+    a worker, not the run, even where training reads the finished cache in-process with 0 workers) and
+    write frames.u8, index.npz, meta.json."""
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
@@ -268,7 +270,7 @@ def _write_cache(folder: Path, source: FrameSource, cfg: DataConfig, key: str, p
     trace_dir.mkdir(parents=True)
     samples = source.samples
     jobs = _DecodeJobs(source, cache_short_side(cfg), trace_dir)
-    loader = DataLoader(jobs, batch_size=None, num_workers=cfg.num_workers, collate_fn=_identity)
+    loader = DataLoader(jobs, batch_size=None, num_workers=max(1, cfg.num_workers), collate_fn=_identity)
     n = len(samples)
     offsets, counts, heights, widths = (np.zeros(n, np.int64) for _ in range(4))
     errors: dict[str, str] = {}
