@@ -31,7 +31,7 @@ from torch import nn
 
 from sevnet.data import DataConfig, SkipCounter, build_dataset, build_loader, normalize_clips
 from sevnet.data.cache import with_run_cache_dir
-from sevnet.data.config import INFERENCE_KEYS
+from sevnet.data.config import INFERENCE_KEYS, Flip
 from sevnet.data.folder import freeze_split
 from sevnet.data.mirror import describe as describe_flip
 from sevnet.errors import SevnetError
@@ -136,7 +136,7 @@ class Trainer:
             progress = None if cfg.train.progress else False  # the cache's build bar follows train.progress
             train_set, val_set = build_dataset(cfg.data, "train", True, progress), _maybe_val_dataset(cfg, progress)
         self.train_set, self.val_set = train_set, val_set
-        if info.is_main and cfg.data.flip == "auto":
+        if info.is_main and cfg.data.flip == Flip.auto:
             mirror = getattr(train_set, "mirror", None)
             print(describe_flip(train_set.classes, mirror) if mirror else "flip: off (auto: the classes have no names)")
         if hasattr(train_set, "trace_dir"):
@@ -541,13 +541,15 @@ def amp_dtype(mode: AmpMode, device: torch.device) -> torch.dtype | None:
     """``auto``: bf16 on CUDA where supported, else fp16; bf16 on a CPU with AMX (1.30-1.62x the training
     clips/s of float32 for every SEVNet size, benchmarks/train_layout.py), else float32 (without AMX,
     bf16 is emulated and slower)."""
-    if mode == AmpMode.off or (mode == AmpMode.auto and device.type not in ("cuda", "cpu")):
+    if mode == AmpMode.off:
         return None
-    if mode == AmpMode.auto and device.type == "cpu":
-        return torch.bfloat16 if cpu_has_amx() else None
-    if mode == AmpMode.bf16 or (mode == AmpMode.auto and torch.cuda.is_bf16_supported()):
-        return torch.bfloat16
-    return torch.float16
+    if mode == AmpMode.auto:
+        if device.type == "cpu":
+            return torch.bfloat16 if cpu_has_amx() else None
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if mode == AmpMode.bf16 else torch.float16
 
 
 @functools.cache
