@@ -130,6 +130,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         D1221 | {"stem_temporal_init": "difference", "input_difference": True},
         SMALL,
     ),
+    # a MotionCorrelation unit (model option motion_stages) after stage 1 (the config), or after stage 2 only
+    "d1221_diff_motion_64": ("sevnet_xs", D1221 | {"stem_temporal_init": "difference", "motion_stages": [1]}, SMALL),
+    "d1221_diff_motion2_64": ("sevnet_xs", D1221 | {"stem_temporal_init": "difference", "motion_stages": [2]}, SMALL),
     "gw24_64": ("sevnet_xs", NOZERO | {"group_width": 24}, SMALL),
     "nozero_causal_64": ("sevnet_xs", NOZERO | {"causal": True}, SMALL),
     "stem1_64": ("sevnet_xs", {"stem_temporal_kernel": 1, "zero_init_last": True}, SMALL),

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from sevnet.models import create_model
 
 FOLDER = {"stem_temporal_kernel": 3, "stem_temporal_init": "difference", "zero_init_last": False,
-          "depths": [1, 2, 2, 1]}  # fmt: skip
+          "depths": [1, 2, 2, 1], "motion_stages": [1]}  # fmt: skip
 # label -> (model name, overrides, batch, clip T x H x W): the own-videos config's model and the sizes' references
 CASES: dict[str, tuple[str, dict[str, Any], int, tuple[int, int, int]]] = {
     "folder config (XS 1-2-2-1 + stem conv) 8x64x64": ("sevnet_xs", FOLDER, 16, (8, 64, 64)),

@@ -193,7 +193,7 @@ def test_stem_temporal_conv_option() -> None:
 def test_causal_model_never_sees_the_future(block: str) -> None:
     torch.manual_seed(0)
     model = sevnet.create_model("sevnet_xs", block=block, causal=True, se_ratio=0.25, stem_temporal_kernel=3,
-                                zero_init_last=False, **TINY).eval()  # fmt: skip
+                                zero_init_last=False, motion_stages=[1, 2], **TINY).eval()  # fmt: skip
     clip = torch.randn(1, 3, 6, 32, 32)
     changed = clip.clone()
     changed[:, :, 4:] = torch.randn(1, 3, 2, 32, 32)  # only the last two frames differ
@@ -244,7 +244,8 @@ def test_channels_last_training_keeps_every_gradient_channels_last() -> None:
         out = SpatialAvgPool(2)(x.contiguous(memory_format=layout))
         assert torch.allclose(out, reference, atol=1e-6)
         assert out.is_contiguous(memory_format=layout)
-    model = sevnet.create_model("sevnet_xs", num_classes=4, stem_temporal_kernel=3).to(memory_format=cl)
+    model = sevnet.create_model("sevnet_xs", num_classes=4, stem_temporal_kernel=3, motion_stages=[1, 3])
+    model = model.to(memory_format=cl)
     layouts: dict[str, bool] = {}
 
     def watch(name: str):
@@ -258,4 +259,55 @@ def test_channels_last_training_keeps_every_gradient_channels_last() -> None:
             block.register_forward_hook(watch(f"stages.{name}.{index}"))
     x = torch.randn(2, 3, 4, 32, 32).contiguous(memory_format=cl)
     torch.nn.functional.cross_entropy(model(x), torch.tensor([0, 1])).backward()
-    assert len(layouts) == 11 and all(layouts.values()), layouts
+    assert len(layouts) == 13 and all(layouts.values()), layouts
+
+
+def test_local_correlation_says_where_each_feature_came_from() -> None:
+    """Content that moved 1 down and 2 left since the last frame matches the previous frame at
+    displacement (-1, +2): out[d] at t compares t with t-1 shifted by d."""
+    from sevnet.models.layers import local_correlation
+
+    torch.manual_seed(0)
+    before = torch.randn(1, 64, 1, 12, 12)  # enough channels that only the true match correlates
+    after = torch.roll(before, shifts=(1, -2), dims=(3, 4))
+    corr = local_correlation(after, before, radius=2)  # (1, 25, 1, 12, 12)
+    best = corr[0, :, 0, 3:-3, 3:-3].argmax(0)  # away from the border
+    dy, dx = -1, 2
+    assert (best == (dy + 2) * 5 + (dx + 2)).all()
+    assert corr.is_contiguous(memory_format=torch.channels_last_3d)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last_3d])
+def test_local_correlation_equals_the_loop_over_displacements(layout) -> None:
+    """The matmul-and-band computation against its definition, forward and backward (float64)."""
+    from sevnet.models.layers import local_correlation
+
+    torch.manual_seed(0)
+    key = torch.randn(2, 5, 3, 6, 7, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_()
+    previous = torch.randn_like(key).requires_grad_()
+    padded = torch.nn.functional.pad(previous, (2, 2, 2, 2))
+    loop = torch.stack([(key * padded[..., dy : dy + 6, dx : dx + 7]).mean(1) for dy in range(5) for dx in range(5)], 1)
+    ours = local_correlation(key, previous, 2)
+    assert torch.allclose(ours, loop) and ours.is_contiguous(memory_format=torch.channels_last_3d)
+    grad = torch.randn_like(loop)
+    expected = torch.autograd.grad(loop, (key, previous), grad)
+    assert all(torch.allclose(a, b) for a, b in zip(torch.autograd.grad(ours, (key, previous), grad), expected))
+
+
+def test_motion_stages_add_a_correlation_unit_counted_in_the_macs() -> None:
+    from sevnet.models.layers import MotionCorrelation
+
+    plain = sevnet.create_model("sevnet_xs", num_classes=5, **TINY)
+    model = sevnet.create_model("sevnet_xs", num_classes=5, motion_stages=[1], motion_radius=1, **TINY)
+    unit = model.stages[0].motion
+    assert isinstance(unit, MotionCorrelation) and unit.proj.conv.in_channels == 9  # (2 * 1 + 1) ** 2
+    assert [n for n, m in model.named_modules() if isinstance(m, MotionCorrelation)] == ["stages.0.motion"]
+    x = torch.randn(2, 3, 4, 32, 32)
+    assert model(x).shape == (2, 5)
+    # stage 1 output: 16 x 8 x 8 at 32x32 input; 16 key channels x 9 displacements per position and frame
+    extra = count_gmacs(model, (1, 3, 4, 32, 32)) - count_gmacs(plain, (1, 3, 4, 32, 32))
+    convs = (16 * 16 + 9 * 16) * 4 * 8 * 8  # the key and projection 1x1x1 convs
+    assert extra * 1e9 == pytest.approx(convs + 16 * 9 * 4 * 8 * 8, rel=1e-6)
+    for bad in ([0], [5], ["1"]):
+        with pytest.raises(ValueError, match="motion_stages must be stage numbers 1-4"):
+            sevnet.create_model("sevnet_xs", motion_stages=bad, **TINY)

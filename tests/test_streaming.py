@@ -33,7 +33,8 @@ TINY = {"stages": [(16, 8, 1), (32, 16, 1), (32, 16, 1), (64, 32, 1)], "head_cha
 def tiny_causal(block: str = "sev", seed: int = 0, **kw: object) -> torch.nn.Module:
     """A tiny causal SEVNet with every stateful part, and weights that make logits and BN non-trivial."""
     torch.manual_seed(seed)
-    args = {"block": block, "se_ratio": 0.25, "stem_temporal_kernel": 3, "zero_init_last": False, **TINY, **kw}
+    args = {"block": block, "se_ratio": 0.25, "stem_temporal_kernel": 3, "zero_init_last": False, "motion_stages": [1, 3],
+            **TINY, **kw}  # fmt: skip
     model = sevnet.create_model("sevnet_xs", num_classes=3, causal=True, **args)
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm3d):
@@ -113,6 +114,11 @@ def test_state_layout_names_every_stateful_part() -> None:
     assert {e.kind for e in layout} == {"count", "conv_buffer", "se_sum", "pool_sum"}
     stem = layout[names.index("stem.temporal.buffer")]
     assert stem.shape == (24, 2, 16, 16)  # (C, k - 1, H, W) at the stem's half resolution
+    motion = [e for e in layout if e.name.endswith(".previous")]  # the last frame's keys of each MotionCorrelation
+    assert [(e.name, e.kind, e.shape) for e in motion] == [
+        ("stages.0.motion.previous", "conv_buffer", (16, 1, 8, 8)),
+        ("stages.2.motion.previous", "conv_buffer", (16, 1, 2, 2)),
+    ]
     assert state_layout(model, (32, 32), window=5)[-1].shape == (64, 5)
 
 

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from sevnet.models.blocks import ResidualBlock, Shortcut
-from sevnet.models.layers import ConvBN, SqueezeExcite
+from sevnet.models.layers import ConvBN, MotionCorrelation, SqueezeExcite, local_correlation
 from sevnet.models.sevnet import Stem
 
 State = tuple[Tensor, ...]
@@ -131,6 +131,19 @@ class _SqueezeExcite:
         return x * torch.sigmoid(F.linear(hidden, *self.fc2))[:, :, None, None]
 
 
+class _Motion:
+    """A MotionCorrelation unit on one frame: its keys against the buffered last frame's, projected, added."""
+
+    def __init__(self, key: Op, slot: int, proj: Op, radius: int) -> None:
+        self.key, self.slot, self.proj, self.radius = key, slot, proj, radius
+
+    def __call__(self, x: Tensor, state: Sequence[Tensor], new: list[Tensor], count: Tensor) -> Tensor:
+        key = self.key(x, state, new, count).unsqueeze(2)  # (N, C, 1, H, W)
+        new[self.slot] = key
+        corr = local_correlation(key, state[self.slot], self.radius).squeeze(2)
+        return x + self.proj(corr, state, new, count)
+
+
 class _Block:
     """A residual block: its residual ops, its shortcut ops, the sum, ReLU."""
 
@@ -174,6 +187,9 @@ class _Lowering:
             return [_conv(m, self.slot() if m.causal_pad else None)]
         if isinstance(m, SqueezeExcite):
             return [_SqueezeExcite(m, self.slot())]
+        if isinstance(m, MotionCorrelation):  # slots in step's order: key (none), previous keys, proj (none)
+            key = _conv(m.key, None)
+            return [_Motion(key, self.slot(), _conv(m.proj, None), m.radius)]
         if isinstance(m, ResidualBlock):
             parts = [p for n, p in m.named_children() if n not in ("shortcut", "act")]
             return [_Block([op for p in parts for op in self.ops(p)], self.ops(m.shortcut))]

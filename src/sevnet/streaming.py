@@ -16,6 +16,7 @@ State, in layout order (shapes without the batch dim; per stream of a batch):
 
 - ``frames`` (1,): frames seen since reset, shared by every running mean (they all count alike);
 - ``<conv>.buffer`` (C, k-1, H, W): the last k-1 input frames of each temporal conv (kernel k > 1);
+- ``<motion>.previous`` (C, 1, H, W): the last frame's keys of each MotionCorrelation unit (same kind);
 - ``<se>.sum`` (C,): each causal SE unit's running sum of per-frame pooled features;
 - ``head.pool.sum`` (C,) in cumulative mode, or ``head.pool.window`` (C, W): the last W per-frame
   pooled head features in windowed mode (prediction over the last W frames).
@@ -35,7 +36,7 @@ from torch import Tensor, nn
 from sevnet.errors import SevnetError
 from sevnet.frame_step import FrameStep, fold_batchnorm
 from sevnet.models.blocks import BLOCKS, ResidualBlock
-from sevnet.models.layers import ConvBN, SqueezeExcite
+from sevnet.models.layers import ConvBN, MotionCorrelation, SqueezeExcite, local_correlation
 
 State = tuple[Tensor, ...]
 
@@ -88,6 +89,15 @@ def _conv_bn(m: ConvBN, x: Tensor, cur: _Cursor, name: str) -> Tensor:
     return m.act(m.bn(m.conv(x)))
 
 
+def _motion(m: MotionCorrelation, x: Tensor, cur: _Cursor, name: str, count: Tensor) -> Tensor:
+    """The new frames' keys against the frame before each: the buffered last key, then their own."""
+    key = _run(m.key, x, cur, f"{name}.key", count)
+    buf = cur.take(f"{name}.previous", "conv_buffer", (key.shape[1], 1, *key.shape[3:]), key)
+    joined = torch.cat([buf, key], 2)
+    cur.put(joined[:, :, -1:])
+    return x + _run(m.proj, local_correlation(key, joined[:, :, :-1], m.radius), cur, f"{name}.proj", count)
+
+
 def _running_mean(per_frame: Tensor, total: Tensor, count: Tensor) -> tuple[Tensor, Tensor]:
     """Means over frames 0..t for each new frame t, and the new running sum.
 
@@ -114,6 +124,8 @@ def _run(m: nn.Module, x: Tensor, cur: _Cursor, name: str, count: Tensor) -> Ten
         return _conv_bn(m, x, cur, name)
     if isinstance(m, SqueezeExcite):
         return _squeeze_excite(m, x, cur, name, count)
+    if isinstance(m, MotionCorrelation):
+        return _motion(m, x, cur, name, count)
     if isinstance(m, ResidualBlock):
         # Blocks name their residual parts in the order residual() calls them (sevnet.models.blocks).
         y = x

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .blocks import BLOCKS, ResidualBlock
-from .layers import ConvBN
+from .layers import ConvBN, MotionCorrelation
 from .registry import register_model
 
 
@@ -48,6 +49,8 @@ class SEVNetConfig:
     temporal_kernel: int = 3
     se_ratio: float = 0.0
     causal: bool = False  # time mixed from the past only: a model that can stream (sevnet.streaming)
+    motion_stages: tuple[int, ...] = ()  # stages (1-4) that end with a MotionCorrelation unit
+    motion_radius: int = 2  # its displacements: +-radius positions at that stage's resolution
     zero_init_last: bool = True  # each block starts as its shortcut (Goyal et al.)
     dropout: float = 0.5
     num_classes: int = 400
@@ -130,16 +133,18 @@ class SEVNet(nn.Module):
         kwargs = {"temporal_kernel": cfg.temporal_kernel, "se_ratio": cfg.se_ratio, "causal": cfg.causal}
         stages, in_ch = [], cfg.stem_channels
         for i, stage in enumerate(cfg.stages):
-            blocks = []
+            blocks: OrderedDict[str, nn.Module] = OrderedDict()
             for j in range(stage.depth):
                 stride = 2 if j == 0 else 1
                 try:
-                    blocks.append(block_cls(in_ch, stage.out_channels, stage.mid_channels, stride,
-                                            **kwargs, **cfg.block_args))  # fmt: skip
+                    blocks[str(j)] = block_cls(in_ch, stage.out_channels, stage.mid_channels, stride,
+                                               **kwargs, **cfg.block_args)  # fmt: skip
                 except ValueError as err:
                     raise ValueError(f"stage {i + 1} (mid_channels={stage.mid_channels}): {err}") from None
                 in_ch = stage.out_channels
-            stages.append(nn.Sequential(*blocks))
+            if i + 1 in cfg.motion_stages:
+                blocks["motion"] = MotionCorrelation(stage.out_channels, radius=cfg.motion_radius)
+            stages.append(nn.Sequential(blocks))
         return nn.Sequential(*stages)
 
     def init_weights(self) -> None:
@@ -198,6 +203,8 @@ def difference_init(conv: nn.Conv3d, causal: bool) -> None:
 def _check_config(cfg: SEVNetConfig) -> None:
     if cfg.stem_temporal_init not in ("he", "difference"):
         raise ValueError(f"stem_temporal_init must be 'he' or 'difference', got {cfg.stem_temporal_init!r}")
+    if not all(isinstance(i, int) and 1 <= i <= len(cfg.stages) for i in cfg.motion_stages):
+        raise ValueError(f"motion_stages must be stage numbers 1-{len(cfg.stages)}, got {list(cfg.motion_stages)}")
     if cfg.block not in BLOCKS:
         raise ValueError(f"block must be one of {sorted(BLOCKS)}, got {cfg.block!r}")
     if not 0.0 <= cfg.dropout < 1.0:
@@ -230,6 +237,8 @@ def build_sevnet(size: str, **overrides: Any) -> SEVNet:
     fields = {f.name for f in dataclasses.fields(SEVNetConfig)}
     block_args = dict(overrides.pop("block_args", {}))
     block_args |= {k: overrides.pop(k) for k in list(overrides) if k not in fields}
+    if "motion_stages" in overrides:  # a list from YAML
+        overrides["motion_stages"] = tuple(overrides["motion_stages"])
     if "stages" in overrides:
         overrides["stages"] = tuple(s if isinstance(s, Stage) else Stage(*s) for s in overrides["stages"])
     cfg = dataclasses.replace(SIZES[size], **overrides)
