@@ -57,7 +57,7 @@ def test_own_videos_config_builds_its_model_and_peers_can_use_it() -> None:
     cfg = load_config("configs/folder_sevnet_xs.yaml", ["data.root=/videos"])
     assert cfg.data.format == "folder" and cfg.optim.name.name == "adamw" and cfg.train.max_minutes > 0
     model = sevnet.create_model(cfg.model.name, num_classes=3, **cfg.model.overrides)
-    assert model.cfg.stem_temporal_kernel == 3 and not model.cfg.zero_init_last
+    assert model.cfg.stem_temporal_kernel == 3 and not model.cfg.zero_init_last and model.cfg.motion_stages == (1,)
     peer = load_config(
         "configs/folder_sevnet_xs.yaml", ["data.root=/videos", "model.name=x3d_xs", "model.overrides={}"]
     )

@@ -168,7 +168,8 @@ def test_eager_step_fn_drives_the_explicit_state_like_the_plain_step() -> None:
 
 @pytest.fixture(scope="module")
 def causal_run(motion_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny causal SEVNet trained through a config (model.overrides.causal: true): its checkpoint."""
+    """A tiny causal SEVNet with a motion unit trained through a config (model.overrides.causal: true): its
+    checkpoint."""
     from sevnet.engine import load_config, train
 
     out = tmp_path_factory.mktemp("causal_run")
@@ -177,7 +178,8 @@ def causal_run(motion_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -
     overrides = tiny_config_overrides(motion_dataset, out / "run", **{"train.epochs": 3, "train.channels_last": "off"})
     i = next(i for i, o in enumerate(overrides) if o.startswith("model.overrides="))
     overrides[i] = overrides[i].replace(
-        "head_channels: 64}", "head_channels: 64, causal: true, se_ratio: 0.25, stem_temporal_kernel: 3}"
+        "head_channels: 64}",
+        "head_channels: 64, causal: true, se_ratio: 0.25, stem_temporal_kernel: 3, motion_stages: [1]}",
     )
     train(load_config(None, overrides))
     return out / "run" / "checkpoints" / "model.safetensors"
@@ -188,6 +190,7 @@ def test_causal_option_works_through_a_training_config(causal_run: Path) -> None
 
     model, meta = load_model(causal_run)
     assert meta["model_overrides"]["causal"] is True and model.cfg.causal
+    assert meta["model_overrides"]["motion_stages"] == [1] and model.cfg.motion_stages == (1,)
     clip = torch.randn(1, 3, 8, 32, 32)
     stream = Stream(model)
     for t in range(8):

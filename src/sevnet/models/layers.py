@@ -146,7 +146,18 @@ def local_correlation(key: Tensor, previous: Tensor, radius: int) -> Tensor:
     bands = []
     for dy in range(size):
         pairs = torch.matmul(rows, padded[:, :, dy : dy + h].transpose(-1, -2))  # (N, T, H, W, W + 2r)
-        stride = pairs.stride()
-        bands.append(pairs.as_strided((n, t, h, w, size), (*stride[:3], stride[3] + 1, 1)))  # pairs[..., x, x + dx]
+        bands.append(_band(pairs, size))
     out = torch.stack(bands, 4).reshape(n, t, h, w, size * size) / c
     return out.permute(0, 4, 1, 2, 3)
+
+
+def _band(pairs: Tensor, size: int) -> Tensor:
+    """``pairs[..., x, x + d]`` for d < ``size``: (..., W, W + size - 1) -> (..., W, size).
+
+    The skew trick: row x of the flattened matrix read with a row length one longer starts x
+    places further right. Plain pad / reshape / slice, so ONNX export keeps every size dynamic
+    (an ``as_strided`` view exports with the example's sizes baked into its indices).
+    """
+    w, length = pairs.shape[-2:]
+    flat = F.pad(pairs.flatten(-2), (0, w))  # W * (L + 1) values
+    return flat.unflatten(-1, (w, length + 1))[..., :size]
