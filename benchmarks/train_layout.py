@@ -26,7 +26,8 @@ FOLDER = {"stem_temporal_kernel": 3, "stem_temporal_init": "difference", "zero_i
           "depths": [1, 2, 2, 1], "motion_stages": [1]}  # fmt: skip
 # label -> (model name, overrides, batch, clip T x H x W): the own-videos config's model and the sizes' references
 CASES: dict[str, tuple[str, dict[str, Any], int, tuple[int, int, int]]] = {
-    "folder config (XS 1-2-2-1 + stem conv) 8x64x64": ("sevnet_xs", FOLDER, 16, (8, 64, 64)),
+    "folder config (XS 1-2-2-1 + stem conv + motion unit) 8x64x64": ("sevnet_xs", FOLDER, 16, (8, 64, 64)),
+    "folder config without the motion unit 8x64x64": ("sevnet_xs", FOLDER | {"motion_stages": []}, 16, (8, 64, 64)),
     "sevnet_xs 8x112x112": ("sevnet_xs", {}, 8, (8, 112, 112)),
     "sevnet_s 8x160x160": ("sevnet_s", {}, 4, (8, 160, 160)),
     "sevnet_m 16x224x224": ("sevnet_m", {}, 2, (16, 224, 224)),

@@ -136,8 +136,8 @@ def local_correlation(key: Tensor, previous: Tensor, radius: int) -> Tensor:
     (N, C, T, H, W) twice -> (N, (2r+1)^2, T, H, W), channels-last in memory (what the next 1x1x1
     conv reads fastest). Computed as one batched matmul per ``dy``: every key of a row against every
     previous key of the row ``dy`` away, (W, C) @ (C, W + 2r), of which the band ``x + dx`` is kept.
-    That does (W + 2r) / (2r + 1) times the multiply-adds of a loop over displacements, but as GEMMs,
-    2-4x faster than (2r+1)^2 elementwise products and reductions (forward and backward, CPU).
+    That does (W + 2r) / (2r + 1) times the multiply-adds of a loop over displacements, but as GEMMs:
+    about 2x faster on the CPU than (2r+1)^2 elementwise products and reductions.
     """
     n, c, t, h, w = key.shape
     size = 2 * radius + 1
