@@ -217,6 +217,27 @@ def test_budgeted_run_ends_at_the_minimum_lr_then_evaluates(tmp_path: Path, caps
     assert json.loads((tmp_path / "summary.json").read_text())["train_time_s"] == result.train_time_s
     printed = capsys.readouterr().out
     assert "epoch 1 | loss" in printed and "/0.1 min" in printed
+    assert "warning" not in printed and "budget_warning" not in json.loads((tmp_path / "summary.json").read_text())
+
+
+@pytest.mark.parametrize("expected_steps", [10, 1_000_000])
+def test_a_budget_that_buys_far_fewer_steps_than_the_config_expects_says_so(tmp_path: Path, capsys,
+                                                                         expected_steps: int) -> None:  # fmt: skip
+    """A wall-clock budget on a busy or slower machine: the run still ends, and says what it got."""
+    cfg = config(
+        tmp_path, **{"train.max_minutes": 0.02, "train.epochs": 100_000, "train.expected_steps": expected_steps}
+    )
+    result = Trainer(cfg, model=linear_model(), train_set=Clips(64), val_set=Clips(8, train=False, seed=1)).fit()
+    printed = capsys.readouterr().out
+    warning = json.loads((tmp_path / "summary.json").read_text()).get("budget_warning")
+    if expected_steps == 10:  # a slow model might not even make 10 steps: only then it may warn
+        assert result.steps < 5 or (warning is None and "warning" not in printed)
+        return
+    assert warning and f"warning: {warning}" in printed
+    assert f"the 0.02-minute budget ended after {result.steps} optimizer steps" in warning
+    assert "of the 1000000 this config expects (train.expected_steps)" in warning
+    minutes = int(warning.rsplit("train.max_minutes=", 1)[1])
+    assert minutes >= 0.02 * 1_000_000 / result.steps
 
 
 def test_resume_continues_a_budgeted_schedule_from_the_saved_training_time(tmp_path: Path) -> None:

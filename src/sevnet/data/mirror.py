@@ -61,7 +61,8 @@ def describe(names: Sequence[str], mirror: Sequence[int | None]) -> str:
     """One line for the training log: which classes swap under a flip and which are never flipped."""
     pairs = [f"{names[i]} <-> {names[j]}" for i, j in enumerate(mirror) if j is not None and i < j]
     never = [names[i] for i, j in enumerate(mirror) if j is None]
-    parts = [f"{len(names) - len(never) - 2 * len(pairs)} classes keep their label"]
+    keep = len(names) - len(never) - 2 * len(pairs)
+    parts = [f"{keep} class keeps its label" if keep == 1 else f"{keep} classes keep their label"]
     if pairs:
         parts.append("swapped: " + "; ".join(pairs))
     if never:

@@ -89,6 +89,9 @@ class TrainConfig:
     # Training-time budget (evaluation excluded): the LR schedule spans it and ends at the minimum
     # LR, then the model is evaluated (0 = no budget; the schedule spans the epochs).
     max_minutes: float = 0.0
+    # With max_minutes: the optimizer steps the budget was chosen to buy (a config's measured figures).
+    # A run that ends with fewer than half of them says so, and how many minutes would buy them.
+    expected_steps: int = 0
     amp: AmpMode = AmpMode.auto
     channels_last: ChannelsLast = ChannelsLast.auto
     compile: bool = False  # torch.compile the model

@@ -17,6 +17,7 @@ import contextlib
 import copy
 import functools
 import json
+import math
 import random
 import sys
 import time
@@ -461,9 +462,26 @@ class Trainer:
                        "world_size": info.world_size, "weights_digest_per_rank": digests,
                        "history": s.history}  # fmt: skip
             summary |= write_skipped_csv(self.out_dir / "skipped.csv", named)
+            warning = self._budget_warning()
+            if warning:
+                summary["budget_warning"] = warning
+                print(f"warning: {warning}", flush=True)
             (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         barrier(info)
         return self._result()
+
+    def _budget_warning(self) -> str | None:
+        """A wall-clock budget buys steps in proportion to the machine's speed: say when it bought far
+        fewer than the config expects (``train.expected_steps``), e.g. on a busy or slower machine."""
+        s, expected = self.state, self.cfg.train.expected_steps
+        if not (self.budget_s and expected and s.elapsed_s >= self.budget_s and s.step < expected / 2):
+            return None
+        speed = s.clips_seen / max(s.elapsed_s, 1e-9)
+        minutes = math.ceil(self.budget_s / 60 * expected / max(s.step, 1))
+        return (f"the {self.budget_s / 60:g}-minute budget ended after {s.step} optimizer steps ({speed:.1f} clips/s), "
+                f"{s.step / expected:.0%} of the {expected} this config expects (train.expected_steps): accuracy "
+                f"at a time budget depends on the machine's speed (busy, or slower than the one the config was "
+                f"measured on?). For about {expected} steps at this speed: train.max_minutes={minutes}")  # fmt: skip
 
     def _result(self) -> TrainResult:
         s = self.state
