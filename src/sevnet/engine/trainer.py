@@ -480,8 +480,9 @@ class Trainer:
         minutes = math.ceil(self.budget_s / 60 * expected / max(s.step, 1))
         return (f"the {self.budget_s / 60:g}-minute budget ended after {s.step} optimizer steps ({speed:.1f} clips/s), "
                 f"{s.step / expected:.0%} of the {expected} this config expects (train.expected_steps): accuracy "
-                f"at a time budget depends on the machine's speed (busy, or slower than the one the config was "
-                f"measured on?). For about {expected} steps at this speed: train.max_minutes={minutes}")  # fmt: skip
+                f"at a time budget depends on the speed (a busy or slower machine than the config was "
+                f"measured on, or a slower model?). For about {expected} steps at this speed: "
+                f"train.max_minutes={minutes}")  # fmt: skip
 
     def _result(self) -> TrainResult:
         s = self.state
