@@ -59,8 +59,10 @@ def test_int8_agrees_with_float32_and_threshold_fails(trained, tmp_path: Path) -
     assert report["top1_agreement"] >= 0.75, report
     xml = Path(report["int8_model"]).read_text()
     assert 'element_type="i8"' in xml and "FakeQuantize" in xml  # int8 weights and quantized activations
+    # a gate nothing passes (int8 more than 100 points better than float32); -1 was flaky: on 8 clips int8
+    # sometimes scores one clip (12.5 points) above float32
     with pytest.raises(QuantizationAccuracyError, match="drop of"):
-        quantize_checkpoint(ckpt, cfg, tmp_path / "q2", calib_clips=16, max_drop=-1.0)
+        quantize_checkpoint(ckpt, cfg, tmp_path / "q2", calib_clips=16, max_drop=-100.5)
 
 
 def _videos(tmp_path: Path) -> list[Path]:
