@@ -6,7 +6,7 @@ a model that reads temporal order scores near 0% on reversed clips (it predicts 
 that ignores it scores about its forward top-1 / 2 or more.
 
     python benchmarks/reversed_eval.py configs/folder_sevnet_xs.yaml data.root=DIR \\
-        --checkpoint runs/folder_sevnet_xs/checkpoints/best.safetensors
+        --checkpoint runs/folder_sevnet_xs/checkpoints/model.safetensors
 """
 
 from __future__ import annotations
