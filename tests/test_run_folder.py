@@ -20,7 +20,7 @@ from sevnet.errors import ConfigError
 
 def config(out: Path, **extra: object) -> object:
     base = {"train.out_dir": str(out), "train.progress": False, "train.batch_size": 4, "train.epochs": 2,
-            "optim.base_batch": 4, "optim.lr": 0.1, "data.num_workers": 0}  # fmt: skip
+            "optim.base_batch": 4, "optim.lr": 0.1, "data.num_workers": 0, "train.device": "cpu"}  # fmt: skip
     return load_config(None, [f"{k}={v}" for k, v in {**base, **extra}.items()])
 
 

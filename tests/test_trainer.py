@@ -62,7 +62,7 @@ def config(out: Path, **extra: object) -> ExperimentConfig:
         data=DataConfig(num_workers=0),
         optim=OptimConfig(base_batch=4, lr=0.1, warmup_epochs=0.5, weight_decay=1e-3),
         # float32: these tests compare trainer mechanics to exact arithmetic (amp auto is bf16 on an AMX CPU)
-        train=TrainConfig(out_dir=str(out), progress=False, batch_size=4, epochs=3, amp="off"),
+        train=TrainConfig(out_dir=str(out), progress=False, batch_size=4, epochs=3, amp="off", device="cpu"),
         eval=EvalConfig(batch_size=8),
     )
     for dotted, value in extra.items():

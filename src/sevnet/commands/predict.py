@@ -62,6 +62,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--topk", type=_positive_int, default=5, help="classes per prediction (>= 1)")
     p.add_argument("--clips", type=_positive_int, default=1, help="clips per video, scores averaged (>= 1)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--device", default="auto",
+                   help="where a checkpoint runs: auto (a GPU if there is one) | cpu | cuda | cuda:N")  # fmt: skip
+    p.add_argument("--precision", choices=["auto", "float32", "bf16"], default="auto",
+                   help="a checkpoint's arithmetic: auto = bf16 autocast on a GPU, float32 on a CPU")  # fmt: skip
     t = p.add_argument_group("timeline (one label per stretch of a long video)")
     t.add_argument("--window", type=_seconds, help="window length in seconds: per-window top-k and segments")
     t.add_argument("--stride", type=_seconds, help="seconds between window starts (default: half the window)")
@@ -109,7 +113,10 @@ def run(args: argparse.Namespace) -> int:
 
     if problem := _check(args):
         return _error(problem)
-    predictor = load(args.model, args.backend, args.checkpoint) if args.model else load(args.checkpoint, args.backend)
+    if args.model:
+        predictor = load(args.model, args.backend, args.checkpoint, device=args.device)
+    else:
+        predictor = load(args.checkpoint, args.backend, device=args.device, precision=args.precision)
     paths = expand_inputs(args.videos, args.recursive)
     if args.out:  # resume: the videos already in the output (as given on the command line) are done
         done = finished_videos(args.out)

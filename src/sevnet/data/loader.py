@@ -78,8 +78,10 @@ def build_loader(
     cfg_data: DataConfig,
     distributed: bool = False,
     num_workers: int | None = None,
+    pin_memory: bool | None = None,
 ) -> DataLoader:
-    """Workers decode in parallel; pinned memory on CUDA; workers persist across epochs.
+    """Workers decode in parallel; pinned memory when batches go to a GPU (``pin_memory``; None = when
+    PyTorch sees one), so that the copy can overlap compute (non_blocking); workers persist across epochs.
     Call ``loader.sampler.set_epoch(epoch)`` each epoch (it reshuffles and reseeds augmentation)."""
     cfg = cfg_data
     rank, world = 0, 1
@@ -93,7 +95,7 @@ def build_loader(
         sampler=sampler,
         num_workers=workers,
         collate_fn=collate_skipping,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
         drop_last=train and len(sampler) >= batch_size,

@@ -92,6 +92,9 @@ class TrainConfig:
     # With max_minutes: the optimizer steps the budget was chosen to buy (a config's measured figures).
     # A run that ends with fewer than half of them says so, and how many minutes would buy them.
     expected_steps: int = 0
+    # auto (a GPU when PyTorch sees one, else the CPU) | cpu | cuda (GPU LOCAL_RANK: one per torchrun
+    # process) | cuda:N (one GPU, one process). Evaluation and the demo use it too.
+    device: str = "auto"
     amp: AmpMode = AmpMode.auto
     channels_last: ChannelsLast = ChannelsLast.auto
     compile: bool = False  # torch.compile the model

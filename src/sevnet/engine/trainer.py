@@ -35,6 +35,7 @@ from sevnet.data.cache import with_run_cache_dir
 from sevnet.data.config import INFERENCE_KEYS, Flip
 from sevnet.data.folder import freeze_split
 from sevnet.data.mirror import describe as describe_flip
+from sevnet.device import describe as describe_device
 from sevnet.errors import SevnetError
 from sevnet.models import create_model
 from sevnet.models.sevnet import recorded_defaults
@@ -100,7 +101,7 @@ class Trainer:
         self, cfg: ExperimentConfig, *, model: nn.Module | None = None, train_set: Any = None, val_set: Any = None
     ) -> None:
         self.cfg = cfg = copy.deepcopy(cfg)  # the caller's config is left as it was
-        self.info = init_distributed()
+        self.info = init_distributed(cfg.train.device)
         _seed_everything(cfg.train.seed, cfg.train.deterministic)
         self.out_dir = Path(cfg.train.out_dir)
         self.last_ckpt = self.out_dir / "checkpoints" / "last.safetensors"
@@ -148,12 +149,13 @@ class Trainer:
         if hasattr(train_set, "uint8_clips"):
             train_set.uint8_clips = True
             self._clip_stats = (list(train_set.cfg.mean), list(train_set.cfg.std))
+        pin = info.device.type == "cuda"
         self.loader = build_loader(train_set, cfg.train.batch_size, train=True, cfg_data=cfg.data,
-                                   distributed=info.distributed)  # fmt: skip
+                                   distributed=info.distributed, pin_memory=pin)  # fmt: skip
         self.val_loader = None
         if val_set is not None:
             self.val_loader = build_loader(val_set, cfg.eval.batch_size, train=False, cfg_data=cfg.data,
-                                           distributed=info.distributed)  # fmt: skip
+                                           distributed=info.distributed, pin_memory=pin)  # fmt: skip
 
     def _build_model(self, model: nn.Module | None) -> None:
         cfg, info = self.cfg, self.info
@@ -166,6 +168,8 @@ class Trainer:
                 print(report.summary(), flush=True)
         self.meta = checkpoint_meta(cfg, self.train_set)
         self.channels_last = use_channels_last(cfg.train.channels_last, info.device)
+        if info.device.type == "cuda" and not cfg.train.deterministic:
+            torch.backends.cudnn.benchmark = True  # fixed clip shapes: cuDNN times its conv3d algorithms once
         self.model = _prepare_model(model, cfg.train, info, self.channels_last)
         self.amp_dtype = amp_dtype(cfg.train.amp, info.device)
         self.scaler = torch.amp.GradScaler(info.device.type, enabled=self.amp_dtype == torch.float16)
@@ -497,8 +501,7 @@ class Trainer:
 
     def _setup_line(self) -> str:
         """What the speed flags resolved to on this device (train.amp / channels_last: auto)."""
-        device = self.info.device
-        where = f"{device.type}, {torch.get_num_threads()} threads" if device.type == "cpu" else str(device)
+        where = describe_device(self.info.device)
         precision = f"{str(self.amp_dtype).removeprefix('torch.')} autocast" if self.amp_dtype else "float32"
         layout = "channels-last" if self.channels_last else "NCDHW"
         return f"training on {where}: {precision}, {layout}, {self.info.world_size} process(es)"
