@@ -21,7 +21,14 @@ class SkippedSamplesError(SevnetError, RuntimeError):
 
 
 class EpochSampler(Sampler):
-    """Yields ``(index, epoch)`` keys: shuffled per (seed, epoch) in training, in order otherwise.
+    """Yields ``(index, draw)`` keys: shuffled per (seed, epoch) in training, in order otherwise.
+
+    ``epoch_size`` (training): an epoch of that many keys instead of one pass, made of whole shuffled
+    passes with the last one cut, so every sample is drawn as often as any other (to one). A pass
+    has its own ``draw`` number (the epoch's when an epoch is one pass), which seeds augmentation:
+    a sample drawn twice in an epoch is augmented twice, differently. What it is for: a small
+    dataset's epoch of a few steps makes the per-epoch work (checkpoint, evaluation) outweigh
+    training; a fixed-size epoch keeps that cadence the same whatever the dataset's size.
 
     Distributed: each of ``world_size`` ranks takes every world_size-th key. Training pads the
     permutation so every rank runs the same number of steps (as DistributedSampler does);
@@ -29,32 +36,44 @@ class EpochSampler(Sampler):
     """
 
     def __init__(
-        self, size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1, pad: bool = False
-    ) -> None:
+        self, size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1, pad: bool = False,
+        epoch_size: int = 0,
+    ) -> None:  # fmt: skip
         self.size, self.shuffle, self.seed = size, shuffle, seed
         self.rank, self.world_size, self.pad = rank, world_size, pad
+        self.epoch_size = epoch_size if size else 0
         self.epoch = 0
         self.start = 0  # keys of this rank to skip in the current epoch (mid-epoch resume)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _indices(self) -> list[int]:
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(self.size, generator=g).tolist()
-        else:
-            order = list(range(self.size))
-        if self.pad and self.world_size > 1 and order:
-            total = math.ceil(self.size / self.world_size) * self.world_size
-            order += order[: total - len(order)]
-        return order[self.rank :: self.world_size][self.start :]
+    def _passes(self) -> int:
+        return math.ceil(self.epoch_size / self.size) if self.epoch_size else 1
+
+    def _keys(self) -> list[tuple[int, int]]:
+        passes = self._passes()
+        keys: list[tuple[int, int]] = []
+        for p in range(passes):
+            draw = self.epoch * passes + p
+            if self.shuffle:
+                g = torch.Generator().manual_seed(self.seed * 100_003 + draw)
+                order = torch.randperm(self.size, generator=g).tolist()
+            else:
+                order = list(range(self.size))
+            keys += [(i, draw) for i in order]
+        if self.epoch_size:
+            keys = keys[: self.epoch_size]
+        if self.pad and self.world_size > 1 and keys:
+            total = math.ceil(len(keys) / self.world_size) * self.world_size
+            keys += keys[: total - len(keys)]
+        return keys[self.rank :: self.world_size][self.start :]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        return iter((i, self.epoch) for i in self._indices())
+        return iter(self._keys())
 
     def __len__(self) -> int:
-        return len(self._indices())
+        return len(self._keys())
 
 
 def collate_skipping(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -79,15 +98,18 @@ def build_loader(
     distributed: bool = False,
     num_workers: int | None = None,
     pin_memory: bool | None = None,
+    epoch_size: int = 0,
 ) -> DataLoader:
     """Workers decode in parallel; pinned memory when batches go to a GPU (``pin_memory``; None = when
     PyTorch sees one), so that the copy can overlap compute (non_blocking); workers persist across epochs.
+    ``epoch_size``: samples per training epoch (0 = one pass; see ``EpochSampler``).
     Call ``loader.sampler.set_epoch(epoch)`` each epoch (it reshuffles and reseeds augmentation)."""
     cfg = cfg_data
     rank, world = 0, 1
     if distributed and torch.distributed.is_available() and torch.distributed.is_initialized():
         rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-    sampler = EpochSampler(len(dataset), shuffle=train, seed=cfg.seed, rank=rank, world_size=world, pad=train)
+    sampler = EpochSampler(len(dataset), shuffle=train, seed=cfg.seed, rank=rank, world_size=world, pad=train,
+                           epoch_size=epoch_size if train else 0)  # fmt: skip
     workers = cfg.num_workers if num_workers is None else num_workers
     return DataLoader(
         dataset,

@@ -86,6 +86,10 @@ class TrainConfig:
     batch_size: int = 8  # per process
     grad_accum: int = 1  # optimizer step every grad_accum batches
     max_steps: int = 0  # stop after this many optimizer steps (0 = run all epochs)
+    # Clips per epoch, all processes together (0 = one pass over the training set). Whole shuffled passes,
+    # the last one cut: a small dataset then has epochs of a useful size, so per-epoch work (checkpoint,
+    # evaluation every eval.every_epochs, warm-up in epochs) keeps the same cadence whatever its size.
+    epoch_clips: int = 0
     # Training-time budget (evaluation excluded): the LR schedule spans it and ends at the minimum
     # LR, then the model is evaluated (0 = no budget; the schedule spans the epochs).
     max_minutes: float = 0.0

@@ -36,7 +36,7 @@ from sevnet.data.config import INFERENCE_KEYS, Flip
 from sevnet.data.folder import freeze_split
 from sevnet.data.mirror import describe as describe_flip
 from sevnet.device import describe as describe_device
-from sevnet.errors import SevnetError
+from sevnet.errors import ConfigError, SevnetError
 from sevnet.models import create_model
 from sevnet.models.sevnet import recorded_defaults
 
@@ -150,8 +150,11 @@ class Trainer:
             train_set.uint8_clips = True
             self._clip_stats = (list(train_set.cfg.mean), list(train_set.cfg.std))
         pin = info.device.type == "cuda"
+        if cfg.train.epoch_clips < 0:
+            raise ConfigError(f"train.epoch_clips must be >= 0 (0 = one pass), got {cfg.train.epoch_clips}")
         self.loader = build_loader(train_set, cfg.train.batch_size, train=True, cfg_data=cfg.data,
-                                   distributed=info.distributed, pin_memory=pin)  # fmt: skip
+                                   distributed=info.distributed, pin_memory=pin,
+                                   epoch_size=cfg.train.epoch_clips)  # fmt: skip
         self.val_loader = None
         if val_set is not None:
             self.val_loader = build_loader(val_set, cfg.eval.batch_size, train=False, cfg_data=cfg.data,
@@ -229,7 +232,7 @@ class Trainer:
                 row = self.train_epoch()
                 self.state.history.append(row)
                 self.save()  # before evaluating: an evaluation that fails cannot lose the epoch
-                if self._evaluation_due() and self._evaluate_epoch(row):
+                if self._evaluation_due() and self._timed_evaluation(row):
                     self.save()  # again, with the validation metrics in the history
                 self.log.epoch(self.state.history)
                 if self.info.is_main:
@@ -386,6 +389,14 @@ class Trainer:
         metrics["skipped"] = len(skipped)
         return metrics
 
+    def _timed_evaluation(self, row: dict[str, Any]) -> bool:
+        """``_evaluate_epoch``, its seconds added to ``state.eval_s`` (kept out of the training budget)."""
+        started = time.perf_counter()
+        try:
+            return self._evaluate_epoch(row)
+        finally:
+            self.state.eval_s += time.perf_counter() - started
+
     def _evaluate_epoch(self, row: dict[str, Any]) -> bool:
         """Evaluate into ``row`` and the state; a failure is reported and recorded, not raised."""
         s = self.state
@@ -460,7 +471,7 @@ class Trainer:
             meta = {**self.meta, "epoch": s.epoch, "step": s.step, "metrics": s.metrics}
             save_checkpoint(self.final_ckpt, self.model, meta)
             self.log.close(s.history, s.lrs)
-            summary = {"metrics": s.metrics, "steps": s.step, "train_time_s": s.elapsed_s,
+            summary = {"metrics": s.metrics, "steps": s.step, "train_time_s": s.elapsed_s, "eval_time_s": s.eval_s,
                        "best_metric": s.best_metric, "best_epoch": s.best_epoch, "eval_errors": s.eval_errors,
                        "skipped_samples": self.skips.num_skipped, "nonfinite_steps_skipped": s.nonfinite_skipped,
                        "world_size": info.world_size, "weights_digest_per_rank": digests,
@@ -471,6 +482,9 @@ class Trainer:
                 summary["budget_warning"] = warning
                 print(f"warning: {warning}", flush=True)
             (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+            print(f"{s.step} optimizer steps in {s.elapsed_s / 60:.1f} min of training"
+                  f"{' (the train.max_minutes budget)' if self.budget_s else ''}; validation took "
+                  f"{s.eval_s / 60:.1f} min more (outside the budget)", flush=True)  # fmt: skip
         barrier(info)
         return self._result()
 
