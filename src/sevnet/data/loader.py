@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from sevnet.errors import SevnetError
+from sevnet.errors import ConfigError, SevnetError
 
 from .config import DataConfig
 
@@ -71,6 +71,27 @@ def collate_skipping(items: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
+def collate_repeats(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """``collate_skipping`` for items of ``data.repeats`` clips each: the clips of a video lie side by
+    side in one flat batch, each with its target and its video's index."""
+    batch = collate_skipping(items)
+    if batch["clip"] is not None:
+        k = batch["clip"].shape[1]
+        batch["clip"], batch["target"] = batch["clip"].flatten(0, 1), batch["target"].flatten(0, 1)
+        batch["index"] = batch["index"].repeat_interleave(k)
+    return batch
+
+
+def videos_per_batch(batch_size: int, repeats: int) -> int:
+    """Videos a loader reads for a batch of ``batch_size`` clips when each gives ``repeats`` clips."""
+    if repeats < 1 or batch_size % repeats:
+        raise ConfigError(
+            f"train.batch_size ({batch_size}) must be a multiple of data.repeats ({repeats}): a step trains on "
+            f"batch_size clips, {repeats} from each video"
+        )
+    return batch_size // repeats
+
+
 def build_loader(
     dataset: Dataset,
     batch_size: int,
@@ -80,19 +101,23 @@ def build_loader(
     num_workers: int | None = None,
 ) -> DataLoader:
     """Workers decode in parallel; pinned memory on CUDA; workers persist across epochs.
-    Call ``loader.sampler.set_epoch(epoch)`` each epoch (it reshuffles and reseeds augmentation)."""
+    Call ``loader.sampler.set_epoch(epoch)`` each epoch (it reshuffles and reseeds augmentation).
+    ``batch_size`` counts clips: a dataset whose items hold ``repeats`` clips (``data.repeats``) is read
+    ``batch_size / repeats`` videos at a time (``loader.batch_size``; the sampler counts videos)."""
     cfg = cfg_data
     rank, world = 0, 1
     if distributed and torch.distributed.is_available() and torch.distributed.is_initialized():
         rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
     sampler = EpochSampler(len(dataset), shuffle=train, seed=cfg.seed, rank=rank, world_size=world, pad=train)
     workers = cfg.num_workers if num_workers is None else num_workers
+    repeats = getattr(dataset, "repeats", 1)
+    batch_size = videos_per_batch(batch_size, repeats)
     return DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
         num_workers=workers,
-        collate_fn=collate_skipping,
+        collate_fn=collate_repeats if repeats > 1 else collate_skipping,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,

@@ -9,6 +9,7 @@ lands late is detected and retried from the start.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,23 @@ def _open(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> av.containe
         container.close()
         raise
     return container
+
+
+def decoder_threads(workers: int, cores: int) -> int:
+    """Threads for each decoder when ``workers`` loader processes decode at once on ``cores`` cores:
+    ``max(1, cores // workers)``. FFmpeg's automatic count is every core for each decoder, so W workers
+    would run W x C threads on C cores and spend the difference switching between them."""
+    return max(1, cores // max(1, workers))
+
+
+def _thread_count() -> int:
+    """``decoder_threads`` for the calling process: a DataLoader worker shares the cores with its
+    ``num_workers - 1`` siblings; any other process decodes alone."""
+    from torch.utils.data import get_worker_info
+
+    info = get_worker_info()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return decoder_threads(info.num_workers if info is not None else 1, cores)
 
 
 def _stream_timing(stream: av.VideoStream) -> tuple[float, float, int]:
@@ -155,6 +173,7 @@ def _decode_wanted(
     with _open(path, max_pixels) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = _thread_count()
         fps, time_base, start = _stream_timing(stream)
         try:
             if seek:

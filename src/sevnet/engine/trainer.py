@@ -259,7 +259,7 @@ class Trainer:
         epoch, first = s.epoch, s.batch
         self.model.train()
         self.loader.sampler.set_epoch(epoch)
-        self.loader.sampler.start = first * cfg.train.batch_size
+        self.loader.sampler.start = first * self.loader.batch_size  # videos (data.repeats: clips / repeats)
         self.meter, self._micro = _EpochMeter(), 0
         self.optimizer.zero_grad(set_to_none=True)
         self._clock = (time.perf_counter(), s.elapsed_s)
