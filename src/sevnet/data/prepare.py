@@ -39,14 +39,14 @@ from .folder import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, natural_key
 # The candidates benchmarks/loader_bench.py measures: name -> (encoder, options, pixel format).
 # h264 is the default: the measured winner (docs/data.md, "Preparing a dataset").
 CODECS: dict[str, tuple[str, dict[str, str], str]] = {
-    "h264": ("libx264", {"g": "16", "bf": "0", "crf": "20", "preset": "veryfast"}, "yuv420p"),
+    "h264": ("libx264", {"g": "16", "bf": "0", "crf": "23", "preset": "veryfast"}, "yuv420p"),
     "h264-fastdecode": (
         "libx264",
-        {"g": "16", "bf": "0", "crf": "20", "preset": "veryfast", "tune": "fastdecode"},
+        {"g": "16", "bf": "0", "crf": "23", "preset": "veryfast", "tune": "fastdecode"},
         "yuv420p",
     ),
-    "h264-intra": ("libx264", {"g": "1", "bf": "0", "crf": "20", "preset": "veryfast"}, "yuv420p"),
-    "mjpeg": ("mjpeg", {"q:v": "3"}, "yuvj420p"),
+    "h264-intra": ("libx264", {"g": "1", "bf": "0", "crf": "23", "preset": "veryfast"}, "yuv420p"),
+    "mjpeg": ("mjpeg", {"q:v": "4"}, "yuvj420p"),
 }
 DEFAULT_CODEC = "h264"
 # Containers by extension; every other video extension gets Matroska, which PyAV reads by its content,
