@@ -12,7 +12,7 @@ from _videos import write_video
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from sevnet.data import DataConfig, build_dataset, build_loader
+from sevnet.data import DataConfig, SkipCounter, build_dataset, build_loader
 from sevnet.data import datasets as datasets_module
 from sevnet.data.video import _thread_count, decoder_threads
 from sevnet.engine import Trainer
@@ -77,6 +77,23 @@ def test_loader_reads_batch_over_repeats_videos_and_flattens_their_clips(videos:
         build_loader(build_dataset(data_cfg(videos, repeats=4), "train", train=True), 6, True, cfg, num_workers=0)
     with pytest.raises(ConfigError, match=r"data\.repeats must be a positive int"):
         data_cfg(videos, repeats=0)
+
+
+def test_skipped_videos_are_counted_against_videos_not_clips(videos: Path, tmp_path: Path) -> None:
+    """data.max_skip_fraction is a share of videos: with repeats 2 a bad file is 1 of the 8 videos read."""
+    import shutil
+
+    root = tmp_path / "root"
+    shutil.copytree(videos, root)
+    (root / "train" / "right" / "v3.mp4").unlink()
+    (root / "train" / "left" / "broken.mp4").write_text("not a video\n" * 10)
+    cfg = data_cfg(root, repeats=2)
+    loader = build_loader(build_dataset(cfg, "train", train=True), 4, train=True, cfg_data=cfg, num_workers=0)
+    counter = SkipCounter(max_fraction=0.5, min_seen=1)
+    for batch in loader:
+        counter.update(batch)
+    assert counter.num_skipped == 1 and counter.seen == 8  # 4 batches of 2 videos, one of them bad
+    assert counter.skipped[0][0].endswith("broken.mp4")
 
 
 def test_training_with_repeats_takes_steps_of_batch_size_clips(videos: Path, tmp_path: Path) -> None:

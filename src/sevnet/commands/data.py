@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 _MAX_PIXELS = 1920 * 1080  # as sevnet.data.check.DEFAULT_MAX_PIXELS (not imported: --help stays instant)
 # As sevnet.data.prepare.CODECS / DEFAULT_CODEC (not imported: --help stays instant; a test checks they agree)
-CODECS, DEFAULT_CODEC = ("h264", "h264-fastdecode", "h264-intra", "mjpeg"), "h264"
+CODECS, DEFAULT_CODEC = ("h264", "h264-fastdecode", "h264-intra", "mjpeg"), "mjpeg"
 _EXCLUDE = "missing,empty,unreadable,crashed,truncated,corrupt,too_short,oversized"
 
 
@@ -60,7 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 _PREPARE = """Mirror the dataset folder SRC into DST, same layout, so that any config works with data.root=DST:
-videos re-encoded with short side S (never upscaled; names kept: a .webm holds Matroska/H.264), frame
+videos re-encoded with short side S (never upscaled; names kept: a .webm holds Matroska/MJPEG), frame
 images resized (same names), annotation and label files copied. Resumable (finished files are skipped);
 output frame counts are checked; files that cannot be read are copied as they are and reported in
 DST.prepare.csv beside DST. Exit status: 0 when every file was read, 1 when some were not, 2 on an error."""

@@ -51,6 +51,7 @@ class VideoDataset(Dataset):
         # Decoded-frame cache (data.cache: memory | disk, set by build_dataset): frame counts and frames
         # come from it instead of the files; sampling, seeding and transforms are unchanged.
         self.cache: FrameCache | None = None
+        self._counted: dict[Path, tuple[int, str | None]] = {}  # count_frames: (frames, why partial) per path
         # data.flip: auto in training: each class's mirror-image class (sevnet.data.mirror), or None = no flip.
         self.mirror: list[int | None] | None = None
         if train and cfg.flip == Flip.auto and has_names(self.classes):
@@ -85,12 +86,17 @@ class VideoDataset(Dataset):
     def count_frames(self, sample: Sample, problems: list[str] | None = None) -> int:
         """The frame count sampling uses (video containers misreport it: ``probe_video`` demuxes).
         A video over ``data.max_pixels`` raises; a cut-off one adds why to ``problems``."""
-        if sample.frames:
-            return sample.num_frames or count_frame_files(sample.path)
-        info = probe_video(sample.path, self.cfg.max_pixels)
-        if info.partial and problems is not None:
-            problems.append(info.partial)
-        return info.num_frames
+        known = self._counted.get(sample.path)
+        if known is None:  # probed once per worker: a loader's workers persist, so later epochs skip the demux
+            if sample.frames:
+                known = (sample.num_frames or count_frame_files(sample.path), None)
+            else:
+                info = probe_video(sample.path, self.cfg.max_pixels)
+                known = (info.num_frames, info.partial)
+            self._counted[sample.path] = known
+        if known[1] and problems is not None:
+            problems.append(known[1])
+        return known[0]
 
     def load_frames(self, sample: Sample, indices: list[int], index: int | None = None) -> torch.Tensor:
         """uint8 (T, H, W, 3) frames ``indices`` of ``sample`` (number ``index``, from the cache when there is one).

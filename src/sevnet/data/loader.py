@@ -77,6 +77,7 @@ def collate_repeats(items: list[dict[str, Any]]) -> dict[str, Any]:
     batch = collate_skipping(items)
     if batch["clip"] is not None:
         k = batch["clip"].shape[1]
+        batch["videos"] = len(batch["clip"])  # what SkipCounter weighs the skipped videos against
         batch["clip"], batch["target"] = batch["clip"].flatten(0, 1), batch["target"].flatten(0, 1)
         batch["index"] = batch["index"].repeat_interleave(k)
     return batch
@@ -161,7 +162,8 @@ class SkipCounter:
 
     def update(self, batch: dict[str, Any]) -> None:
         """Count one collated batch of this process."""
-        self.add(0 if batch["clip"] is None else len(batch["clip"]), batch["skipped"], partial=batch.get("partial"))
+        loaded = 0 if batch["clip"] is None else batch.get("videos", len(batch["clip"]))  # data.repeats: videos
+        self.add(loaded, batch["skipped"], partial=batch.get("partial"))
 
     def check(self) -> None:
         share = self.num_skipped / max(self.seen, 1)

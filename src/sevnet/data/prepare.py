@@ -6,7 +6,7 @@ that every config works with ``data.root=DST`` whatever its ``data.format``:
 
 - every video (by extension, ``folder.VIDEO_EXTENSIONS``) is re-encoded with its short side ``S``
   (never upscaled, aspect kept, even width and height), keeping its name and its frame timestamps;
-  the codec is chosen by ``benchmarks/loader_bench.py`` (``CODECS``; docs/data.md has the table).
+  the codec (``CODECS``, default MJPEG) was chosen by ``benchmarks/loader_bench.py`` (docs/data.md).
   The content is MP4 for ``.mp4``/``.m4v``/``.mov`` names and Matroska for every other name (``.webm``
   included: WebM is a subset of Matroska whose muxer takes no H.264); PyAV opens a file by its content,
   so the parsers' names (SSv2's ``<id>.webm``) still find every file;
@@ -35,9 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from .folder import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, natural_key
+from .video import decoder_threads
 
 # The candidates benchmarks/loader_bench.py measures: name -> (encoder, options, pixel format).
-# h264 is the default: the measured winner (docs/data.md, "Preparing a dataset").
+# mjpeg is the default, the measured winner (docs/data.md, "Preparing a dataset"): every frame is a JPEG
+# of its own, so a clip decodes only its 16 frames (``video._frames``), where H.264 decodes every frame
+# from the keyframe on; it costs about 2.4x the bytes of a released SSv2 webm.
 CODECS: dict[str, tuple[str, dict[str, str], str]] = {
     "h264": ("libx264", {"g": "16", "bf": "0", "crf": "23", "preset": "veryfast"}, "yuv420p"),
     "h264-fastdecode": (
@@ -48,7 +51,7 @@ CODECS: dict[str, tuple[str, dict[str, str], str]] = {
     "h264-intra": ("libx264", {"g": "1", "bf": "0", "crf": "23", "preset": "veryfast"}, "yuv420p"),
     "mjpeg": ("mjpeg", {"q:v": "4"}, "yuvj420p"),
 }
-DEFAULT_CODEC = "h264"
+DEFAULT_CODEC = "mjpeg"
 # Containers by extension; every other video extension gets Matroska, which PyAV reads by its content,
 # whatever the name (AVI is not used: it has no presentation timestamps, and H.264 in it comes back
 # shifted by a frame).
@@ -248,7 +251,7 @@ def prepare_frames(src: str, dst: str, rel: str, names: list[str], short_side: i
     that does not decode is copied as it is and reported."""
     src_p, dst_p = Path(src), Path(dst)
     dst_p.mkdir(parents=True, exist_ok=True)
-    result, bad, written = Result(rel, "frames", frames_in=0), [], 0
+    result, bad, written = Result(rel, "frames"), [], 0
     for name in names:
         s, d = src_p / name, dst_p / name
         if same_mtime(s, d):
@@ -257,7 +260,6 @@ def prepare_frames(src: str, dst: str, rel: str, names: list[str], short_side: i
         tmp = _tmp_name(d)
         try:
             result.size_in, result.size_out = _resize_image(s, tmp, short_side, quality)
-            result.frames_in += 1
         except (OSError, SyntaxError, ValueError) as err:
             with contextlib.suppress(OSError):
                 tmp.unlink()
@@ -267,7 +269,7 @@ def prepare_frames(src: str, dst: str, rel: str, names: list[str], short_side: i
             continue
         _finish(tmp, s, d)
         written += 1
-    result.frames_out = written
+    result.frames_in, result.frames_out = len(names) - len(bad), written
     if bad:
         result.status = "partial"
         result.reason = f"{len(bad)} of {len(names)} images do not decode, copied as they are (first: {bad[0]})"
@@ -378,7 +380,7 @@ def prepare_dataset(src: str | Path, dst: str | Path, short_side: int, codec: st
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
     check_paths(src, dst, short_side)
-    threads = max(1, (os.cpu_count() or 1) // max(workers, 1))  # no worker's codec oversubscribes the cores
+    threads = decoder_threads(workers, os.cpu_count() or 1)  # no worker's codecs oversubscribe the cores
     plan = plan_tree(src, dst, short_side, codec, quality, threads)
     copied = sum(copy_file(s, d) for s, d in plan.copies)
     report_path = report_path_for(dst)

@@ -331,7 +331,7 @@ class Trainer:
         """Count the samples that failed to load (all ranks); True when no rank has any clip."""
         empty = batch["clip"] is None
         n_empty, n_skipped, n_good = all_reduce_sum(
-            [float(empty), len(batch["skipped"]), 0 if empty else len(batch["clip"])], self.info
+            [float(empty), len(batch["skipped"]), 0 if empty else batch.get("videos", len(batch["clip"]))], self.info
         )
         self.skips.add(0, batch["skipped"], total_loaded=int(n_good), total_skipped=int(n_skipped),
                        partial=batch.get("partial"))  # fmt: skip
