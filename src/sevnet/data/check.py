@@ -289,14 +289,15 @@ class _Worker:
         self.conn.close()
 
 
-def run_isolated(fn: Callable[..., Finding], tasks: list[tuple], workers: int, timeout: float = 300.0,
-                 progress: bool = True) -> list[Finding]:  # fmt: skip
+def run_isolated(fn: Callable[..., Any], tasks: list[tuple], workers: int, timeout: float = 300.0,
+                 progress: bool = True, desc: str = "checking") -> list[Any]:  # fmt: skip
     """``fn(*task)`` for every task in ``workers`` processes (0: in this process, no isolation).
-    A worker that dies or hangs past ``timeout`` seconds costs its one task and is replaced."""
+    A worker that dies or hangs past ``timeout`` seconds costs its one task and is replaced: its result is
+    a ``crashed`` Finding (an exception in ``fn``: an ``unreadable`` one). ``desc`` labels the progress bar."""
     from tqdm.auto import tqdm
 
     results: list[Finding | None] = [None] * len(tasks)
-    with tqdm(total=len(tasks), disable=not progress, unit="file", desc="checking") as bar:
+    with tqdm(total=len(tasks), disable=not progress, unit="file", desc=desc) as bar:
         if workers <= 0:
             for i, task in enumerate(tasks):
                 results[i] = fn(*task)

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from sevnet.errors import SevnetError
+from sevnet.errors import ConfigError, SevnetError
 
 from .config import DataConfig
 
@@ -90,6 +90,28 @@ def collate_skipping(items: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
+def collate_repeats(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """``collate_skipping`` for items of ``data.repeats`` clips each: the clips of a video lie side by
+    side in one flat batch, each with its target and its video's index."""
+    batch = collate_skipping(items)
+    if batch["clip"] is not None:
+        k = batch["clip"].shape[1]
+        batch["videos"] = len(batch["clip"])  # what SkipCounter weighs the skipped videos against
+        batch["clip"], batch["target"] = batch["clip"].flatten(0, 1), batch["target"].flatten(0, 1)
+        batch["index"] = batch["index"].repeat_interleave(k)
+    return batch
+
+
+def videos_per_batch(batch_size: int, repeats: int) -> int:
+    """Videos a loader reads for a batch of ``batch_size`` clips when each gives ``repeats`` clips."""
+    if repeats < 1 or batch_size % repeats:
+        raise ConfigError(
+            f"train.batch_size ({batch_size}) must be a multiple of data.repeats ({repeats}): a step trains on "
+            f"batch_size clips, {repeats} from each video"
+        )
+    return batch_size // repeats
+
+
 def build_loader(
     dataset: Dataset,
     batch_size: int,
@@ -102,21 +124,26 @@ def build_loader(
 ) -> DataLoader:
     """Workers decode in parallel; pinned memory when batches go to a GPU (``pin_memory``; None = when
     PyTorch sees one), so that the copy can overlap compute (non_blocking); workers persist across epochs.
-    ``epoch_size``: samples per training epoch (0 = one pass; see ``EpochSampler``).
-    Call ``loader.sampler.set_epoch(epoch)`` each epoch (it reshuffles and reseeds augmentation)."""
+    Call ``loader.sampler.set_epoch(epoch)`` each epoch (it reshuffles and reseeds augmentation).
+    ``batch_size`` and ``epoch_size`` (clips per training epoch, 0 = one pass; see ``EpochSampler``) count
+    clips: a dataset whose items hold ``repeats`` clips (``data.repeats``) is read ``batch_size / repeats``
+    videos at a time (``loader.batch_size``; the sampler counts videos)."""
     cfg = cfg_data
     rank, world = 0, 1
     if distributed and torch.distributed.is_available() and torch.distributed.is_initialized():
         rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    repeats = getattr(dataset, "repeats", 1)
+    batch_size = videos_per_batch(batch_size, repeats)
+    videos = -(-epoch_size // repeats) if train else 0
     sampler = EpochSampler(len(dataset), shuffle=train, seed=cfg.seed, rank=rank, world_size=world, pad=train,
-                           epoch_size=epoch_size if train else 0)  # fmt: skip
+                           epoch_size=videos)  # fmt: skip
     workers = cfg.num_workers if num_workers is None else num_workers
     return DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
         num_workers=workers,
-        collate_fn=collate_skipping,
+        collate_fn=collate_repeats if repeats > 1 else collate_skipping,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
@@ -160,7 +187,8 @@ class SkipCounter:
 
     def update(self, batch: dict[str, Any]) -> None:
         """Count one collated batch of this process."""
-        self.add(0 if batch["clip"] is None else len(batch["clip"]), batch["skipped"], partial=batch.get("partial"))
+        loaded = 0 if batch["clip"] is None else batch.get("videos", len(batch["clip"]))  # data.repeats: videos
+        self.add(loaded, batch["skipped"], partial=batch.get("partial"))
 
     def check(self) -> None:
         share = self.num_skipped / max(self.seen, 1)

@@ -266,7 +266,7 @@ class Trainer:
         epoch, first = s.epoch, s.batch
         self.model.train()
         self.loader.sampler.set_epoch(epoch)
-        self.loader.sampler.start = first * cfg.train.batch_size
+        self.loader.sampler.start = first * self.loader.batch_size  # videos (data.repeats: clips / repeats)
         self.meter, self._micro = _EpochMeter(), 0
         self.optimizer.zero_grad(set_to_none=True)
         self._clock = (time.perf_counter(), s.elapsed_s)
@@ -338,7 +338,7 @@ class Trainer:
         """Count the samples that failed to load (all ranks); True when no rank has any clip."""
         empty = batch["clip"] is None
         n_empty, n_skipped, n_good = all_reduce_sum(
-            [float(empty), len(batch["skipped"]), 0 if empty else len(batch["clip"])], self.info
+            [float(empty), len(batch["skipped"]), 0 if empty else batch.get("videos", len(batch["clip"]))], self.info
         )
         self.skips.add(0, batch["skipped"], total_loaded=int(n_good), total_skipped=int(n_skipped),
                        partial=batch.get("partial"))  # fmt: skip
