@@ -64,6 +64,12 @@ def check_agreement(
     for batch, extra_t in trials:
         clips = rng.standard_normal((batch, 3, t + extra_t, h, w)).astype(np.float32)
         ref, out = reference(clips), exported(clips)
+        for name, values in (("PyTorch", ref), (str(path), out)):
+            if not np.isfinite(values).all():  # NaN - NaN compares as no error: refuse instead
+                raise ExportMismatchError(
+                    f"{path}: {name} output holds NaN/inf on a {batch}x3x{t + extra_t}x{h}x{w} input; an exported "
+                    f"model must give finite scores"
+                )
         if ref.shape != out.shape:
             raise ExportMismatchError(f"{path}: output shape {out.shape} != PyTorch {ref.shape}")
         err = float(np.abs(ref - out).max() / max(1.0, float(np.abs(ref).max())))

@@ -184,10 +184,43 @@ def checked_checkpoint(
         except json.JSONDecodeError as err:
             raise CheckpointError(f"{path}: header field {key!r} is not valid JSON ({err})") from None
     if header.get("format") == FORMAT_V1:
-        return _upgrade_v1(tensors, header)
-    if header.get("format") != FORMAT:
+        tensors, header = _upgrade_v1(tensors, header)
+    elif header.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a sevnet checkpoint (format {header.get('format')!r})")
+    if extra := sorted(k for k in tensors if not k.startswith(TENSOR_PREFIXES)):
+        raise CheckpointError(f"{path}: holds tensors sevnet never writes: {_names(extra)}")
     return tensors, header
+
+
+TENSOR_PREFIXES = ("model.", "optim.", "state.")  # model weights, optimizer state, training state
+
+
+def _names(keys: list[str], shown: int = 5) -> str:
+    return ", ".join(keys[:shown]) + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
+
+
+def nonfinite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding NaN or inf, each with how many of its values do."""
+    bad = []
+    for key, value in tensors.items():
+        if value.is_floating_point() and not (finite := torch.isfinite(value)).all():
+            bad.append(f"{key} ({int((~finite).sum())} of {value.numel()} values)")
+    return bad
+
+
+def weight_problems(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> str | None:
+    """Why ``state`` must not be loaded into a model whose state dict is ``expected``: tensors the model
+    lacks, a dtype other than the model's (int8 weights would be cast to floats and predict a flat
+    distribution), NaN/inf values (every prediction NaN). None when it may be loaded."""
+    if extra := sorted(set(state) - set(expected)):
+        return f"holds tensors the model does not have: {_names(extra)}"
+    dtypes = [f"{k} is {v.dtype}, the model's is {expected[k].dtype}" for k, v in state.items()
+              if v.dtype != expected[k].dtype]  # fmt: skip
+    if dtypes:
+        return f"weights of the wrong type (a quantized or converted file?): {_names(dtypes, 3)}"
+    if bad := nonfinite_tensors(state):
+        return f"weights are not finite (NaN/inf) in {_names(bad, 3)}: its run diverged, or the file was altered"
+    return None
 
 
 def _upgrade_v1(tensors: dict[str, torch.Tensor], header: dict[str, str]) -> tuple[dict[str, torch.Tensor], dict]:
@@ -270,7 +303,10 @@ def check_shapes(path: str | Path, meta: dict[str, Any], tensors: dict[str, torc
 
 
 def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Load the ``model.`` tensors strictly, after refusing extra, wrongly typed or non-finite ones."""
     state = {unwrap_key(k.removeprefix("model.")): v for k, v in tensors.items() if k.startswith("model.")}
+    if problem := weight_problems(state, model.state_dict()):
+        raise CheckpointError(f"{path}: {problem}")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:

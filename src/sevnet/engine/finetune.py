@@ -20,6 +20,7 @@ from .checkpoint import (
     CheckpointError,
     checked_checkpoint,
     is_sevnet_header,
+    nonfinite_tensors,
     read_safetensors,
     unwrap_key,
     unwrap_model,
@@ -55,8 +56,15 @@ class InitReport:
 
 
 def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], list[str] | None]:
-    """(model tensors, class names or None) from a sevnet checkpoint or a plain safetensors file."""
-    path = Path(path)
+    """(model tensors, class names or None) from a sevnet checkpoint or a plain safetensors file;
+    NaN/inf weights are refused (they would make every step's loss NaN, blamed on the learning rate)."""
+    state, names = _read_state_dict(Path(path))
+    if bad := nonfinite_tensors(state):
+        raise CheckpointError(f"{path}: model.init_from: weights are not finite (NaN/inf) in {', '.join(bad[:3])}")
+    return state, names
+
+
+def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], list[str] | None]:
     if not path.is_file():
         raise CheckpointError(f"{path}: model.init_from: no such file")
     tensors, header = read_safetensors(
