@@ -390,6 +390,17 @@ def collect_entries(cfg: DataConfig) -> tuple[list[Entry], list[str], list[str]]
     return entries, ignored, notes
 
 
+def _unvalidated_classes(entries: list[Entry]) -> list[str]:
+    """A note naming the classes with training samples but none in a validation split that exists
+    (e.g. a class folder holding a single video): their accuracy is never measured."""
+    val = {e.cls for e in entries if e.split == "val"}
+    missing = sorted({e.cls for e in entries if e.split == "train" and e.cls} - val) if val else []
+    if not missing:
+        return []
+    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    return [f"warning: {len(missing)} class(es) have no validation sample (a single video?): {shown}"]
+
+
 def check_dataset(cfg: DataConfig, out_dir: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 2,
                   exclude: tuple[str, ...] = DEFAULT_EXCLUDE, timeout: float = 300.0,
                   progress: bool = True) -> CheckReport:  # fmt: skip
@@ -408,6 +419,7 @@ def check_dataset(cfg: DataConfig, out_dir: str | Path, max_pixels: int = DEFAUL
         rows.append({"path": e.rel, "split": e.split, "class": e.cls, "status": f.status, "reason": f.reason,
                      "frames": f.frames, "width": f.width, "height": f.height, "fps": f.fps})  # fmt: skip
     excluded = list(dict.fromkeys(r["path"] for r in rows if r["status"] in exclude))
+    notes += _unvalidated_classes(entries)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report_path, exclude_path = out / "report.csv", out / "exclude.txt"

@@ -47,7 +47,7 @@ VIDEO_EXTENSIONS = frozenset(
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png"})
 SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "validation", "valid"), "test": ("test",)}
 SPLIT_FILE_NAME = "split.csv"
-_reported: set[tuple[str, int]] = set()  # (root, count) of stray-file reports already logged
+_reported: set[tuple[object, ...]] = set()  # stray-file and single-video reports already logged
 
 
 def is_video_file(path: str | Path) -> bool:
@@ -224,6 +224,12 @@ def stratified_split(items: list[Item], fraction: float, seed: int) -> dict[str,
         ranked = sorted(group, key=lambda it: _rank(seed, it.rel))
         k = val_count(len(group), fraction)
         out.update({it.rel: "val" if i < k else "train" for i, it in enumerate(ranked)})
+    single = sorted(c for c, group in by_class.items() if len(group) == 1)
+    if fraction > 0 and single and (key := ("single", tuple(single))) not in _reported:
+        _reported.add(key)
+        shown = ", ".join(single[:5]) + (" ..." if len(single) > 5 else "")
+        log.warning("%d class(es) with a single video, trained on but never validated: %s; add videos, or give a "
+                    "val/ folder", len(single), shown)  # fmt: skip
     return out
 
 

@@ -19,6 +19,7 @@ import functools
 import json
 import math
 import random
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -45,7 +46,7 @@ from .distributed import DistInfo, all_reduce_sum, barrier, gather_objects, init
 from .evaluate import compute_metrics, predict_loader
 from .finetune import init_from_checkpoint
 from .optim import LRSchedule, build_optimizer, lr_factor
-from .rundir import check_folder, check_new_run, remove_stale_temps, run_lock
+from .rundir import StopSignals, TrainingStopped, check_folder, check_new_run, remove_stale_temps, run_lock
 from .runlog import RunLog, budget_text, epoch_line, write_skipped_csv
 from .state import TrainResult, TrainState
 
@@ -215,14 +216,17 @@ class Trainer:
 
         The run folder is locked while this runs. Without ``resume``, a folder that already holds a
         run is refused unless ``overwrite``; ``resume`` on a finished run changes nothing."""
-        with run_lock(self.out_dir, self.info.is_main):
+        with run_lock(self.out_dir, self.info.is_main), StopSignals(self.info.is_main) as self._signals:
             if resume and self.resume() and self._finished():
                 return self._result()
             self._open_run(resume, overwrite)
             if self.info.is_main:
                 print(self._setup_line(), flush=True)
             while not self.done:
+                epoch = self.state.epoch
+                self._stop_if_asked()
                 row = self.train_epoch()
+                self._stop_if_asked(row if self.state.epoch > epoch else None)
                 self.state.history.append(row)
                 self.save()  # before evaluating: an evaluation that fails cannot lose the epoch
                 if self._evaluation_due() and self._evaluate_epoch(row):
@@ -231,6 +235,30 @@ class Trainer:
                 if self.info.is_main:
                     print(epoch_line(row, self.budget_s), flush=True)
             return self.finish()
+
+    def _stop_requested(self) -> bool:
+        """A SIGTERM/SIGINT arrived (on any rank: the ranks agree, so all stop at the same step)."""
+        signals = getattr(self, "_signals", None)
+        asked = float(signals is not None and signals.received is not None)
+        if self.info.distributed:
+            asked = all_reduce_sum([asked], self.info)[0]
+        return asked > 0
+
+    def _stop_if_asked(self, whole_epoch_row: dict[str, Any] | None = None) -> None:
+        """On a stop request (and a run not at its end): save the checkpoint (with the row of an epoch
+        that just ended) and raise TrainingStopped, which says how to resume; the lock is released."""
+        if self.done or not self._stop_requested():
+            return
+        if whole_epoch_row is not None:
+            self.state.history.append(whole_epoch_row)
+        self.save()
+        s, received = self.state, self._signals.received
+        raise TrainingStopped(
+            f"stopped by {signal.Signals(received or signal.SIGTERM).name} at epoch {s.epoch + 1}, step {s.step}; "
+            f"checkpoint saved to {self.last_ckpt}. Resume with: sevnet train {self.out_dir / 'config.yaml'} --resume",
+            received or signal.SIGTERM,
+            quiet=not self.info.is_main,
+        )
 
     def _open_run(self, resume: bool, overwrite: bool) -> None:
         """Check the folder (a fresh run), then write config.yaml, drop stale checkpoint temps, open the log."""
@@ -273,7 +301,7 @@ class Trainer:
                 self._show(bar)
                 if cfg.train.ckpt_every_steps and s.step % cfg.train.ckpt_every_steps == 0:
                     self.save()
-                if self.done:
+                if self.done or self._stop_requested():
                     break
         self._tick()
         self._clock = None
