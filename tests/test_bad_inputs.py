@@ -42,10 +42,10 @@ def test_bad_resume_checkpoints_are_named(tmp_path: Path) -> None:
     last = out / "checkpoints" / "last.safetensors"
     shutil.copy(out / "checkpoints" / "model.safetensors", last)  # a model file in place of last.safetensors
     with pytest.raises(CheckpointError, match=r"last\.safetensors: not a training checkpoint"):
-        run(out, resume=True, **{"train.epochs": 2})
+        run(out, resume=True, **{"train.epochs": 1})
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # truncated
     with pytest.raises(CheckpointError, match=r"last\.safetensors: not a sevnet checkpoint"):
-        run(out, resume=True, **{"train.epochs": 2})
+        run(out, resume=True, **{"train.epochs": 1})
 
 
 def test_checkpoint_metadata_errors_are_named(tmp_path: Path, capsys) -> None:

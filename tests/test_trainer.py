@@ -397,7 +397,7 @@ def test_resume_with_compile_uses_unwrapped_keys(tmp_path: Path, monkeypatch) ->
     again = Trainer(
         config(tmp_path, **{"train.compile": True, "train.epochs": 2}), model=linear_model(), train_set=data
     )
-    result = again.fit(resume=True)
+    result = again.fit(resume=True, allow_changed=["train.epochs"])
     assert result.steps == 8 and type(result.model).__name__ == "Sequential"
 
 

@@ -22,7 +22,7 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,14 @@ from sevnet.errors import SevnetError
 from sevnet.models import create_model
 from sevnet.models.sevnet import recorded_defaults
 
-from .checkpoint import load_training_state, save_checkpoint, unwrap_model, weights_digest
+from .checkpoint import (
+    check_resume_config,
+    load_training_state,
+    read_recorded_config,
+    save_checkpoint,
+    unwrap_model,
+    weights_digest,
+)
 from .config import AmpMode, ChannelsLast, ExperimentConfig, NanPolicy, TrainConfig, to_container, to_yaml
 from .distributed import DistInfo, all_reduce_sum, barrier, gather_objects, init_distributed
 from .evaluate import compute_metrics, predict_loader
@@ -61,10 +68,16 @@ class WorkerCrashError(SevnetError, RuntimeError):
     """A data-loading worker died (e.g. the decoder crashed); the message names what it was loading."""
 
 
-def train(cfg: ExperimentConfig, resume: bool = False, overwrite: bool = False) -> TrainResult:
-    """Train as ``cfg`` says (continuing ``<out_dir>/checkpoints/last.safetensors`` if ``resume``;
-    replacing a run already in ``train.out_dir`` if ``overwrite``, else refusing it)."""
-    return Trainer(cfg).fit(resume=resume, overwrite=overwrite)
+def train(
+    cfg: ExperimentConfig, resume: bool = False, overwrite: bool = False, allow_changed: Sequence[str] = ()
+) -> TrainResult:
+    """Train as ``cfg`` says (continuing ``<out_dir>/checkpoints/last.safetensors`` if ``resume``, with the
+    run's config but for the keys in ``allow_changed``; replacing a run already in ``train.out_dir`` if
+    ``overwrite``, else refusing it)."""
+    if resume:  # before any data is read or cached: a changed config is refused in milliseconds
+        last = Path(cfg.train.out_dir) / "checkpoints" / "last.safetensors"
+        check_resume_config(last, read_recorded_config(last), to_container(cfg), allow_changed)
+    return Trainer(cfg).fit(resume=resume, overwrite=overwrite, allow_changed=allow_changed)
 
 
 @dataclass
@@ -211,13 +224,13 @@ class Trainer:
         out_of_time = self.budget_s > 0 and s.elapsed_s >= self.budget_s
         return s.epoch >= self.cfg.train.epochs or s.step >= self.total_steps or out_of_time
 
-    def fit(self, resume: bool = False, overwrite: bool = False) -> TrainResult:
+    def fit(self, resume: bool = False, overwrite: bool = False, allow_changed: Sequence[str] = ()) -> TrainResult:
         """Train to the end (from the last checkpoint if ``resume``); evaluate; save the model.
 
         The run folder is locked while this runs. Without ``resume``, a folder that already holds a
         run is refused unless ``overwrite``; ``resume`` on a finished run changes nothing."""
         with run_lock(self.out_dir, self.info.is_main), StopSignals(self.info.is_main) as self._signals:
-            if resume and self.resume() and self._finished():
+            if resume and self.resume(allow_changed) and self._finished():
                 return self._result()
             self._open_run(resume, overwrite)
             if self.info.is_main:
@@ -277,8 +290,8 @@ class Trainer:
         finished = self.done and self.final_ckpt.is_file()
         if finished and self.info.is_main:
             print(f"{self.out_dir}: the run is already finished (epoch {s.epoch}, step {s.step}); nothing to "
-                  f"resume, nothing written. Raise train.epochs (or the budget) to train on, or train into "
-                  f"another train.out_dir.")  # fmt: skip
+                  f"resume, nothing written. To train on, raise train.epochs (or the budget) and name it in "
+                  f"--allow-changed, or train into another train.out_dir.")  # fmt: skip
         return finished
 
     def train_epoch(self) -> dict[str, Any]:
@@ -461,12 +474,17 @@ class Trainer:
             save_checkpoint(path or self.last_ckpt, self.model, meta, self.optimizer, extra)
         barrier(self.info)
 
-    def resume(self) -> bool:
-        """Continue from ``last.safetensors`` if there is one; says where."""
+    def resume(self, allow_changed: Sequence[str] = ()) -> bool:
+        """Continue from ``last.safetensors`` if there is one (its config must be this one, but for the
+        keys a resume may change and those in ``allow_changed``); says where."""
         if not self.last_ckpt.is_file():
             if self.info.is_main:
                 print(f"no checkpoint at {self.last_ckpt}; starting from scratch")
             return False
+        recorded = read_recorded_config(self.last_ckpt)
+        changes = check_resume_config(self.last_ckpt, recorded, self.meta["config"], allow_changed)
+        if changes and self.info.is_main:
+            print(f"note: resuming with changed config keys: {'; '.join(changes)}")
         plain, tensors = load_training_state(self.last_ckpt, self.model, self.optimizer, expect=self.meta)
         self.load_state_dict({"train_state": plain, "scaler": plain.get("scaler"), "rng_cpu": tensors["rng_cpu"]})
         s = self.state
