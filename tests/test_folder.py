@@ -316,3 +316,19 @@ def test_a_class_with_a_single_video_warns_in_the_split_and_in_data_check(
     assert "1 class(es) with a single video, trained on but never validated: lonely_class" in caplog.text
     assert main(["data", "check", str(root), "--workers", "0", "--no-progress", "--out", str(tmp_path / "dc")]) == 0
     assert "1 class(es) have no validation sample (a single video?): lonely_class" in capsys.readouterr().out
+
+
+def test_symlink_loops_in_a_class_folder_are_walked_once_and_listed(tmp_path: Path, capsys) -> None:
+    """Issue 25 item 6: a link back to an ancestor (and one to itself) no longer recurses to ELOOP."""
+    from sevnet.cli import main
+
+    root = tmp_path / "clips"
+    for cls in ("a", "b"):
+        for i in range(2):
+            write_video(root / cls / f"{cls}{i}.mp4", num_frames=10)
+    (root / "a" / "up").symlink_to("..")  # a/up -> clips: loops back through a/ and b/
+    (root / "b" / "self").symlink_to("self")  # cannot be followed at all
+    ds = build_dataset(cfg(root, val_fraction=0.0), "train", train=True)
+    assert sorted(rels(ds)) == ["a/a0.mp4", "a/a1.mp4", "b/b0.mp4", "b/b1.mp4"]
+    assert main(["data", "check", str(root), "--workers", "0", "--no-progress", "--out", str(tmp_path / "dc")]) == 0
+    assert "checked 4 samples" in capsys.readouterr().out

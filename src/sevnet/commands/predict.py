@@ -109,6 +109,11 @@ def run(args: argparse.Namespace) -> int:
 
     if problem := _check(args):
         return _error(problem)
+    from sevnet.engine.rundir import check_writable
+
+    for flag in ("csv", "plot", "overlay"):  # written at the end: checked now, before any prediction
+        if getattr(args, flag):
+            check_writable(Path(getattr(args, flag)).parent, f"--{flag} folder")
     paths = expand_inputs(args.videos, args.recursive)
     with ResultsFile(args.out) if args.out else contextlib.nullcontext() as out:  # locked before any work
         paths = _resume(out, paths) if out is not None else paths

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from sevnet.engine.checkpoint import load_model, read_checkpoint, weights_digest
-from sevnet.engine.rundir import check_folder
+from sevnet.engine.rundir import check_writable
 from sevnet.errors import SevnetError
 
 from .runtime import Runner, onnx_runner, openvino_runner, torch_runner, write_sidecar
@@ -85,7 +85,7 @@ def check_agreement(
 def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None = None) -> dict[str, Any]:
     """Export a checkpoint to ``fmt`` ('onnx' or 'openvino'), check it, write the sidecar metadata."""
     base = Path(out) if out else Path(checkpoint).with_suffix("")
-    check_folder(base.parent, "the --out folder")
+    check_writable(base.parent, "the --out folder")
     model, meta = load_model(checkpoint)
     base.parent.mkdir(parents=True, exist_ok=True)
     data = meta["data"]

@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,21 @@ def check_folder(path: str | Path, what: str) -> Path:
                 where = "" if existing == path else f" ({existing} is a file)"
                 raise RunFolderError(f"{what} {path} cannot be a folder{where}; a file is in the way")
             return path
+    return path
+
+
+def check_writable(path: str | Path, what: str) -> Path:
+    """``path`` as a folder this process could write in, checked before any work by creating (and
+    removing) a temporary file in it or, if it does not exist yet, in its nearest existing parent
+    (nothing is left behind): a read-only or foreign folder is a RunFolderError naming ``what`` and
+    the reason, not an Errno 30 traceback after the work is done."""
+    path = check_folder(path, what)
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise RunFolderError(f"{what} {path}: cannot write there ({err.strerror or err})") from None
     return path
 
 

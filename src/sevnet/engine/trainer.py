@@ -53,7 +53,14 @@ from .distributed import DistInfo, all_reduce_sum, barrier, gather_objects, init
 from .evaluate import compute_metrics, predict_loader
 from .finetune import init_from_checkpoint
 from .optim import LRSchedule, build_optimizer, lr_factor
-from .rundir import StopSignals, TrainingStopped, check_folder, check_new_run, remove_stale_temps, run_lock
+from .rundir import (
+    StopSignals,
+    TrainingStopped,
+    check_new_run,
+    check_writable,
+    remove_stale_temps,
+    run_lock,
+)
 from .runlog import RunLog, budget_text, epoch_line, write_skipped_csv
 from .state import TrainResult, TrainState
 
@@ -119,7 +126,7 @@ class Trainer:
         self.out_dir = Path(cfg.train.out_dir)
         self.last_ckpt = self.out_dir / "checkpoints" / "last.safetensors"
         self.final_ckpt = self.out_dir / "checkpoints" / "model.safetensors"
-        check_folder(self.out_dir, "train.out_dir")
+        check_writable(self.out_dir, "train.out_dir")
         cfg.data = self._prepare_data_config(cfg.data)
         self._build_data(train_set, val_set)
         self._build_model(model)
