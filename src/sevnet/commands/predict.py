@@ -217,12 +217,15 @@ def _format(result: dict[str, Any], topk: int) -> str:
 
 
 def _table(result: dict[str, Any], topk: int) -> str:
+    from sevnet.display import printable
+
+    video = printable(result["video"])  # a newline in a file name must not start a forged result line
     if "error" in result:
-        return f"{result['video']}: ERROR {result['error']}"
+        return f"{video}: ERROR {printable(result['error'])}"
     if "windows" not in result:
-        return f"{result['video']}: " + ", ".join(f"{e['label']} ({e['score']:.1%})" for e in result["top"])
+        return f"{video}: " + ", ".join(f"{printable(e['label'])} ({e['score']:.1%})" for e in result["top"])
     windows = result["windows"]
-    lines = [f"{result['video']}: {result['duration']:.1f} s, {len(windows)} windows"]
+    lines = [f"{video}: {result['duration']:.1f} s, {len(windows)} windows"]
     lines.append(f"  {'start':>8} {'end':>8}  top-{topk}")
     for w in windows:
         top = ", ".join(f"{e['label']} ({e['score']:.1%})" for e in w["top"])

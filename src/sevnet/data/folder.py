@@ -122,6 +122,15 @@ def _entries(folder: Path) -> list[os.DirEntry]:
         return sorted(it, key=lambda e: natural_key(e.name))
 
 
+def _utf8(name: str) -> bool:
+    """False for a file name holding bytes that are not UTF-8 (Python keeps them as surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _is_dir(entry: os.DirEntry) -> bool | None:
     """``entry.is_dir()``; None for a symlink that cannot be followed (a loop: ``ln -s x x``)."""
     try:
@@ -154,6 +163,8 @@ def _walk(folder: Path, root: Path, cls: str, scan: Scan) -> None:
         is_dir = _is_dir(entry)
         if entry.name.startswith("."):
             scan.ignored.append(_rel(path, root))
+        elif not _utf8(entry.name):  # split.csv and reports are UTF-8 text: such a name cannot be recorded
+            scan.ignored.append(_rel(path, root) + " (its name is not valid UTF-8: rename it)")
         elif is_dir is None or (is_dir and not _first_visit(path, scan)):
             scan.ignored.append(_rel(path, root) + " (a symlink loop, or a folder already walked)")
         elif is_dir:
@@ -188,6 +199,8 @@ def scan_classes(base: Path, root: Path) -> tuple[list[str], Scan]:
         if entry.name.startswith(".") or not entry.is_dir():
             scan.ignored.append(_rel(path, root))
             continue
+        if not _utf8(entry.name):
+            raise AnnotationError(f"{path}: class folder name is not valid UTF-8; rename the folder")
         cls = unicodedata.normalize("NFC", entry.name)
         if cls in seen:
             raise AnnotationError(f"{path}: same class name as {seen[cls]} (they differ only in Unicode normalisation)")
