@@ -150,3 +150,24 @@ def test_resume_with_a_changed_config_is_refused_naming_the_keys(motion_dataset:
     assert main(["train", run_cfg, "--resume", "train.epochs=2", "--allow-changed", "train.epochs"]) == 0
     assert load_config(out / "config.yaml").train.epochs == 2
     assert json.loads((out / "summary.json").read_text())["steps"] == 12
+
+
+def test_run_files_are_written_atomically_and_a_failed_write_names_the_file(tmp_path: Path, monkeypatch) -> None:
+    """summary.json, metrics.csv, config.yaml and skipped.csv go through a temporary file and a rename: a
+    full disk (or a kill) mid-write leaves the previous version whole and no temporary file."""
+    import errno
+
+    from sevnet.engine import rundir
+
+    out = tmp_path / "run"
+    run(out, **{"train.epochs": 1})
+    before = files(out)
+    assert {"summary.json", "metrics.csv", "config.yaml", "skipped.csv"} <= set(before)
+
+    def disk_full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(rundir.os, "fsync", disk_full)
+    with pytest.raises(RunFolderError, match=r"config\.yaml: could not write \(No space left on device\); the previous"):
+        run(out, resume=True, allow=("train.epochs",), **{"train.epochs": 2})
+    assert files(out) == before  # nothing half-written, no temporary file left

@@ -47,6 +47,25 @@ def check_folder(path: str | Path, what: str) -> Path:
     return path
 
 
+def write_text_atomically(path: str | Path, text: str) -> Path:
+    """Write ``path`` through a temporary file beside it (fsync, rename): a kill or a full disk mid-write
+    leaves the previous version whole (summary.json, metrics.csv, config.yaml, skipped.csv), never half
+    a file. A failure is a RunFolderError naming the file; the temporary file is removed."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        kept = "the previous version is intact" if path.exists() else "nothing was written"
+        raise RunFolderError(f"{path}: could not write ({err.strerror or err}); {kept}") from None
+    return path
+
+
 def check_writable(path: str | Path, what: str) -> Path:
     """``path`` as a folder this process could write in, checked before any work by creating (and
     removing) a temporary file in it or, if it does not exist yet, in its nearest existing parent

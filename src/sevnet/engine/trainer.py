@@ -60,6 +60,7 @@ from .rundir import (
     check_writable,
     remove_stale_temps,
     run_lock,
+    write_text_atomically,
 )
 from .runlog import RunLog, budget_text, epoch_line, write_skipped_csv
 from .state import TrainResult, TrainState
@@ -285,7 +286,7 @@ class Trainer:
         if self.info.is_main:
             if not resume:
                 check_new_run(self.out_dir, overwrite)
-            (self.out_dir / "config.yaml").write_text(to_yaml(self.cfg))
+            write_text_atomically(self.out_dir / "config.yaml", to_yaml(self.cfg))
             for path in remove_stale_temps(self.last_ckpt.parent):
                 print(f"note: removed {path}, left by an interrupted checkpoint save", file=sys.stderr)
         barrier(self.info)
@@ -519,7 +520,7 @@ class Trainer:
             if warning:
                 summary["budget_warning"] = warning
                 print(f"warning: {warning}", flush=True)
-            (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+            write_text_atomically(self.out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
         barrier(info)
         return self._result()
 
