@@ -7,6 +7,8 @@ import contextlib
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import av
@@ -197,12 +199,44 @@ def test_batch_folder_with_workers_reports_bad_files_and_resumes(models, tmp_pat
     kept = [line for line in text if '"top"' in line][:3]
     out.write_text("\n".join(kept) + '\n{"video": "' + str(good[-1])[:10])
     assert main(args) == 1
-    assert "skipped 3 already in" in capsys.readouterr().err
-    lines = _lines_tolerant(out)
+    err = capsys.readouterr().err
+    assert "skipped 3 already in" in err and "dropped 1 line(s) that were not a result" in err
+    lines = _lines(out)  # the torn line is gone: every line parses
     assert sorted(r["video"] for r in lines if "top" in r) == sorted(map(str, good))
     assert sorted(Path(r["video"]).name for r in lines[3:] if "error" in r) == ["broken.mp4", "empty.webm"]
-    assert main(args) == 1  # only the bad files are tried again
+    assert main(args) == 1  # only the bad files are tried again, and their records replaced
     assert "skipped 6 already in" in capsys.readouterr().err
+    lines = _lines(out)
+    assert len(lines) == 8 and len({r["video"] for r in lines}) == 8  # one record per video
+    _video(root / "class0", "broken.mp4", colour=0, frames=12)  # the failure fixed: its error replaced
+    assert main(args) == 1
+    lines = _lines(out)
+    assert len(lines) == 8 and [Path(r["video"]).name for r in lines if "error" in r] == ["empty.webm"]
+    assert not out.with_name("results.jsonl.lock").exists()
+
+
+def test_a_second_writer_of_a_results_file_is_refused(models, tmp_path: Path, capsys) -> None:
+    """Two `predict --out` on one file: the second is refused before any work; the lock dies with its
+    holder (a kill -9 leaves nothing stale)."""
+    root, _ = _folder(tmp_path)
+    out = tmp_path / "r.jsonl"
+    holder = subprocess.Popen(  # a real second process holding the file, as a running predict does
+        [sys.executable, "-c", f"from sevnet.deploy.batch import ResultsFile; f = ResultsFile({str(out)!r}); "
+         "print('locked', flush=True); import time; time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        args = ["predict", str(root), "--recursive", "--checkpoint", str(models["torch"]), "--out", str(out)]
+        assert main([*args, "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert f"{out}: sevnet predict (pid {holder.pid} on " in err and "is writing to it" in err
+        assert not out.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main([*args, "--no-progress"]) == 1  # the killed holder's lock is gone with it
+    assert len(_lines(out)) == 8
 
 
 def _lines_tolerant(path: Path) -> list[dict]:

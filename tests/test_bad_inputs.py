@@ -42,10 +42,10 @@ def test_bad_resume_checkpoints_are_named(tmp_path: Path) -> None:
     last = out / "checkpoints" / "last.safetensors"
     shutil.copy(out / "checkpoints" / "model.safetensors", last)  # a model file in place of last.safetensors
     with pytest.raises(CheckpointError, match=r"last\.safetensors: not a training checkpoint"):
-        run(out, resume=True, **{"train.epochs": 2})
+        run(out, resume=True, **{"train.epochs": 1})
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # truncated
     with pytest.raises(CheckpointError, match=r"last\.safetensors: not a sevnet checkpoint"):
-        run(out, resume=True, **{"train.epochs": 2})
+        run(out, resume=True, **{"train.epochs": 1})
 
 
 def test_checkpoint_metadata_errors_are_named(tmp_path: Path, capsys) -> None:
@@ -132,3 +132,42 @@ def test_zero_sizes_and_zero_std_are_config_errors(key: str, value: object, tmp_
         video.write_bytes(b"")
         assert main(["predict", str(video), "--checkpoint", str(ckpt)]) == 2
         assert f"data.{key} must" in capsys.readouterr().err
+
+
+# --- issue 25 item 5: every bad value refused before any work, naming the key ---------------------
+BAD_VALUES = {
+    "train.max_minutes=nan": "train.max_minutes must be a number >= 0",
+    "data.mean=[nan,0.45,0.45]": "data.mean must be a number in",
+    "optim.lr=-1": "optim.lr must be a number > 0, got -1.0",
+    "data.max_pixels=-1": "data.max_pixels must be an integer >= 0",
+    "data.max_skip_fraction=nan": "data.max_skip_fraction must be a number in [0, 1], got nan",
+    "train.batch_size=-4": "train.batch_size must be an integer >= 1, got -4",
+    "train.epochs=0": "train.epochs must be an integer >= 1, got 0",
+    "optim.weight_decay=inf": "optim.weight_decay must be a number >= 0, got inf",
+    "optim.betas=[0.9,1.5]": "optim.betas must be a number in [0, 1) (each value)",
+    "model.dropout=1.0": "model.dropout must be a number in [0, 1)",
+    "data.val_fraction=1": "data.val_fraction must be a number in [0, 1)",
+    "eval.batch_size=0": "eval.batch_size must be an integer >= 1",
+}
+
+
+@pytest.mark.parametrize("override", list(BAD_VALUES))
+def test_bad_values_are_refused_by_key_before_any_work(motion_dataset: Path, tmp_path: Path, override, capsys) -> None:
+    from conftest import tiny_config_overrides
+
+    out = tmp_path / "run"
+    (tmp_path / "c.yaml").write_text("train:\n  epochs: 2\n")
+    overrides = tiny_config_overrides(motion_dataset, out, **{"data.cache": "disk"})
+    err = error_of(capsys, ["train", str(tmp_path / "c.yaml"), *overrides, override])
+    assert BAD_VALUES[override] in err
+    assert not out.exists()  # nothing cached, no run folder
+
+
+@pytest.mark.parametrize(
+    "flag", [["--every", "-1"], ["--timeout", "nan"], ["--stride", "0"], ["--window", "1000000000"], ["--topk", "0"]]
+)
+def test_bad_stream_flags_are_refused_by_name(tmp_path: Path, flag: list[str], capsys) -> None:
+    ckpt = tiny_checkpoint(tmp_path / "m.safetensors")
+    with pytest.raises(SystemExit) as exited:
+        main(["stream", "v.mp4", "--checkpoint", str(ckpt), *flag])
+    assert exited.value.code == 2 and f"argument {flag[0]}: must be" in capsys.readouterr().err

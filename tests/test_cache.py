@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import pickle
 from pathlib import Path
 
 import pytest
 import torch
 from _videos import decode_index, truncate, write_frame_folder, write_video
+from PIL import Image
 from torchvision.transforms.v2 import functional as F
 
 from sevnet.data import DataConfig, SkipCounter, build_dataset, build_loader, read_frames, to_data_config
-from sevnet.data.cache import cache_short_side
+from sevnet.data.cache import CacheDamaged, cache_short_side
 from sevnet.errors import ConfigError
 
 # Videos are 48x64; the cache stores short side 36 (= max(train_scale, eval_scale)), 36x48: the same
@@ -258,3 +261,49 @@ def test_loader_workers_run_at_the_configured_niceness() -> None:
     assert os.nice(0) == base
     with pytest.raises(ConfigError, match="worker_nice"):
         DataConfig(worker_nice=25)
+
+
+def test_frame_images_rewritten_in_place_rebuild_the_cache(tmp_path: Path) -> None:
+    """Overwriting a frame folder's images (same names) leaves the folder's mtime as it was: the key
+    follows each image's own size and mtime, so the new frames are cached and read, not the old ones."""
+    folder = write_frame_folder(tmp_path / "frames" / "0", num_frames=10)
+    (tmp_path / "train_list.txt").write_text("frames/0 10 0\n")
+    c = cfg(tmp_path, format="frame_list", cache="disk", cache_dir=str(tmp_path / "cache"))
+    first = build_dataset(c, "train", train=False)
+    assert float(first.cache.frames(0, [0]).float().mean()) < 200
+    stat = folder.stat()
+    for image in folder.iterdir():
+        Image.new("RGB", (64, 48), (255, 255, 255)).save(image, quality=95)
+    os.utime(folder, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the folder looks untouched
+    again = build_dataset(c, "train", train=False)
+    assert not again.cache.reused and again.cache.folder != first.cache.folder
+    assert float(again.cache.frames(0, [0, 5]).float().mean()) > 250
+
+
+@pytest.mark.parametrize("damage", ["truncated frames.u8", "garbage index.npz", "garbage meta.json", "rewritten"])
+def test_a_damaged_disk_cache_is_named_and_rebuilt_never_read(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_videos(tmp_path, ["a.webm", "b.mp4", "c.webm"])
+    c = cfg(tmp_path, cache="disk", cache_dir=str(tmp_path / "cache"))
+    plain = build_dataset(cfg(tmp_path), "train", train=False)
+    built = build_dataset(c, "train", train=False).cache
+    name = damage.split()[-1] if damage != "rewritten" else "frames.u8"
+    target = built.folder / name
+    if damage == "truncated frames.u8":
+        truncate(target, keep=1 / 3)
+    elif damage == "rewritten":  # same size, other bytes
+        target.write_bytes(bytes(target.stat().st_size))
+    else:
+        target.write_bytes(b"\x93NUMPY garbage" * 10)
+    with caplog.at_level(logging.WARNING, logger="sevnet.data.cache"):
+        ds = build_dataset(c, "train", train=False)
+    assert not ds.cache.reused and not ds.cache.errors
+    assert f"{built.folder}/{name}" in caplog.text and "rebuilding" in caplog.text
+    for i in range(3):  # every video read from the rebuilt cache, none blamed
+        assert torch.equal(ds[i]["clip"], plain[i]["clip"])
+    # A cache file cut short while a run reads it: an error naming it, not a skipped video.
+    truncate(ds.cache.folder / "frames.u8", keep=0.5)
+    ds.cache = pickle.loads(pickle.dumps(ds.cache))  # a worker's copy maps the file anew
+    with pytest.raises(CacheDamaged, match=r"frames\.u8: truncated while in use"):
+        ds[2]

@@ -299,3 +299,36 @@ def test_train_writes_the_split_to_the_run_folder_and_eval_reuses_it(tree: Path,
         assert "top1" in evaluate(saved, result.checkpoint, out_dir=tmp_path / "eval")
     finally:
         (tree / CLASSES[0] / "clip 9.mp4").unlink()
+
+
+def test_a_class_with_a_single_video_warns_in_the_split_and_in_data_check(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 25 item 8: a class folder with one video is trained on but never validated: said, not silent."""
+    from sevnet.cli import main
+
+    root = tmp_path / "clips"
+    for i in range(4):
+        write_video(root / "waving" / f"w{i}.mp4", num_frames=10)
+    write_video(root / "lonely_class" / "only.mp4", num_frames=10)
+    with caplog.at_level(logging.WARNING, logger="sevnet.data.folder"):
+        build_dataset(cfg(root), "train", train=True)
+    assert "1 class(es) with a single video, trained on but never validated: lonely_class" in caplog.text
+    assert main(["data", "check", str(root), "--workers", "0", "--no-progress", "--out", str(tmp_path / "dc")]) == 0
+    assert "1 class(es) have no validation sample (a single video?): lonely_class" in capsys.readouterr().out
+
+
+def test_symlink_loops_in_a_class_folder_are_walked_once_and_listed(tmp_path: Path, capsys) -> None:
+    """Issue 25 item 6: a link back to an ancestor (and one to itself) no longer recurses to ELOOP."""
+    from sevnet.cli import main
+
+    root = tmp_path / "clips"
+    for cls in ("a", "b"):
+        for i in range(2):
+            write_video(root / cls / f"{cls}{i}.mp4", num_frames=10)
+    (root / "a" / "up").symlink_to("..")  # a/up -> clips: loops back through a/ and b/
+    (root / "b" / "self").symlink_to("self")  # cannot be followed at all
+    ds = build_dataset(cfg(root, val_fraction=0.0), "train", train=True)
+    assert sorted(rels(ds)) == ["a/a0.mp4", "a/a1.mp4", "b/b0.mp4", "b/b1.mp4"]
+    assert main(["data", "check", str(root), "--workers", "0", "--no-progress", "--out", str(tmp_path / "dc")]) == 0
+    assert "checked 4 samples" in capsys.readouterr().out

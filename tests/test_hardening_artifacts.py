@@ -117,3 +117,83 @@ def test_bad_files_are_named_in_the_message(tmp_path: Path) -> None:
         sevnet.load(model)
     with pytest.raises(NoEvaluationSampleError, match=r"no evaluation sample could be loaded \(1 failed: v/x.mp4: "):
         compute_metrics(torch.empty(0), torch.empty(0), False, [("v/x.mp4", "v/x.mp4: empty file")])
+
+
+# --- issue 25 item 2: bad weights are refused by name, never silent garbage -----------------------
+def _altered(ckpt: Path, out: Path, change) -> Path:
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(ckpt), framework="pt") as f:
+        header = f.metadata()
+    tensors = load_file(str(ckpt))
+    change(tensors)
+    save_file(tensors, str(out), metadata=header)
+    return out
+
+
+def _nan(t: dict) -> None:
+    t["model.fc.weight"][1, 3] = float("nan")
+
+
+def _int8(t: dict) -> None:
+    for k, v in list(t.items()):
+        if k.startswith("model.") and v.is_floating_point():
+            t[k] = (v * 10).clamp(-127, 127).to(torch.int8)
+
+
+BAD_WEIGHTS = {
+    "nan": (_nan, r"not finite \(NaN/inf\) in fc.weight \(1 of 192 values\)"),
+    "inf": (
+        lambda t: t["model.head_conv.conv.weight"].view(-1)[:2].fill_(float("-inf")),
+        r"not finite .*head_conv.conv.weight \(2 of",
+    ),
+    "int8": (_int8, r"wrong type .*is torch.int8, the model's is torch.float32"),
+    "extra model tensor": (
+        lambda t: t.update({"model.extra.weight": torch.ones(3)}),
+        r"the model does not have: extra",
+    ),
+    "extra tensor": (lambda t: t.update({"payload": torch.ones(3)}), r"tensors sevnet never writes: payload"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_WEIGHTS))
+def test_bad_weights_are_refused_by_name_from_the_cli_and_the_api(tmp_path: Path, kind: str, capsys) -> None:
+    from _videos import write_video
+
+    from sevnet.cli import main
+
+    change, message = BAD_WEIGHTS[kind]
+    bad = _altered(tiny_checkpoint(tmp_path / "good.safetensors"), tmp_path / "bad.safetensors", change)
+    video = write_video(tmp_path / "v.mp4", num_frames=12)
+    with pytest.raises(CheckpointError, match=r"bad.safetensors: .*" + message):
+        sevnet.load(bad)
+    assert main(["predict", str(video), "--checkpoint", str(bad), "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert "bad.safetensors" in err and "nan" not in out.lower()
+    assert main(["export", str(bad), "--out", str(tmp_path / "m")]) == 2
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_non_finite_outputs_fail_predict_and_exports_self_check(tmp_path: Path, capsys) -> None:
+    """Finite weights whose logits overflow (float32 max is 3.4e38): predict refuses the output instead
+    of writing "score": NaN, and export's own check fails instead of reporting an error of 0.0."""
+    from _videos import write_video
+
+    from sevnet.cli import main
+    from sevnet.deploy.export import ExportMismatchError, export_checkpoint
+
+    def overflow(t: dict) -> None:
+        t["model.fc.weight"].fill_(3e38)  # ReLU features >= 0: any above ~0.1 overflows to inf
+        t["model.fc.bias"].fill_(3e38)
+
+    bad = _altered(tiny_checkpoint(tmp_path / "good.safetensors"), tmp_path / "big.safetensors", overflow)
+    video = write_video(tmp_path / "v.mp4", num_frames=12)
+    out_file = tmp_path / "r.jsonl"
+    assert main(["predict", str(video), "--checkpoint", str(bad), "--out", str(out_file)]) == 2
+    assert "big.safetensors: its output holds NaN/inf" in capsys.readouterr().err
+    assert not out_file.exists() or "NaN" not in out_file.read_text()
+    with pytest.raises(ModelFileError, match="output holds NaN/inf"):
+        sevnet.load(bad).predict(video)
+    with pytest.raises(ExportMismatchError, match=r"PyTorch output holds NaN/inf"):
+        export_checkpoint(bad, "onnx", tmp_path / "m")

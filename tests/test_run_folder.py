@@ -4,6 +4,7 @@ temp file, and environment values never reach a run's artifacts. Tiny in-memory 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -24,8 +25,8 @@ def config(out: Path, **extra: object) -> object:
     return load_config(None, [f"{k}={v}" for k, v in {**base, **extra}.items()])
 
 
-def run(out: Path, resume: bool = False, overwrite: bool = False, **extra: object):
-    return Trainer(config(out, **extra), model=linear_model(), train_set=Clips(16)).fit(resume, overwrite)
+def run(out: Path, resume: bool = False, overwrite: bool = False, allow: tuple[str, ...] = (), **extra: object):
+    return Trainer(config(out, **extra), model=linear_model(), train_set=Clips(16)).fit(resume, overwrite, allow)
 
 
 def files(out: Path) -> dict[str, bytes]:
@@ -75,9 +76,11 @@ def test_resume_of_a_finished_run_is_a_no_op_and_a_mismatch_writes_nothing(tmp_p
     assert files(out) == before  # summary.json, model metadata and config.yaml untouched
     assert again.steps == first.steps == 8 and again.history == first.history
     with pytest.raises(CheckpointError, match=r"last\.safetensors: was written by a run with another model"):
-        run(out, resume=True, **{"model.name": "x3d_xs", "train.epochs": 3})
+        run(out, resume=True, allow=("model.name", "train.epochs"), **{"model.name": "x3d_xs", "train.epochs": 3})
     with pytest.raises(CheckpointError, match=r"another number of classes"):
-        Trainer(config(out, **{"train.epochs": 3}), model=linear_model(3), train_set=Clips(16, 3)).fit(resume=True)
+        Trainer(config(out, **{"train.epochs": 3}), model=linear_model(3), train_set=Clips(16, 3)).fit(
+            resume=True, allow_changed=["train.epochs"]
+        )
     assert files(out) == before  # the failed resumes rewrote nothing, config.yaml included
 
 
@@ -97,7 +100,7 @@ def test_failed_save_names_the_file_and_leaves_no_temp_and_stale_temps_go(tmp_pa
 
     monkeypatch.setattr(ckpt, "save_file", disk_full)
     with pytest.raises(CheckpointError, match=r"last\.safetensors: could not save.*disk is full.*previous checkpoint"):
-        run(out, resume=True, **{"train.epochs": 2})
+        run(out, resume=True, allow=("train.epochs",), **{"train.epochs": 2})
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.safetensors", "model.safetensors"]
     assert not stale.exists()  # removed when the resumed run started
 
@@ -114,3 +117,59 @@ def test_environment_values_never_reach_a_run(tmp_path: Path, monkeypatch, capsy
     err = capsys.readouterr().err
     assert err.startswith("sevnet train: error:") and "hunter2" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_resume_with_a_changed_config_is_refused_naming_the_keys(motion_dataset: Path, tmp_path: Path, capsys) -> None:
+    """Issue 25 item 4, through the CLI on real videos: a changed key is refused by name before any data is
+    read (nothing written, config.yaml kept); keys that do not change the training are noted; a finished
+    run stays a no-op; --allow-changed goes on with the change, explicitly."""
+    from conftest import tiny_config_overrides
+    from omegaconf import OmegaConf
+
+    out = tmp_path / "run"
+    cfg_file = tmp_path / "c.yaml"
+    overrides = tiny_config_overrides(motion_dataset, out, **{"train.epochs": 1, "eval.every_epochs": 0})
+    OmegaConf.save(load_config(None, overrides), cfg_file)
+    assert main(["train", str(cfg_file)]) == 0
+    run_cfg = str(out / "config.yaml")
+    before = files(out)
+    capsys.readouterr()
+    assert main(["train", run_cfg, "--resume", "data.num_frames=4", "optim.lr=0.5", "train.max_minutes=5"]) == 2
+    err = capsys.readouterr().err
+    assert "data.num_frames: 8 -> 4; optim.lr: 0.1 -> 0.5; train.max_minutes: 0.0 -> 5.0" in err
+    assert "--allow-changed data.num_frames,optim.lr,train.max_minutes" in err and "valid keys" not in err
+    assert main(["train", run_cfg, "--resume", "model.overrides.head_channels=32"]) == 2  # a depth/width change
+    assert "model.overrides.head_channels: 64 -> 32" in capsys.readouterr().err
+    assert files(out) == before  # nothing read, cached or written: config.yaml kept
+    # keys that do not change what is trained: noted; the finished run stays a no-op
+    assert main(["train", run_cfg, "--resume", "data.num_workers=1", "eval.batch_size=2"]) == 0
+    printed = capsys.readouterr().out
+    assert "note: resuming with changed config keys: data.num_workers: 0 -> 1; eval.batch_size: 4 -> 2" in printed
+    assert "already finished" in printed and files(out) == before
+    # an explicit extension trains on, and config.yaml records it
+    assert main(["train", run_cfg, "--resume", "train.epochs=2", "--allow-changed", "train.epochs"]) == 0
+    assert load_config(out / "config.yaml").train.epochs == 2
+    assert json.loads((out / "summary.json").read_text())["steps"] == 12
+
+
+def test_run_files_are_written_atomically_and_a_failed_write_names_the_file(tmp_path: Path, monkeypatch) -> None:
+    """summary.json, metrics.csv, config.yaml and skipped.csv go through a temporary file and a rename: a
+    full disk (or a kill) mid-write leaves the previous version whole and no temporary file."""
+    import errno
+
+    from sevnet.engine import rundir
+
+    out = tmp_path / "run"
+    run(out, **{"train.epochs": 1})
+    before = files(out)
+    assert {"summary.json", "metrics.csv", "config.yaml", "skipped.csv"} <= set(before)
+
+    def disk_full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(rundir.os, "fsync", disk_full)
+    with pytest.raises(
+        RunFolderError, match=r"config\.yaml: could not write \(No space left on device\); the previous"
+    ):
+        run(out, resume=True, allow=("train.epochs",), **{"train.epochs": 2})
+    assert files(out) == before  # nothing half-written, no temporary file left

@@ -178,7 +178,8 @@ def test_cli_timelines_to_json_lines_with_resume(scenes: Path, tmp_path: Path, c
     capsys.readouterr()
     assert main(args) == 1
     assert "skipped 1 already in" in capsys.readouterr().err
-    assert len(out.read_text().splitlines()) == 3  # the error line again, the timeline not
+    lines = [json.loads(line) for line in out.read_text().splitlines()]  # the error retried, the timeline not:
+    assert len(lines) == 2 and {r["video"] for r in lines} == {str(scenes), str(broken)}  # one record each
 
 
 def test_decoder_skips_unused_frames_but_never_a_wanted_one(scenes: Path) -> None:

@@ -50,8 +50,9 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one verb. A ``SevnetError`` (bad input, named) prints one line and exits 2; any other
-    exception is a bug and keeps its traceback."""
+    """Run one verb. A ``SevnetError`` (bad input, named) prints one line and exits 2 (a training run
+    stopped by SIGTERM/SIGINT after saving: 143/130); Ctrl-C elsewhere exits 130 without a traceback;
+    any other exception is a bug and keeps its traceback."""
     from .errors import SevnetError
 
     args = parse_args(build_parser(), argv)
@@ -60,8 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     except (SevnetError, *getattr(args, "_user_errors", ())) as err:  # messages quote files: control chars escaped
         from .display import printable
 
-        print(f"sevnet {args.verb}: error: {printable(err, keep_newlines=True)}", file=sys.stderr)
-        return 2
+        status = getattr(err, "exit_status", 2)  # a run stopped by a signal: 128 + the signal, after its save
+        if not getattr(err, "quiet", False):
+            kind = "stopped" if status != 2 else "error"
+            print(f"sevnet {args.verb}: {kind}: {printable(err, keep_newlines=True)}", file=sys.stderr)
+        return status
+    except KeyboardInterrupt:  # a second Ctrl-C (the first stops training cleanly) or one outside training
+        print(f"sevnet {args.verb}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -16,13 +16,14 @@ def _escape(ch: str) -> str:
 
 
 def printable(text: object, keep_newlines: bool = False) -> str:
-    """``str(text)`` with control (Unicode Cc) and format (Cf: bidi overrides, zero-width) characters
-    escaped; with ``keep_newlines``, ``\\n`` stays a line break (multi-line messages)."""
+    """``str(text)`` with control (Unicode Cc), format (Cf: bidi overrides, zero-width) and surrogate (Cs:
+    the undecodable bytes of a non-UTF-8 file name) characters escaped; with ``keep_newlines``, ``\\n``
+    stays a line break (multi-line messages: never use it on a file name alone)."""
     out = []
     for ch in str(text):
         if keep_newlines and ch == "\n":
             out.append(ch)
-        elif unicodedata.category(ch) in ("Cc", "Cf"):
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Cs"):  # Cs: a non-UTF-8 byte of a file name
             out.append(_escape(ch))
         else:
             out.append(ch)

@@ -143,6 +143,10 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _print_summary(report: Any, limit: int = 20) -> None:
+    """One line per problem; file names escaped (``printable``): a newline or ESC in one cannot forge
+    or rewrite a line."""
+    from sevnet.display import printable
+
     splits = {}
     for row in report.rows:
         splits[row["split"]] = splits.get(row["split"], 0) + 1
@@ -150,9 +154,9 @@ def _print_summary(report: Any, limit: int = 20) -> None:
     per_split = ", ".join(f"{s} {n}" for s, n in splits.items())
     print(f"checked {len(report.rows)} samples ({per_split}): {counts or 'nothing to check'}")
     for note in report.notes:
-        print(f"  {note}")
+        print(f"  {printable(note)}")
     for row in report.problems[:limit]:
-        print(f"  {row['status']:<10} {row['split']:<5} {row['path']}: {row['reason']}")
+        print(f"  {row['status']:<10} {row['split']:<5} {printable(row['path'])}: {printable(row['reason'])}")
     if len(report.problems) > limit:
         print(f"  ... and {len(report.problems) - limit} more (see the report)")
     print(f"report: {report.report_path}")

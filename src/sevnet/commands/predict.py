@@ -7,6 +7,7 @@ any failed."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -108,22 +109,19 @@ def _error(message: object) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sevnet.deploy.batch import expand_inputs, finished_videos
-    from sevnet.deploy.predictor import load
+    from sevnet.deploy.batch import ResultsFile, expand_inputs
 
     if problem := _check(args):
         return _error(problem)
-    if args.model:
-        predictor = load(args.model, args.backend, args.checkpoint, device=args.device)
-    else:
-        predictor = load(args.checkpoint, args.backend, device=args.device, precision=args.precision)
+    from sevnet.engine.rundir import check_writable
+
+    for flag in ("csv", "plot", "overlay"):  # written at the end: checked now, before any prediction
+        if getattr(args, flag):
+            check_writable(Path(getattr(args, flag)).parent, f"--{flag} folder")
     paths = expand_inputs(args.videos, args.recursive)
-    if args.out:  # resume: the videos already in the output (as given on the command line) are done
-        done = finished_videos(args.out)
-        if skipped := [p for p in paths if str(p) in done]:
-            print(f"skipped {len(skipped)} already in {args.out}", file=sys.stderr)
-        paths = [p for p in paths if str(p) not in done]
-    results = _collect(args, predictor, paths)
+    with ResultsFile(args.out) if args.out else contextlib.nullcontext() as out:  # locked before any work
+        paths = _resume(out, paths) if out is not None else paths
+        results = _collect(args, _load(args), paths, out)
     failed = [r["video"] for r in results if "error" in r]
     if failed:
         from sevnet.display import printable
@@ -133,32 +131,46 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _collect(args: argparse.Namespace, predictor: Any, paths: list[Path]) -> list[dict[str, Any]]:
+def _load(args: argparse.Namespace) -> Any:
+    from sevnet.deploy.predictor import load
+
+    if args.model:
+        return load(args.model, args.backend, args.checkpoint, device=args.device)
+    return load(args.checkpoint, args.backend, device=args.device, precision=args.precision)
+
+
+def _resume(out: Any, paths: list[Path]) -> list[Path]:
+    """The paths without a result in ``out`` (as given on the command line); the others' old records
+    (errors: retried) and any torn line are dropped from the file first."""
+    done = out.done()
+    if skipped := [p for p in paths if str(p) in done]:
+        print(f"skipped {len(skipped)} already in {out.path}", file=sys.stderr)
+    if out.records.dropped:
+        print(f"note: {out.path}: dropped {out.records.dropped} line(s) that were not a result (a torn last line "
+              f"from a killed run?)", file=sys.stderr)  # fmt: skip
+    paths = [p for p in paths if str(p) not in done]
+    out.start([str(p) for p in paths])
+    return paths
+
+
+def _collect(args: argparse.Namespace, predictor: Any, paths: list[Path], out: Any) -> list[dict[str, Any]]:
     """Run every path, writing each result as it comes (JSON line, table line) and return them all."""
     from tqdm import tqdm
-
-    from sevnet.deploy.batch import open_results
 
     timelines: list[Any] = []  # for the CSV
     stream = _timelines(args, predictor, paths, timelines) if args.window else _predictions(args, predictor, paths)
     show = not args.no_progress and (sys.stderr.isatty() or bool(args.out)) and len(paths) > 1
-    out = open_results(args.out) if args.out else None
     results = []
-    try:
-        for result in tqdm(stream, total=len(paths), unit="video", disable=not show, dynamic_ncols=True):
-            results.append(result)
-            if out is not None:
-                out.write(json.dumps(result) + "\n")
-                out.flush()
-            if "warning" in result:
-                tqdm.write(f"warning: {result['video']}: {result['warning']}", file=sys.stderr)
-            if not args.json and out is None:
-                tqdm.write(_format(result, args.topk))
-    finally:
+    for result in tqdm(stream, total=len(paths), unit="video", disable=not show, dynamic_ncols=True):
+        results.append(result)
         if out is not None:
-            out.close()
+            out.write(result)
+        if "warning" in result:
+            tqdm.write(f"warning: {result['video']}: {result['warning']}", file=sys.stderr)
+        if not args.json and out is None:
+            tqdm.write(_format(result, args.topk))
     if args.json and out is None:
-        print(json.dumps(results, indent=2))
+        print(json.dumps(results, indent=2, allow_nan=False))
     if args.window and args.csv:
         from sevnet.deploy.render import write_csv
 
@@ -211,12 +223,15 @@ def _format(result: dict[str, Any], topk: int) -> str:
 
 
 def _table(result: dict[str, Any], topk: int) -> str:
+    from sevnet.display import printable
+
+    video = printable(result["video"])  # a newline in a file name must not start a forged result line
     if "error" in result:
-        return f"{result['video']}: ERROR {result['error']}"
+        return f"{video}: ERROR {printable(result['error'])}"
     if "windows" not in result:
-        return f"{result['video']}: " + ", ".join(f"{e['label']} ({e['score']:.1%})" for e in result["top"])
+        return f"{video}: " + ", ".join(f"{printable(e['label'])} ({e['score']:.1%})" for e in result["top"])
     windows = result["windows"]
-    lines = [f"{result['video']}: {result['duration']:.1f} s, {len(windows)} windows"]
+    lines = [f"{video}: {result['duration']:.1f} s, {len(windows)} windows"]
     lines.append(f"  {'start':>8} {'end':>8}  top-{topk}")
     for w in windows:
         top = ", ".join(f"{e['label']} ({e['score']:.1%})" for e in w["top"])

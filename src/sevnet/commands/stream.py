@@ -19,7 +19,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sevnet.commands.predict import _non_negative, _positive_int
+from sevnet.commands.predict import _non_negative, _positive_int, _seconds
+
+MAX_WINDOW = 36_000  # frames: 20 minutes at 30 fps; the window's buffer is allocated up front
+
+
+def _window(text: str) -> int:
+    """0..MAX_WINDOW: a larger window once tried to allocate 1.7 TB before failing."""
+    value = int(text) if text.isdigit() else -1
+    if not 0 <= value <= MAX_WINDOW:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer 0-{MAX_WINDOW} (frames; 0 = since the start), got {text!r}"
+        )
+    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,16 +40,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="an exported step model (.onnx / .xml with its .sevnet.json)")
     p.add_argument("--backend", choices=["torch", "onnx", "openvino"], default="torch",
                    help="with --checkpoint: run in PyTorch or export the step first (default torch)")  # fmt: skip
-    p.add_argument("--window", type=int, default=0, help="pool the last W frames (0 = every frame since start)")
-    p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--every", type=int, default=1, metavar="N", help="print a result every N fed frames")
+    p.add_argument("--window", type=_window, default=0, help="pool the last W frames (0 = every frame since start)")
+    p.add_argument("--topk", type=_positive_int, default=5)
+    p.add_argument("--every", type=_positive_int, default=1, metavar="N", help="print a result every N fed frames")
     stride_help = "feed every S-th decoded frame (default: the training frame stride if dense sampling, else 1)"
-    p.add_argument("--stride", type=int, default=None, help=stride_help)
+    p.add_argument("--stride", type=_positive_int, default=None, help=stride_help)
     p.add_argument("--live", action="store_true", help="one updating line instead of JSON lines")
     p.add_argument("--realtime", action="store_true", help="play a file at its own frame rate, as a camera would")
     p.add_argument("--input-format", default=None, help="FFmpeg input format, e.g. v4l2, avfoundation, lavfi")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a network source")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for the model")
+    p.add_argument("--timeout", type=_seconds, default=10.0, help="seconds to wait for a network source")
+    p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for the model")
     p.add_argument("--device", default="cpu",
                    help="--backend torch: cpu (default) | cuda | cuda:N | auto; exported models: the CPU")  # fmt: skip
     o = p.add_argument_group("outputs beside the JSON lines (written however the stream ends)")
@@ -53,9 +65,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--out", default=None, help="output path without suffix (default: <checkpoint>-stream)")
     g.add_argument("--int8", metavar="DATASET-CONFIG", default=None,
                    help="also quantize (NNCF), calibrating on this experiment's training set")  # fmt: skip
-    g.add_argument("--calib-clips", type=int, default=32)
-    g.add_argument("--max-drop", type=float, default=1.0, help="allowed top-1 drop of int8 in points")
-    g.add_argument("--eval-limit", type=int, default=None, help="evaluate int8 on at most this many clips")
+    g.add_argument("--calib-clips", type=_positive_int, default=32)
+    g.add_argument("--max-drop", type=_non_negative, default=1.0, help="allowed top-1 drop of int8 in points")
+    g.add_argument("--eval-limit", type=_positive_int, default=None, help="evaluate int8 on at most this many clips")
 
 
 def _fail(message: str, code: int = 2) -> int:

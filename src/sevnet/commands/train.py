@@ -16,6 +16,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--overwrite", action="store_true", help="replace the run already in train.out_dir (refused without it)"
     )
+    p.add_argument(
+        "--allow-changed", metavar="KEYS", default="",
+        help="with --resume: config keys (comma-separated; a section name covers its keys) that may differ from "
+             "the run's, e.g. train.epochs,train.max_minutes to extend it",
+    )  # fmt: skip
 
 
 USER_ERRORS = (ValueError, FileNotFoundError)  # cli.main reports these (and every SevnetError) in one line
@@ -26,7 +31,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.resume and args.overwrite:
         raise ValueError("--resume continues the run in train.out_dir and --overwrite replaces it: give one")
-    result = train(load_config(args.config, args.overrides), resume=args.resume, overwrite=args.overwrite)
+    allow = [k.strip() for k in args.allow_changed.split(",") if k.strip()]
+    if allow and not args.resume:
+        raise ValueError("--allow-changed applies to --resume (the keys a resumed run may change)")
+    result = train(load_config(args.config, args.overrides), args.resume, args.overwrite, allow)
     if result.metrics:
         shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.metrics.items()}
         print(f"final validation metrics: {shown}")

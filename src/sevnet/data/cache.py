@@ -16,9 +16,12 @@ same frames.
   and Docker's /dev/shm is 64 MB by default. With the "spawn" start method each worker would get
   its own copy: use ``disk`` there.
 
-The key is a hash of every file's (path, size, mtime), the sample list and the settings that
-change the stored frames (short side, frame template, cache/decoder versions): a stale cache is
-never read; a changed file or setting builds a new one and removes the old one.
+The key is a hash of every file's (path, size, mtime) -- for a frame folder, of every file in it,
+since an image rewritten in place leaves the folder's own mtime unchanged -- the sample list and the
+settings that change the stored frames (short side, frame template, cache/decoder versions): a stale
+cache is never read; a changed file or setting builds a new one and removes the old one. A reused
+disk cache is checked before use (meta.json, index.npz and the size and mtime of frames.u8 that
+the build recorded): a damaged one is named and rebuilt, never read and never blamed on the videos.
 """
 
 from __future__ import annotations
@@ -44,13 +47,14 @@ import torchvision
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 from torchvision.transforms.v2 import functional as F
 
+from ..errors import SevnetError
 from .annotations import Sample
 from .config import CacheMode, DataConfig
 from .video import DecodeError, _open, _stream_timing
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1  # bump when what is stored, or how, changes: old caches then never match
+CACHE_VERSION = 2  # bump when what is stored, or how, changes: old caches then never match
 CHUNK = 32  # frames resized at a time: bounds a worker's memory on long videos
 LOAD_ERRORS = (DecodeError, OSError, RuntimeError, ValueError)  # what VideoDataset skips and counts
 
@@ -75,13 +79,23 @@ def with_run_cache_dir(data_cfg: DataConfig, out_dir: str | Path) -> DataConfig:
     return dataclasses.replace(data_cfg, cache_dir=str(Path(out_dir) / "cache"))
 
 
-def _stat(path: Path) -> list[int]:
+class CacheDamaged(SevnetError):
+    """A cache file that does not hold what its build wrote (truncated, replaced, garbage): named,
+    and not one of ``LOAD_ERRORS``, so it is never skipped and counted as a bad video."""
+
+
+def _stat(path: Path) -> list[Any]:
+    """(size, mtime) of a file; of a folder (frame folder), its own and those of every file in it:
+    an image rewritten in place changes its own mtime and size, not the folder's."""
     try:
         st = path.stat()
+        if not path.is_dir():
+            return [st.st_size, st.st_mtime_ns]
+        with os.scandir(path) as entries:
+            files = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries)
     except OSError:
         return [-1, -1]  # missing: its appearance later changes the key
-    # A frame folder's mtime changes when frames are added, removed or renamed (not rewritten in place).
-    return [st.st_size if path.is_file() else 0, st.st_mtime_ns]
+    return [0, st.st_mtime_ns, files]
 
 
 def cache_key(samples: Sequence[Sample], cfg: DataConfig) -> str:
@@ -213,8 +227,7 @@ class FrameCache:
     """Frames of every sample in one flat uint8 buffer (memory-mapped file or in-RAM array)."""
 
     def __init__(self, folder: Path, in_memory: bool = False) -> None:
-        meta = json.loads((folder / "meta.json").read_text())
-        index = np.load(folder / "index.npz")
+        meta, index = _read_checked(folder)
         self.key: str = meta["key"]
         self.folder: Path | None = None if in_memory else folder
         self.offsets, self.counts = index["offsets"], index["counts"]
@@ -254,9 +267,42 @@ class FrameCache:
         """Frames ``indices`` of sample ``i`` as uint8 (T, H, W, 3), like ``read_frames``."""
         num, h, w = int(self.counts[i]), int(self.heights[i]), int(self.widths[i])
         start = int(self.offsets[i])
-        video = self.data[start : start + num * h * w * 3].reshape(num, h, w, 3)
+        flat = self.data[start : start + num * h * w * 3]
+        if flat.size != num * h * w * 3:  # the file shrank after it was checked: not this video's fault
+            raise CacheDamaged(f"{self.folder}/frames.u8: truncated while in use; delete {self.folder} and rerun")
+        video = flat.reshape(num, h, w, 3)
         picked = np.minimum(np.asarray(indices, dtype=np.int64), num - 1)  # past the end: the last frame
         return torch.from_numpy(np.asarray(video[picked]))  # fancy indexing copies: the clip owns its memory
+
+
+def _read_checked(folder: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """meta.json and index.npz of a cache, checked against each other and against frames.u8 (its size
+    and mtime as the build recorded them, every sample's bytes inside it); ``CacheDamaged`` names the
+    file that is wrong."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        n, nbytes = int(meta["num_samples"]), int(meta["bytes"])
+        if not isinstance(meta["errors"], dict) or not isinstance(meta["key"], str):
+            raise TypeError("'errors' or 'key' of the wrong type")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CacheDamaged(f"{folder}/meta.json: not a cache's metadata ({err})") from None
+    try:
+        with np.load(folder / "index.npz", allow_pickle=False) as npz:
+            index = {k: np.asarray(npz[k], dtype=np.int64) for k in ("offsets", "counts", "heights", "widths")}
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as err:
+        raise CacheDamaged(f"{folder}/index.npz: not a cache index ({type(err).__name__})") from None
+    sizes = index["counts"] * index["heights"] * index["widths"] * 3
+    if any(len(a) != n for a in index.values()) or int(sizes.sum()) != nbytes or (
+        n and int((index["offsets"] + sizes).max()) > nbytes) or (index["offsets"] < 0).any():  # fmt: skip
+        raise CacheDamaged(f"{folder}/index.npz: does not match meta.json ({n} samples, {nbytes} bytes)")
+    try:
+        st = (folder / "frames.u8").stat()
+    except OSError as err:
+        raise CacheDamaged(f"{folder}/frames.u8: {err.strerror}") from None
+    if st.st_size != nbytes or st.st_mtime_ns != meta.get("frames_mtime_ns", st.st_mtime_ns):
+        what = f"{st.st_size} bytes, the build wrote {nbytes}" if st.st_size != nbytes else "rewritten since the build"
+        raise CacheDamaged(f"{folder}/frames.u8: {what}")
+    return meta, index
 
 
 def _write_cache(folder: Path, source: FrameSource, cfg: DataConfig, key: str, progress: bool) -> None:
@@ -294,7 +340,8 @@ def _write_cache(folder: Path, source: FrameSource, cfg: DataConfig, key: str, p
     np.savez(folder / "index.npz", offsets=offsets, counts=counts, heights=heights, widths=widths)
     meta = {"key": key, "version": CACHE_VERSION, "short_side": cache_short_side(cfg), "num_samples": n,
             "errors": errors, "bytes": position, "build_seconds": time.perf_counter() - started,
-            "paths": [str(s.path) for s in samples]}  # fmt: skip
+            "paths": [str(s.path) for s in samples],
+            "frames_mtime_ns": (folder / "frames.u8").stat().st_mtime_ns}  # fmt: skip
     (folder / "meta.json").write_text(json.dumps(meta))  # written last: its presence marks a complete cache
     if errors:
         log.warning("frame cache: %d of %d samples could not be decoded (first: %s)", len(errors), n,
@@ -337,6 +384,13 @@ def open_cache(source: FrameSource, cfg: DataConfig, name: str = "data", progres
     folder = root / f"{prefix}-{key}"
     with _locked(root / f"{prefix}.lock"):
         reused = (folder / "meta.json").is_file()
+        if reused:
+            try:
+                _read_checked(folder)
+            except CacheDamaged as err:  # never read: named, removed and built again
+                log.warning("frame cache damaged, rebuilding it: %s", err)
+                shutil.rmtree(folder, ignore_errors=True)
+                reused = False
         if not reused:
             partial = root / f"{folder.name}.partial"
             shutil.rmtree(partial, ignore_errors=True)  # left by a killed build (we hold the lock)

@@ -62,10 +62,12 @@ def _verdict(found: Finding, problems: list[tuple[str, str]]) -> Finding:
 
 
 def _file_problem(path: Path) -> Finding | None:
+    from .video import not_a_file
+
     if not path.exists():
         return Finding("missing", "no such file")
-    if path.is_dir():
-        return Finding("unreadable", "a folder, not a video file")
+    if reason := not_a_file(path):
+        return Finding("unreadable", reason)
     if path.stat().st_size == 0:
         return Finding("empty", "0 bytes")
     return None
@@ -176,12 +178,13 @@ def inspect_frame_folder(path: Path, min_frames: int, max_pixels: int) -> Findin
     images = list_frame_images(path)
     if not images:
         return Finding("empty", "no .jpg/.jpeg/.png images")
-    found, bad = Finding(frames=0), []
+    found, bad, sizes = Finding(frames=0), [], {}
     for image in images:
         try:
             with Image.open(image) as im:
                 im.load()
                 found.width, found.height = found.width or im.width, found.height or im.height
+                sizes.setdefault((im.width, im.height), image.name)
             found.frames += 1
         except (OSError, SyntaxError, ValueError) as err:
             bad.append(f"{image.name}: {err}")
@@ -190,6 +193,10 @@ def inspect_frame_folder(path: Path, min_frames: int, max_pixels: int) -> Findin
         _add(problems, "unreadable", f"no image decodes (first: {bad[0]})")
     elif bad:
         _add(problems, "corrupt", f"{len(bad)} of {len(images)} images do not decode (first: {bad[0]})")
+    if len(sizes) > 1:  # training stacks the frames of a clip: it would fail on this folder
+        (w0, h0), first = next(iter(sizes.items()))
+        (w1, h1), other = list(sizes.items())[1]
+        _add(problems, "unreadable", f"images of {len(sizes)} sizes: {first} is {w0}x{h0}, {other} is {w1}x{h1}")
     _check_size(problems, found, found.frames, min_frames, max_pixels)
     return _verdict(found, problems)
 
@@ -391,6 +398,17 @@ def collect_entries(cfg: DataConfig) -> tuple[list[Entry], list[str], list[str]]
     return entries, ignored, notes
 
 
+def _unvalidated_classes(entries: list[Entry]) -> list[str]:
+    """A note naming the classes with training samples but none in a validation split that exists
+    (e.g. a class folder holding a single video): their accuracy is never measured."""
+    val = {e.cls for e in entries if e.split == "val"}
+    missing = sorted({e.cls for e in entries if e.split == "train" and e.cls} - val) if val else []
+    if not missing:
+        return []
+    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    return [f"warning: {len(missing)} class(es) have no validation sample (a single video?): {shown}"]
+
+
 def check_dataset(cfg: DataConfig, out_dir: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 2,
                   exclude: tuple[str, ...] = DEFAULT_EXCLUDE, timeout: float = 300.0,
                   progress: bool = True) -> CheckReport:  # fmt: skip
@@ -399,6 +417,9 @@ def check_dataset(cfg: DataConfig, out_dir: str | Path, max_pixels: int = DEFAUL
     unknown = sorted(set(exclude) - set(STATUSES))
     if unknown:
         raise ValueError(f"unknown status(es) {unknown} to exclude; choose from {', '.join(STATUSES)}")
+    from sevnet.engine.rundir import check_writable
+
+    check_writable(out_dir, "data check --out")  # before the files are read, not after
     entries, ignored, notes = collect_entries(cfg)
     unique = list(dict.fromkeys((str(e.path), e.frames) for e in entries))  # a file listed twice is read once
     tasks = [(path, frames, cfg.num_frames, max_pixels) for path, frames in unique]
@@ -409,6 +430,7 @@ def check_dataset(cfg: DataConfig, out_dir: str | Path, max_pixels: int = DEFAUL
         rows.append({"path": e.rel, "split": e.split, "class": e.cls, "status": f.status, "reason": f.reason,
                      "frames": f.frames, "width": f.width, "height": f.height, "fps": f.fps})  # fmt: skip
     excluded = list(dict.fromkeys(r["path"] for r in rows if r["status"] in exclude))
+    notes += _unvalidated_classes(entries)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report_path, exclude_path = out / "report.csv", out / "exclude.txt"

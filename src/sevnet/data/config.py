@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from sevnet.errors import ConfigError
+from sevnet.validate import at_least, between, check_values, is_number
 
 
 class DataFormat(StrEnum):
@@ -147,8 +148,21 @@ def _check_sizes(cfg: DataConfig) -> None:
     for key in ("mean", "std"):
         if len(getattr(cfg, key)) != 3:
             raise ConfigError(f"data.{key} must have 3 values (R, G, B), got {getattr(cfg, key)!r}")
-    if any(not v > 0 for v in cfg.std):  # also catches NaN
+    if any(not (is_number(v) and v > 0) for v in cfg.std):  # also catches NaN
         raise ConfigError(f"data.std must be > 0 for every channel, got {cfg.std!r}")
+    check_values("data", cfg, DATA_RULES)
+
+
+# Numeric keys beyond the sizes above: NaN, inf and out-of-range values are refused by key (not met later
+# as a NaN loss, every video rejected after caching, or a skip threshold that never stops a run).
+DATA_RULES = {
+    "mean": between(-1e3, 1e3),
+    "frame_stride": at_least(1, "an integer"),
+    "val_fraction": between(0, 1, high_open=True),
+    "num_workers": at_least(0, "an integer"),
+    "max_skip_fraction": between(0, 1),
+    "max_pixels": at_least(0, "an integer", " (0 = no limit)"),
+}
 
 
 def _enum_value(key: str, kind: type[StrEnum], value: Any) -> StrEnum:

@@ -47,7 +47,7 @@ VIDEO_EXTENSIONS = frozenset(
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png"})
 SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "validation", "valid"), "test": ("test",)}
 SPLIT_FILE_NAME = "split.csv"
-_reported: set[tuple[str, int]] = set()  # (root, count) of stray-file reports already logged
+_reported: set[tuple[object, ...]] = set()  # stray-file and single-video reports already logged
 
 
 def is_video_file(path: str | Path) -> bool:
@@ -81,7 +81,7 @@ def read_sorted_frames(folder: str | Path, indices: list[int]) -> Any:
     import torch
     from torchvision.io import ImageReadMode, decode_image, read_file
 
-    from .video import DecodeError
+    from .video import DecodeError, stack_frames
 
     images = list_frame_images(folder)
     if not images:
@@ -93,7 +93,7 @@ def read_sorted_frames(folder: str | Path, indices: list[int]) -> Any:
             cache[i] = decode_image(read_file(str(path)), mode=ImageReadMode.RGB).permute(1, 2, 0)
         except (RuntimeError, OSError) as err:
             raise DecodeError(f"{path}: cannot read frame ({err})") from None
-    return torch.stack([cache[i] for i in indices])
+    return stack_frames(cache, indices, lambda i: images[min(int(i), len(images) - 1)])
 
 
 # --- walking the tree --------------------------------------------------------------------------
@@ -110,6 +110,7 @@ class Item:
 class Scan:
     items: list[Item] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # stray files and folders, relative to root
+    visited: set[tuple[int, int]] = field(default_factory=set)  # (device, inode) of folders walked: no loops
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -121,13 +122,52 @@ def _entries(folder: Path) -> list[os.DirEntry]:
         return sorted(it, key=lambda e: natural_key(e.name))
 
 
+def _utf8(name: str) -> bool:
+    """False for a file name holding bytes that are not UTF-8 (Python keeps them as surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_dir(entry: os.DirEntry) -> bool | None:
+    """``entry.is_dir()``; None for a symlink that cannot be followed (a loop: ``ln -s x x``)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return None
+
+
+def _first_visit(path: Path, scan: Scan) -> bool:
+    """True the first time a folder (by device and inode, through any symlink) is walked in a class,
+    unless it is the folder being walked or one above it: a symlink back to an ancestor (``up -> ..``)
+    would otherwise recurse until the OS refuses (ELOOP, ~40 levels) and pull other classes in."""
+    real = os.path.realpath(path)
+    here = os.path.realpath(path.parent)
+    if here == real or here.startswith(real.rstrip(os.sep) + os.sep):
+        return False
+    st = path.stat()
+    key = (st.st_dev, st.st_ino)
+    if key in scan.visited:
+        return False
+    scan.visited.add(key)
+    return True
+
+
 def _walk(folder: Path, root: Path, cls: str, scan: Scan) -> None:
-    """Collect the videos and frame folders under a class folder, at any depth."""
+    """Collect the videos and frame folders under a class folder, at any depth; a symlink to a folder
+    above (a loop) or to one already walked in this class is listed as ignored, never followed."""
     for entry in _entries(folder):
         path = Path(entry.path)
+        is_dir = _is_dir(entry)
         if entry.name.startswith("."):
             scan.ignored.append(_rel(path, root))
-        elif entry.is_dir():
+        elif not _utf8(entry.name):  # split.csv and reports are UTF-8 text: such a name cannot be recorded
+            scan.ignored.append(_rel(path, root) + " (its name is not valid UTF-8: rename it)")
+        elif is_dir is None or (is_dir and not _first_visit(path, scan)):
+            scan.ignored.append(_rel(path, root) + " (a symlink loop, or a folder already walked)")
+        elif is_dir:
             _visit_dir(path, root, cls, scan)
         elif entry.is_file() and is_video_file(path):
             scan.items.append(Item(_rel(path, root), cls))
@@ -159,11 +199,14 @@ def scan_classes(base: Path, root: Path) -> tuple[list[str], Scan]:
         if entry.name.startswith(".") or not entry.is_dir():
             scan.ignored.append(_rel(path, root))
             continue
+        if not _utf8(entry.name):
+            raise AnnotationError(f"{path}: class folder name is not valid UTF-8; rename the folder")
         cls = unicodedata.normalize("NFC", entry.name)
         if cls in seen:
             raise AnnotationError(f"{path}: same class name as {seen[cls]} (they differ only in Unicode normalisation)")
         seen[cls] = path
         before, ignored_before = len(scan.items), len(scan.ignored)
+        scan.visited = {(path.stat().st_dev, path.stat().st_ino)}  # per class: each class is walked on its own
         _walk(path, root, cls, scan)
         if len(scan.items) == before:
             strays = scan.ignored[ignored_before:]
@@ -224,6 +267,12 @@ def stratified_split(items: list[Item], fraction: float, seed: int) -> dict[str,
         ranked = sorted(group, key=lambda it: _rank(seed, it.rel))
         k = val_count(len(group), fraction)
         out.update({it.rel: "val" if i < k else "train" for i, it in enumerate(ranked)})
+    single = sorted(c for c, group in by_class.items() if len(group) == 1)
+    if fraction > 0 and single and (key := ("single", tuple(single))) not in _reported:
+        _reported.add(key)
+        shown = ", ".join(single[:5]) + (" ..." if len(single) > 5 else "")
+        log.warning("%d class(es) with a single video, trained on but never validated: %s; add videos, or give a "
+                    "val/ folder", len(single), shown)  # fmt: skip
     return out
 
 

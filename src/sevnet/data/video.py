@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,10 +56,22 @@ class VideoInfo:
     partial: str | None = None
 
 
+def not_a_file(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a video file (None if it is a regular file): a FIFO or a device
+    (/dev/zero) would block or never end, and is not "no such file"."""
+    if path.is_file():
+        return None
+    if not path.exists():
+        return "no such file"
+    if path.is_dir():
+        return "a folder, not a video file"
+    return "not a regular file (a FIFO, device or socket): give a video file"
+
+
 def _open(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> av.container.InputContainer:
     path = Path(path)
-    if not path.is_file():
-        raise DecodeError(f"{path}: no such file")
+    if reason := not_a_file(path):
+        raise DecodeError(f"{path}: {reason}")
     if path.stat().st_size == 0:
         raise DecodeError(f"{path}: empty file")
     try:
@@ -256,4 +268,15 @@ def read_frame_folder(
             cache[i] = decode_jpeg(read_file(str(path)), mode=ImageReadMode.RGB).permute(1, 2, 0)
         except (RuntimeError, OSError) as err:
             raise DecodeError(f"{path}: cannot read frame ({err})") from None
-    return torch.stack([cache[i] for i in indices])
+    return stack_frames(cache, indices, lambda i: folder / template.format(first + int(i)))
+
+
+def stack_frames(frames: dict[int, torch.Tensor], indices: Sequence[int], name: Callable[[int], Path]) -> torch.Tensor:
+    """The frames ``indices`` stacked to (T, H, W, 3); images of different sizes are a DecodeError
+    naming two of them (``name(i)``: frame i's file), not torch's "stack expects each tensor..."."""
+    shapes = {tuple(t.shape): i for i, t in frames.items()}
+    if len(shapes) > 1:
+        (a, i), (b, j) = list(shapes.items())[:2]
+        raise DecodeError(f"{name(i)} is {a[1]}x{a[0]} but {name(j)} is {b[1]}x{b[0]}: a frame folder's images must "
+                          f"all have one size")  # fmt: skip
+    return torch.stack([frames[i] for i in indices])

@@ -7,7 +7,10 @@ and a job over thousands of files must survive being stopped.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -19,6 +22,8 @@ from torch.utils.data import DataLoader
 from sevnet.data.annotations import Sample
 from sevnet.data.datasets import VideoDataset
 from sevnet.data.video import probe_video
+from sevnet.engine.rundir import check_folder
+from sevnet.errors import SevnetError
 
 from .predict import inference_dataset
 from .predictor import Predictor, long_video_warning
@@ -52,31 +57,121 @@ def expand_inputs(inputs: list[str | Path], recursive: bool = False) -> list[Pat
     return list(dict.fromkeys(out))
 
 
-def open_results(path: str | Path) -> TextIO:
-    """``path`` for appending JSON lines; a line torn by a kill is ended first, so the next one parses."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torn = path.is_file() and path.stat().st_size > 0 and path.read_bytes()[-1:] != b"\n"
-    f = open(path, "a")  # noqa: SIM115 (the caller closes it)
-    if torn:
-        f.write("\n")
-    return f
+class ResultsFileError(SevnetError, RuntimeError):
+    """The results file cannot be written: another process writes it, or it is not writable."""
 
 
-def finished_videos(out: str | Path) -> set[str]:
-    """Videos with a result line in ``out`` (error lines are retried; a torn last line is ignored)."""
-    path = Path(out)
+class ResultsFile:
+    """The JSON-lines results of ``predict --out``, held by one writer at a time.
+
+    Why: two runs appending to one file leave every video twice, a kill leaves a torn last line, and a
+    rerun that retries a failure must not leave its old error line behind. So: an exclusive ``flock``
+    on ``<file>.lock`` (released by the kernel when the process dies: never stale) refuses a second
+    writer before any work; on opening, unparsable lines (a torn tail) and the error lines of the
+    videos this run retries are dropped (rewritten through a temporary file and a rename, so a kill
+    loses nothing): at every moment the file holds at most one record per video."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        check_folder(self.path.parent, "the --out folder")
+        if self.path.is_dir():
+            raise ResultsFileError(f"{self.path}: is a folder; --out takes a file (e.g. results.jsonl)")
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = _lock(self.lock_path, self.path)
+        except OSError as err:
+            raise ResultsFileError(f"{self.path}: cannot write there ({err.strerror})") from None
+        self.records = _read_records(self.path)
+        self._out: TextIO | None = None
+
+    def done(self) -> set[str]:
+        """Videos that already have a result (error records are retried)."""
+        return {video for video, record in self.records.items() if "error" not in record}
+
+    def start(self, videos: list[str]) -> None:
+        """Rewrite the file without torn lines and without the old records of ``videos`` (retried now)."""
+        retried = set(videos)
+        keep = [r for v, r in self.records.items() if v not in retried]
+        if len(keep) != len(self.records) or self.records.dropped or self.records.duplicates:
+            tmp = self.path.with_name(f".{self.path.name}.tmp")
+            with open(tmp, "w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in keep)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        self._out = open(self.path, "a")  # noqa: SIM115 (closed by close())
+
+    def write(self, result: dict[str, Any]) -> None:
+        assert self._out is not None, "start() first"
+        self._out.write(json.dumps(result, allow_nan=False) + "\n")  # NaN is not JSON: never written
+        self._out.flush()
+
+    def close(self) -> None:
+        if self._out is not None:
+            self._out.close()
+        if not self._lock.closed:
+            self.lock_path.unlink(missing_ok=True)  # before the release: a waiter re-checks the inode
+            self._lock.close()
+
+    def __enter__(self) -> ResultsFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Records(dict):
+    dropped = 0  # lines that did not parse as a record (a torn last line, garbage)
+    duplicates = 0  # records of a video that a later line replaced
+
+
+def _read_records(path: Path) -> _Records:
+    """The last record per video in ``path`` (a success before a later error of the same video wins)."""
+    records = _Records()
     if not path.is_file():
-        return set()
-    done: set[str] = set()
-    for line in path.read_text().splitlines():
+        return records
+    for line in path.read_text(errors="replace").splitlines():
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
+            entry = None
+        if not (isinstance(entry, dict) and isinstance(entry.get("video"), str)):
+            records.dropped += bool(line.strip())
             continue
-        if isinstance(entry, dict) and "video" in entry and "error" not in entry:
-            done.add(entry["video"])
-    return done
+        old = records.pop(entry["video"], None)  # re-inserted: file order follows the latest record
+        records.duplicates += old is not None
+        records[entry["video"]] = old if old is not None and "error" in entry and "error" not in old else entry
+    return records
+
+
+def _lock(lock_path: Path, results: Path) -> TextIO:
+    """An exclusive, non-blocking flock on ``lock_path``; a ResultsFileError naming the holder if taken."""
+    for _ in range(10):
+        handle = open(lock_path, "a+")  # noqa: SIM115 (held for the writer's life)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise ResultsFileError(
+                f"{results}: {holder} is writing to it (lock {lock_path.name}); wait for it to finish, or give "
+                f"another --out file"
+            ) from None
+        try:
+            if os.stat(lock_path).st_ino == os.fstat(handle.fileno()).st_ino:
+                break  # the file at the path is the one locked (not one its last holder just removed)
+        except FileNotFoundError:
+            pass
+        handle.close()
+    else:
+        raise ResultsFileError(f"{results}: could not lock {lock_path}")
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"sevnet predict (pid {os.getpid()} on {socket.gethostname()})\n")
+    handle.flush()
+    return handle
 
 
 class ProbedDataset(VideoDataset):

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from sevnet.engine.checkpoint import load_model, read_checkpoint, weights_digest
-from sevnet.engine.rundir import check_folder
+from sevnet.engine.rundir import check_writable
 from sevnet.errors import SevnetError
 
 from .runtime import Runner, onnx_runner, openvino_runner, torch_runner, write_sidecar
@@ -64,6 +64,12 @@ def check_agreement(
     for batch, extra_t in trials:
         clips = rng.standard_normal((batch, 3, t + extra_t, h, w)).astype(np.float32)
         ref, out = reference(clips), exported(clips)
+        for name, values in (("PyTorch", ref), (str(path), out)):
+            if not np.isfinite(values).all():  # NaN - NaN compares as no error: refuse instead
+                raise ExportMismatchError(
+                    f"{path}: {name} output holds NaN/inf on a {batch}x3x{t + extra_t}x{h}x{w} input; an exported "
+                    f"model must give finite scores"
+                )
         if ref.shape != out.shape:
             raise ExportMismatchError(f"{path}: output shape {out.shape} != PyTorch {ref.shape}")
         err = float(np.abs(ref - out).max() / max(1.0, float(np.abs(ref).max())))
@@ -79,7 +85,7 @@ def check_agreement(
 def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None = None) -> dict[str, Any]:
     """Export a checkpoint to ``fmt`` ('onnx' or 'openvino'), check it, write the sidecar metadata."""
     base = Path(out) if out else Path(checkpoint).with_suffix("")
-    check_folder(base.parent, "the --out folder")
+    check_writable(base.parent, "the --out folder")
     model, meta = load_model(checkpoint)
     base.parent.mkdir(parents=True, exist_ok=True)
     data = meta["data"]

@@ -183,6 +183,11 @@ class Predictor:
     def _scores(self, logits: np.ndarray) -> np.ndarray:
         if logits.shape[-1] != len(self.classes):
             raise RuntimeError(f"model outputs {logits.shape[-1]} classes but its metadata names {len(self.classes)}")
+        if not np.isfinite(logits).all():  # never a "(nan%)" prediction: the model, not the video, is broken
+            raise ModelFileError(
+                f"{self.source or 'the model'}: its output holds NaN/inf (its weights or its input normalisation "
+                f"are not finite, or its values overflow): no prediction is made"
+            )
         return class_scores(logits, self.multi_label)
 
     def top(self, scores: np.ndarray, topk: int = 5) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ from sevnet.errors import SevnetError
 from sevnet.timing import median_seconds
 
 from .export import export_checkpoint
-from .runtime import Runner, openvino_runner, read_sidecar, torch_runner, write_sidecar
+from .runtime import Runner, _model_files, openvino_runner, read_sidecar, sidecar_path, torch_runner, write_sidecar
 
 
 class QuantizationAccuracyError(SevnetError, RuntimeError):
@@ -180,17 +180,28 @@ def quantize_checkpoint(
         "calibration_clips": len(clips),
         **accuracy_pair(cfg, fp32, int8, eval_limit),
     }
-    return check_drop(report, max_drop, "int8")
+    return check_drop(report, max_drop, "int8", int8_xml)
 
 
-def check_drop(report: dict[str, Any], max_drop: float, what: str) -> dict[str, Any]:
-    """``report`` (from ``accuracy_pair``) with ``top1_drop_points``; past ``max_drop`` points, a
-    QuantizationAccuracyError naming both accuracies."""
+def check_drop(report: dict[str, Any], max_drop: float, what: str, model: Path | None = None) -> dict[str, Any]:
+    """``report`` (from ``accuracy_pair``) with ``top1_drop_points`` and the gate's resolution (one clip,
+    in points); past ``max_drop`` points, a QuantizationAccuracyError naming both accuracies, after
+    removing the rejected ``model`` (its .xml, .bin and sidecar): a model that failed its gate must not
+    be left to load and predict as if it had passed."""
     report["top1_drop_points"] = 100 * (report["fp32_top1"] - report["int8_top1"])
+    report["gate_resolution_points"] = 100 / max(1, report["clips"])
     if report["top1_drop_points"] > max_drop:
+        removed = ""
+        if model is not None:
+            for path in (*_model_files(model), sidecar_path(model)):
+                path.unlink(missing_ok=True)
+            removed = f"; the rejected model {model} was removed"
+        coarse = report["gate_resolution_points"] > max_drop
         raise QuantizationAccuracyError(
             f"{what} top-1 {report['int8_top1']:.2%} vs float32 {report['fp32_top1']:.2%}: a drop of "
-            f"{report['top1_drop_points']:.2f} points > --max-drop {max_drop}"
+            f"{report['top1_drop_points']:.2f} points > --max-drop {max_drop}{removed}. On {report['clips']} "
+            f"evaluation clips one clip is {report['gate_resolution_points']:.2f} points"
+            + (": this gate fails on a single clip; evaluate more clips or raise --max-drop" if coarse else "")
         )
     return report
 

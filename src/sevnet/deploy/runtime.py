@@ -204,4 +204,27 @@ def load_runner(
         runner = openvino_runner(model_file)
     else:
         raise ModelFileError(f"{model_file}: unknown model format (expected .onnx or .xml)")
+    _check_input(runner, meta, model_file)
     return runner, meta
+
+
+def _check_input(runner: Runner, meta: dict[str, Any], model_file: Path) -> None:
+    """Run the model once on a blank clip of the shape its sidecar's preprocessing makes: a sidecar
+    that does not fit the model (an edited crop or frame count; the digests cover the model files and
+    class names, not these) is refused here by name, not met as a runtime's InvalidArgument later."""
+    data = meta.get("data", {})
+    try:
+        shape = (1, 3, int(data["num_frames"]), int(data["eval_crop"]), int(data["eval_crop"]))
+    except (KeyError, TypeError, ValueError):
+        raise ModelFileError(f"{sidecar_path(model_file)}: 'data' lacks num_frames or eval_crop") from None
+    try:
+        out = np.asarray(runner(np.zeros(shape, np.float32)))
+    except Exception as err:  # each runtime raises its own types
+        raise ModelFileError(
+            f"{model_file}: does not accept the {'x'.join(map(str, shape))} clip its sidecar "
+            f"{sidecar_path(model_file).name} describes (data.num_frames, data.eval_crop): {str(err)[:200]}"
+        ) from None
+    if out.shape[-1] != len(meta.get("class_names", [])):
+        raise ModelFileError(
+            f"{model_file}: outputs {out.shape[-1]} classes, its sidecar names {len(meta.get('class_names', []))}"
+        )

@@ -448,4 +448,4 @@ def quantize_stream_checkpoint(
         runner.reset()
         report[f"{key}_step_latency_s"] = median_seconds(lambda r=runner: r.frame(frame), 20, warmup=3)
     report |= accuracy_pair(cfg, clip_runner(fp32), clip_runner(int8), eval_limit)
-    return check_drop(report, max_drop, "streamed int8")
+    return check_drop(report, max_drop, "streamed int8", int8_xml)

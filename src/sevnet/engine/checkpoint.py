@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -184,10 +185,43 @@ def checked_checkpoint(
         except json.JSONDecodeError as err:
             raise CheckpointError(f"{path}: header field {key!r} is not valid JSON ({err})") from None
     if header.get("format") == FORMAT_V1:
-        return _upgrade_v1(tensors, header)
-    if header.get("format") != FORMAT:
+        tensors, header = _upgrade_v1(tensors, header)
+    elif header.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a sevnet checkpoint (format {header.get('format')!r})")
+    if extra := sorted(k for k in tensors if not k.startswith(TENSOR_PREFIXES)):
+        raise CheckpointError(f"{path}: holds tensors sevnet never writes: {_names(extra)}")
     return tensors, header
+
+
+TENSOR_PREFIXES = ("model.", "optim.", "state.")  # model weights, optimizer state, training state
+
+
+def _names(keys: list[str], shown: int = 5) -> str:
+    return ", ".join(keys[:shown]) + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
+
+
+def nonfinite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding NaN or inf, each with how many of its values do."""
+    bad = []
+    for key, value in tensors.items():
+        if value.is_floating_point() and not (finite := torch.isfinite(value)).all():
+            bad.append(f"{key} ({int((~finite).sum())} of {value.numel()} values)")
+    return bad
+
+
+def weight_problems(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> str | None:
+    """Why ``state`` must not be loaded into a model whose state dict is ``expected``: tensors the model
+    lacks, a dtype other than the model's (int8 weights would be cast to floats and predict a flat
+    distribution), NaN/inf values (every prediction NaN). None when it may be loaded."""
+    if extra := sorted(set(state) - set(expected)):
+        return f"holds tensors the model does not have: {_names(extra)}"
+    dtypes = [f"{k} is {v.dtype}, the model's is {expected[k].dtype}" for k, v in state.items()
+              if v.dtype != expected[k].dtype]  # fmt: skip
+    if dtypes:
+        return f"weights of the wrong type (a quantized or converted file?): {_names(dtypes, 3)}"
+    if bad := nonfinite_tensors(state):
+        return f"weights are not finite (NaN/inf) in {_names(bad, 3)}: its run diverged, or the file was altered"
+    return None
 
 
 def _upgrade_v1(tensors: dict[str, torch.Tensor], header: dict[str, str]) -> tuple[dict[str, torch.Tensor], dict]:
@@ -270,7 +304,10 @@ def check_shapes(path: str | Path, meta: dict[str, Any], tensors: dict[str, torc
 
 
 def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Load the ``model.`` tensors strictly, after refusing extra, wrongly typed or non-finite ones."""
     state = {unwrap_key(k.removeprefix("model.")): v for k, v in tensors.items() if k.startswith("model.")}
+    if problem := weight_problems(state, model.state_dict()):
+        raise CheckpointError(f"{path}: {problem}")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
@@ -317,6 +354,61 @@ def _check_same_run(path: str | Path, meta: dict[str, Any], expect: dict[str, An
                 f"{path}: was written by a run with another {what} ({theirs}; this config: {ours}); --resume "
                 f"needs the run's own config (its config.yaml), or train into another train.out_dir"
             )
+
+
+# Keys a resumed run may change without changing what is trained (where the data is, how it is
+# loaded and cached, what is printed, how it is evaluated): noted, not refused. Any other change
+# (a schedule, a size, the model, the data's content) is refused unless ``--allow-changed`` names it.
+RESUME_FREE = (
+    "train.progress", "train.log_every", "train.ckpt_every_steps", "train.out_dir", "train.device", "model.init_from",
+    "data.root", "data.video_dir", "data.split_file", "data.num_workers", "data.worker_nice", "data.cache",
+    "data.cache_dir", "eval.",
+)  # fmt: skip
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat |= _flatten(value, f"{prefix}.{key}" if prefix else str(key))
+    return flat
+
+
+def _matches(key: str, patterns: Collection[str]) -> bool:
+    """``key`` is one of ``patterns``, or under one (``eval.`` or ``eval`` covers ``eval.batch_size``)."""
+    return any(key == p or key.startswith(p if p.endswith(".") else p + ".") for p in patterns)
+
+
+def check_resume_config(
+    path: str | Path, recorded: dict[str, Any] | None, current: dict[str, Any], allow: Collection[str] = ()
+) -> list[str]:
+    """Compare the config a checkpoint was trained with (``meta["config"]``) with this run's. Changes of
+    ``RESUME_FREE`` keys and of the keys in ``allow`` are returned (to be noted); any other change is a
+    CheckpointError naming each changed key with its old and new value, and how to go on."""
+    if not isinstance(recorded, dict):  # a checkpoint from before configs were recorded: nothing to compare
+        return []
+    old, new = _flatten(recorded), _flatten(current)
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k, "<unset>") != new.get(k, "<unset>"))
+    shown = {k: f"{k}: {_short(old.get(k, '<unset>'))} -> {_short(new.get(k, '<unset>'))}" for k in changed}
+    refused = [k for k in changed if not _matches(k, RESUME_FREE) and not _matches(k, allow)]
+    if refused:
+        raise CheckpointError(
+            f"{path}: --resume with a config that differs from the run's: {'; '.join(shown[k] for k in refused)}. "
+            f"Resume with the run's own config.yaml; or, to go on with the change (e.g. a longer schedule), add "
+            f"--allow-changed {','.join(refused)}; or train into another train.out_dir"
+        )
+    return [shown[k] for k in changed]
+
+
+def read_recorded_config(path: str | Path) -> dict[str, Any] | None:
+    """The config recorded in a checkpoint's metadata (header only: no tensor is read), or None."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+        return json.loads(header.get("meta", "{}")).get("config")
+    except (SafetensorError, OSError, ValueError, AttributeError):
+        return None  # a damaged file is named by load_training_state
 
 
 def _short(value: Any) -> str:

@@ -24,7 +24,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from sevnet.data.config import DataConfig
+from sevnet.device import check_device_spec
 from sevnet.errors import ConfigError
+from sevnet.validate import above, at_least, between, check_values
 
 
 class AmpMode(StrEnum):
@@ -57,12 +59,41 @@ class OptimName(StrEnum):
     adamw = "adamw"
 
 
+# What each numeric key must be (checked in __post_init__, so a config made any way is checked; NaN and
+# inf are refused everywhere): a bad value is named here, before any data is read.
+OPTIM_RULES = {
+    "lr": above(0),
+    "base_batch": at_least(1, "an integer"),
+    "momentum": between(0, 1),
+    "betas": between(0, 1, high_open=True),
+    "weight_decay": at_least(0),
+    "warmup_epochs": at_least(0),
+    "warmup_factor": between(0, 1),
+    "min_lr_factor": between(0, 1),
+    "label_smoothing": between(0, 1, high_open=True),
+}
+TRAIN_RULES = {
+    "epochs": at_least(1, "an integer"),
+    "batch_size": at_least(1, "an integer"),
+    "grad_accum": at_least(1, "an integer"),
+    "max_steps": at_least(0, "an integer", " (0 = no limit)"),
+    "epoch_clips": at_least(0, "an integer", " (0 = one pass)"),
+    "max_minutes": at_least(0, "a number", " (0 = no budget)"),
+    "expected_steps": at_least(0, "an integer"),
+    "ckpt_every_steps": at_least(0, "an integer"),
+    "log_every": at_least(1, "an integer"),
+}
+
+
 @dataclass
 class ModelConfig:
     name: str = "sevnet_s"
     dropout: float = 0.5  # before the classifier; per dataset (paper: 0.5 small, 0.2 medium datasets)
     overrides: dict[str, Any] = field(default_factory=dict)  # any create_model keyword, e.g. block: r3d
     init_from: str = ""  # fine-tune: a sevnet checkpoint or a safetensors state dict to start from
+
+    def __post_init__(self) -> None:
+        check_values("model", self, {"dropout": between(0, 1, high_open=True)})
 
 
 @dataclass
@@ -78,6 +109,9 @@ class OptimConfig:
     warmup_factor: float = 0.1
     min_lr_factor: float = 0.0  # cosine decays to min_lr_factor * lr
     label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_values("optim", self, OPTIM_RULES)
 
 
 @dataclass
@@ -111,12 +145,19 @@ class TrainConfig:
     log_every: int = 10  # steps between TensorBoard scalars
     progress: bool = True  # tqdm bar on rank 0 (the per-epoch lines are printed either way)
 
+    def __post_init__(self) -> None:
+        check_values("train", self, TRAIN_RULES)
+        self.device = check_device_spec(self.device, "train.device")
+
 
 @dataclass
 class EvalConfig:
     every_epochs: int = 1  # validate every N epochs (0 = only at the end)
     batch_size: int = 8
     split: str = "val"
+
+    def __post_init__(self) -> None:
+        check_values("eval", self, {"every_epochs": at_least(0, "an integer"), "batch_size": at_least(1, "an integer")})
 
 
 @dataclass

@@ -20,6 +20,7 @@ from .checkpoint import (
     CheckpointError,
     checked_checkpoint,
     is_sevnet_header,
+    nonfinite_tensors,
     read_safetensors,
     unwrap_key,
     unwrap_model,
@@ -76,9 +77,16 @@ def resolve_init_from(value: str | Path) -> Path:
 
 
 def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], list[str] | None]:
-    """(model tensors, class names or None) from a sevnet checkpoint or a plain safetensors file
-    (a path, or the name of a shipped pretrained model)."""
-    path = resolve_init_from(path)
+    """(model tensors, class names or None) from a sevnet checkpoint or a plain safetensors file (a path,
+    or the name of a shipped pretrained model); NaN/inf weights are refused (they would make every
+    step's loss NaN, blamed on the learning rate)."""
+    state, names = _read_state_dict(resolve_init_from(path))
+    if bad := nonfinite_tensors(state):
+        raise CheckpointError(f"{path}: model.init_from: weights are not finite (NaN/inf) in {', '.join(bad[:3])}")
+    return state, names
+
+
+def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], list[str] | None]:
     tensors, header = read_safetensors(
         path, "model.init_from takes a sevnet checkpoint or a safetensors state dict (not safetensors"
     )

@@ -12,10 +12,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import sys
+import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from sevnet.errors import SevnetError
 
@@ -40,6 +44,40 @@ def check_folder(path: str | Path, what: str) -> Path:
                 where = "" if existing == path else f" ({existing} is a file)"
                 raise RunFolderError(f"{what} {path} cannot be a folder{where}; a file is in the way")
             return path
+    return path
+
+
+def write_text_atomically(path: str | Path, text: str) -> Path:
+    """Write ``path`` through a temporary file beside it (fsync, rename): a kill or a full disk mid-write
+    leaves the previous version whole (summary.json, metrics.csv, config.yaml, skipped.csv), never half
+    a file. A failure is a RunFolderError naming the file; the temporary file is removed."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        kept = "the previous version is intact" if path.exists() else "nothing was written"
+        raise RunFolderError(f"{path}: could not write ({err.strerror or err}); {kept}") from None
+    return path
+
+
+def check_writable(path: str | Path, what: str) -> Path:
+    """``path`` as a folder this process could write in, checked before any work by creating (and
+    removing) a temporary file in it or, if it does not exist yet, in its nearest existing parent
+    (nothing is left behind): a read-only or foreign folder is a RunFolderError naming ``what`` and
+    the reason, not an Errno 30 traceback after the work is done."""
+    path = check_folder(path, what)
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise RunFolderError(f"{what} {path}: cannot write there ({err.strerror or err})") from None
     return path
 
 
@@ -132,3 +170,49 @@ def remove_stale_temps(folder: Path) -> list[Path]:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
     return stale
+
+
+# --- a graceful stop on SIGTERM / SIGINT ----------------------------------------------------------
+class TrainingStopped(SevnetError):
+    """Training was stopped by a signal after a clean checkpoint. ``exit_status`` is 128 + the signal
+    (143 for SIGTERM, 130 for SIGINT), the shell's convention for "ended by this signal": a scheduler
+    sees a run that did not finish, and the message says how to resume it."""
+
+    def __init__(self, message: str, signum: int, quiet: bool = False) -> None:
+        super().__init__(message)
+        self.exit_status = 128 + signum
+        self.quiet = quiet  # DDP ranks > 0: rank 0 says it
+
+
+class StopSignals:
+    """While active (the main thread of the process that entered it), SIGTERM and SIGINT request a
+    stop at the next step boundary instead of killing the run: schedulers (SLURM, Kubernetes, spot
+    instances) send SIGTERM some seconds before SIGKILL. A second signal stops at once
+    (KeyboardInterrupt). Forked loader workers inherit the handler and ignore it."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, announce: bool = True) -> None:
+        self.received: int | None = None
+        self.announce = announce
+        self._pid = os.getpid()
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self._pid:  # a forked DataLoader worker: the main process decides
+            return
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+        if self.announce:  # os.write: print() is not safe inside a signal handler
+            name = signal.Signals(signum).name
+            os.write(2, f"\n{name}: stopping after this step and saving a checkpoint (again: stop at once)\n".encode())

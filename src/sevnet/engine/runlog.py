@@ -7,10 +7,13 @@ module only writes them out.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .rundir import write_text_atomically
 
 
 class RunLog:
@@ -34,10 +37,11 @@ class RunLog:
         if not self.enabled or not history:
             return
         keys = list(dict.fromkeys(k for r in history for k in r))
-        with (self.out_dir / "metrics.csv").open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(history)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+        write_text_atomically(self.out_dir / "metrics.csv", text.getvalue())
         row = history[-1]
         for key, value in row.items():
             if isinstance(value, float) and self.tb is not None:
@@ -61,10 +65,11 @@ def write_skipped_csv(path: Path, named: list[tuple[list[tuple[str, str]], list[
         for status, pairs in (("skipped", skipped), ("partial", partial)):
             for file, reason in pairs:
                 rows.setdefault((file, status), [file, status, reason, 0])[3] += 1
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["path", "status", "reason", "times"])
-        writer.writerows(sorted(rows.values()))
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["path", "status", "reason", "times"])
+    writer.writerows(sorted(rows.values()))
+    write_text_atomically(path, text.getvalue())
     return {
         "skipped_files": sorted(file for file, status in rows if status == "skipped"),
         "partial_files": sorted(file for file, status in rows if status == "partial"),

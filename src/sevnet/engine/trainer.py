@@ -19,9 +19,10 @@ import functools
 import json
 import math
 import random
+import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,17 +37,32 @@ from sevnet.data.config import INFERENCE_KEYS, Flip
 from sevnet.data.folder import freeze_split
 from sevnet.data.mirror import describe as describe_flip
 from sevnet.device import describe as describe_device
-from sevnet.errors import ConfigError, SevnetError
+from sevnet.errors import SevnetError
 from sevnet.models import create_model
 from sevnet.models.sevnet import recorded_defaults
 
-from .checkpoint import load_training_state, save_checkpoint, unwrap_model, weights_digest
+from .checkpoint import (
+    check_resume_config,
+    load_training_state,
+    read_recorded_config,
+    save_checkpoint,
+    unwrap_model,
+    weights_digest,
+)
 from .config import AmpMode, ChannelsLast, ExperimentConfig, NanPolicy, TrainConfig, to_container, to_yaml
 from .distributed import DistInfo, all_reduce_sum, barrier, gather_objects, init_distributed
 from .evaluate import compute_metrics, predict_loader
 from .finetune import init_from_checkpoint
 from .optim import LRSchedule, build_optimizer, lr_factor
-from .rundir import check_folder, check_new_run, remove_stale_temps, run_lock
+from .rundir import (
+    StopSignals,
+    TrainingStopped,
+    check_new_run,
+    check_writable,
+    remove_stale_temps,
+    run_lock,
+    write_text_atomically,
+)
 from .runlog import RunLog, budget_text, epoch_line, write_skipped_csv
 from .state import TrainResult, TrainState
 
@@ -61,10 +77,16 @@ class WorkerCrashError(SevnetError, RuntimeError):
     """A data-loading worker died (e.g. the decoder crashed); the message names what it was loading."""
 
 
-def train(cfg: ExperimentConfig, resume: bool = False, overwrite: bool = False) -> TrainResult:
-    """Train as ``cfg`` says (continuing ``<out_dir>/checkpoints/last.safetensors`` if ``resume``;
-    replacing a run already in ``train.out_dir`` if ``overwrite``, else refusing it)."""
-    return Trainer(cfg).fit(resume=resume, overwrite=overwrite)
+def train(
+    cfg: ExperimentConfig, resume: bool = False, overwrite: bool = False, allow_changed: Sequence[str] = ()
+) -> TrainResult:
+    """Train as ``cfg`` says (continuing ``<out_dir>/checkpoints/last.safetensors`` if ``resume``, with the
+    run's config but for the keys in ``allow_changed``; replacing a run already in ``train.out_dir`` if
+    ``overwrite``, else refusing it)."""
+    if resume:  # before any data is read or cached: a changed config is refused in milliseconds
+        last = Path(cfg.train.out_dir) / "checkpoints" / "last.safetensors"
+        check_resume_config(last, read_recorded_config(last), to_container(cfg), allow_changed)
+    return Trainer(cfg).fit(resume=resume, overwrite=overwrite, allow_changed=allow_changed)
 
 
 @dataclass
@@ -106,7 +128,7 @@ class Trainer:
         self.out_dir = Path(cfg.train.out_dir)
         self.last_ckpt = self.out_dir / "checkpoints" / "last.safetensors"
         self.final_ckpt = self.out_dir / "checkpoints" / "model.safetensors"
-        check_folder(self.out_dir, "train.out_dir")
+        check_writable(self.out_dir, "train.out_dir")
         cfg.data = self._prepare_data_config(cfg.data)
         self._build_data(train_set, val_set)
         self._build_model(model)
@@ -150,8 +172,6 @@ class Trainer:
             train_set.uint8_clips = True
             self._clip_stats = (list(train_set.cfg.mean), list(train_set.cfg.std))
         pin = info.device.type == "cuda"
-        if cfg.train.epoch_clips < 0:
-            raise ConfigError(f"train.epoch_clips must be >= 0 (0 = one pass), got {cfg.train.epoch_clips}")
         self.loader = build_loader(train_set, cfg.train.batch_size, train=True, cfg_data=cfg.data,
                                    distributed=info.distributed, pin_memory=pin,
                                    epoch_size=cfg.train.epoch_clips)  # fmt: skip
@@ -217,19 +237,22 @@ class Trainer:
         out_of_time = self.budget_s > 0 and s.elapsed_s >= self.budget_s
         return s.epoch >= self.cfg.train.epochs or s.step >= self.total_steps or out_of_time
 
-    def fit(self, resume: bool = False, overwrite: bool = False) -> TrainResult:
+    def fit(self, resume: bool = False, overwrite: bool = False, allow_changed: Sequence[str] = ()) -> TrainResult:
         """Train to the end (from the last checkpoint if ``resume``); evaluate; save the model.
 
         The run folder is locked while this runs. Without ``resume``, a folder that already holds a
         run is refused unless ``overwrite``; ``resume`` on a finished run changes nothing."""
-        with run_lock(self.out_dir, self.info.is_main):
-            if resume and self.resume() and self._finished():
+        with run_lock(self.out_dir, self.info.is_main), StopSignals(self.info.is_main) as self._signals:
+            if resume and self.resume(allow_changed) and self._finished():
                 return self._result()
             self._open_run(resume, overwrite)
             if self.info.is_main:
                 print(self._setup_line(), flush=True)
             while not self.done:
+                epoch = self.state.epoch
+                self._stop_if_asked()
                 row = self.train_epoch()
+                self._stop_if_asked(row if self.state.epoch > epoch else None)
                 self.state.history.append(row)
                 self.save()  # before evaluating: an evaluation that fails cannot lose the epoch
                 if self._evaluation_due() and self._timed_evaluation(row):
@@ -239,12 +262,36 @@ class Trainer:
                     print(epoch_line(row, self.budget_s), flush=True)
             return self.finish()
 
+    def _stop_requested(self) -> bool:
+        """A SIGTERM/SIGINT arrived (on any rank: the ranks agree, so all stop at the same step)."""
+        signals = getattr(self, "_signals", None)
+        asked = float(signals is not None and signals.received is not None)
+        if self.info.distributed:
+            asked = all_reduce_sum([asked], self.info)[0]
+        return asked > 0
+
+    def _stop_if_asked(self, whole_epoch_row: dict[str, Any] | None = None) -> None:
+        """On a stop request (and a run not at its end): save the checkpoint (with the row of an epoch
+        that just ended) and raise TrainingStopped, which says how to resume; the lock is released."""
+        if self.done or not self._stop_requested():
+            return
+        if whole_epoch_row is not None:
+            self.state.history.append(whole_epoch_row)
+        self.save()
+        s, received = self.state, self._signals.received
+        raise TrainingStopped(
+            f"stopped by {signal.Signals(received or signal.SIGTERM).name} at epoch {s.epoch + 1}, step {s.step}; "
+            f"checkpoint saved to {self.last_ckpt}. Resume with: sevnet train {self.out_dir / 'config.yaml'} --resume",
+            received or signal.SIGTERM,
+            quiet=not self.info.is_main,
+        )
+
     def _open_run(self, resume: bool, overwrite: bool) -> None:
         """Check the folder (a fresh run), then write config.yaml, drop stale checkpoint temps, open the log."""
         if self.info.is_main:
             if not resume:
                 check_new_run(self.out_dir, overwrite)
-            (self.out_dir / "config.yaml").write_text(to_yaml(self.cfg))
+            write_text_atomically(self.out_dir / "config.yaml", to_yaml(self.cfg))
             for path in remove_stale_temps(self.last_ckpt.parent):
                 print(f"note: removed {path}, left by an interrupted checkpoint save", file=sys.stderr)
         barrier(self.info)
@@ -256,8 +303,8 @@ class Trainer:
         finished = self.done and self.final_ckpt.is_file()
         if finished and self.info.is_main:
             print(f"{self.out_dir}: the run is already finished (epoch {s.epoch}, step {s.step}); nothing to "
-                  f"resume, nothing written. Raise train.epochs (or the budget) to train on, or train into "
-                  f"another train.out_dir.")  # fmt: skip
+                  f"resume, nothing written. To train on, raise train.epochs (or the budget) and name it in "
+                  f"--allow-changed, or train into another train.out_dir.")  # fmt: skip
         return finished
 
     def train_epoch(self) -> dict[str, Any]:
@@ -280,7 +327,7 @@ class Trainer:
                 self._show(bar)
                 if cfg.train.ckpt_every_steps and s.step % cfg.train.ckpt_every_steps == 0:
                     self.save()
-                if self.done:
+                if self.done or self._stop_requested():
                     break
         self._tick()
         self._clock = None
@@ -448,12 +495,17 @@ class Trainer:
             save_checkpoint(path or self.last_ckpt, self.model, meta, self.optimizer, extra)
         barrier(self.info)
 
-    def resume(self) -> bool:
-        """Continue from ``last.safetensors`` if there is one; says where."""
+    def resume(self, allow_changed: Sequence[str] = ()) -> bool:
+        """Continue from ``last.safetensors`` if there is one (its config must be this one, but for the
+        keys a resume may change and those in ``allow_changed``); says where."""
         if not self.last_ckpt.is_file():
             if self.info.is_main:
                 print(f"no checkpoint at {self.last_ckpt}; starting from scratch")
             return False
+        recorded = read_recorded_config(self.last_ckpt)
+        changes = check_resume_config(self.last_ckpt, recorded, self.meta["config"], allow_changed)
+        if changes and self.info.is_main:
+            print(f"note: resuming with changed config keys: {'; '.join(changes)}")
         plain, tensors = load_training_state(self.last_ckpt, self.model, self.optimizer, expect=self.meta)
         self.load_state_dict({"train_state": plain, "scaler": plain.get("scaler"), "rng_cpu": tensors["rng_cpu"]})
         s = self.state
@@ -481,7 +533,7 @@ class Trainer:
             if warning:
                 summary["budget_warning"] = warning
                 print(f"warning: {warning}", flush=True)
-            (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+            write_text_atomically(self.out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
             print(f"{s.step} optimizer steps in {s.elapsed_s / 60:.1f} min of training"
                   f"{' (the train.max_minutes budget)' if self.budget_s else ''}; validation took "
                   f"{s.eval_s / 60:.1f} min more (outside the budget)", flush=True)  # fmt: skip
