@@ -11,6 +11,7 @@ import sys
 # (verb, one-line help). Add a verb here when its module exists.
 VERBS: list[tuple[str, str]] = [
     ("demo", "train SEVNet-XS on the built-in benchmark on this CPU, in minutes, with a report"),
+    ("configs", "list the shipped experiment configs, or print one by name (to copy and edit)"),
     ("train", "train a model from a config (one process or torchrun/DDP), resumable"),
     ("eval", "evaluate a checkpoint with the benchmark's metrics, single or multi-view"),
     ("export", "export a checkpoint to ONNX or OpenVINO, checked against PyTorch"),

@@ -130,9 +130,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     cfg: DictConfig = OmegaConf.structured(ExperimentConfig)
     try:
         if path is not None:
-            path = Path(path)
-            if not path.is_file():
-                raise FileNotFoundError(f"config file not found: {path}")
+            path = resolve_config(path)
             cfg = OmegaConf.merge(cfg, _yaml_switches(_read_yaml(path)))
         if overrides:
             cfg = OmegaConf.merge(cfg, _yaml_switches(OmegaConf.from_dotlist(list(overrides))))
@@ -142,6 +140,37 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         where = f" in {path}" if path else ""
         raise ConfigError(f"invalid config{where}: {_explain(err)}") from None
     return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+
+
+SHIPPED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # package data (pyproject: configs/**/*.yaml)
+
+
+def shipped_configs() -> dict[str, Path]:
+    """The configs installed with sevnet, by name (file name without .yaml), sorted."""
+    return {p.stem: p for p in sorted(SHIPPED_CONFIGS.glob("*.yaml"))}
+
+
+def config_purpose(path: Path) -> str:
+    """A config's one-line purpose: its first comment line."""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#") and line.strip("# "):
+            return line.lstrip("#").strip()
+    return ""
+
+
+def resolve_config(ref: str | Path) -> Path:
+    """A config argument: an existing file first (a path always wins), else the name of a shipped
+    config with or without .yaml, so ``sevnet train folder_sevnet_xs`` works from any folder after
+    ``pip install``. Anything else is a FileNotFoundError that lists the shipped names."""
+    path = Path(ref)
+    if path.is_file():
+        return path
+    shipped = shipped_configs()
+    name = path.name.removesuffix(".yaml").removesuffix(".yml")
+    named = path.parent == Path(".") or path.parent.name == "configs"  # a name, or a checkout's configs/NAME.yaml
+    if named and name in shipped:
+        return shipped[name]
+    raise FileNotFoundError(f"config file not found: {ref} (a path, or a shipped config: {', '.join(shipped)})")
 
 
 def _read_yaml(path: Path) -> DictConfig:
