@@ -296,7 +296,9 @@ def run_isolated(fn: Callable[..., Finding], tasks: list[tuple], workers: int, t
     from tqdm.auto import tqdm
 
     results: list[Finding | None] = [None] * len(tasks)
-    with tqdm(total=len(tasks), disable=not progress, unit="file", desc="checking") as bar:
+    with tqdm(
+        total=len(tasks), disable=None if progress else True, unit="file", desc="checking"
+    ) as bar:  # None: off when not a terminal
         if workers <= 0:
             for i, task in enumerate(tasks):
                 results[i] = fn(*task)

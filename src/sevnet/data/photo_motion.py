@@ -485,7 +485,7 @@ def _run(jobs: list, workers: int, progress: bool, desc: str) -> None:
     from tqdm import tqdm
 
     workers = workers or min(4, os.cpu_count() or 1)
-    with tqdm(total=len(jobs), desc=desc, disable=not progress, unit="video") as bar:
+    with tqdm(total=len(jobs), desc=desc, disable=None if progress else True, unit="video") as bar:  # None: tty only
         if workers > 1 and len(jobs) > 1:
             from concurrent.futures import ProcessPoolExecutor
 

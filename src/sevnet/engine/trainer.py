@@ -18,6 +18,7 @@ import copy
 import functools
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -38,6 +39,7 @@ from sevnet.data.mirror import describe as describe_flip
 from sevnet.errors import SevnetError
 from sevnet.models import create_model
 from sevnet.models.sevnet import recorded_defaults
+from sevnet.progress import log_to, progress_bar, say
 
 from .checkpoint import load_training_state, save_checkpoint, unwrap_model, weights_digest
 from .config import AmpMode, ChannelsLast, ExperimentConfig, NanPolicy, TrainConfig, to_container, to_yaml
@@ -45,7 +47,7 @@ from .distributed import DistInfo, all_reduce_sum, barrier, gather_objects, init
 from .evaluate import compute_metrics, predict_loader
 from .finetune import init_from_checkpoint
 from .optim import LRSchedule, build_optimizer, lr_factor
-from .rundir import check_folder, check_new_run, remove_stale_temps, run_lock
+from .rundir import check_folder, check_new_run, refuse_existing_run, remove_stale_temps, run_lock
 from .runlog import RunLog, budget_text, epoch_line, write_skipped_csv
 from .state import TrainResult, TrainState
 
@@ -63,7 +65,13 @@ class WorkerCrashError(SevnetError, RuntimeError):
 def train(cfg: ExperimentConfig, resume: bool = False, overwrite: bool = False) -> TrainResult:
     """Train as ``cfg`` says (continuing ``<out_dir>/checkpoints/last.safetensors`` if ``resume``;
     replacing a run already in ``train.out_dir`` if ``overwrite``, else refusing it)."""
-    return Trainer(cfg).fit(resume=resume, overwrite=overwrite)
+    out_dir = check_folder(cfg.train.out_dir, "train.out_dir")
+    if not resume and not overwrite:
+        refuse_existing_run(out_dir)  # before any work (a split drawn, a frame cache built)
+    main = int(os.environ.get("RANK", "0")) == 0
+    # The lock first: a fresh run empties train.log, which a run still going in the folder would own.
+    with run_lock(out_dir, main), log_to(out_dir / "train.log" if main else None, fresh=not resume):
+        return Trainer(cfg).fit(resume=resume, overwrite=overwrite)
 
 
 @dataclass
@@ -139,7 +147,7 @@ class Trainer:
         self.train_set, self.val_set = train_set, val_set
         if info.is_main and cfg.data.flip == Flip.auto:
             mirror = getattr(train_set, "mirror", None)
-            print(describe_flip(train_set.classes, mirror) if mirror else "flip: off (auto: the classes have no names)")
+            say(describe_flip(train_set.classes, mirror) if mirror else "flip: off (auto: the classes have no names)")
         if hasattr(train_set, "trace_dir"):
             train_set.trace_dir = self.out_dir / ".loading"
         # A VideoDataset ships uint8 clips; train_step normalises each batch on the device with the
@@ -163,7 +171,7 @@ class Trainer:
         if cfg.model.init_from:
             report = init_from_checkpoint(model, cfg.model.init_from, list(self.train_set.classes))
             if info.is_main:
-                print(report.summary(), flush=True)
+                say(report.summary())
         self.meta = checkpoint_meta(cfg, self.train_set)
         self.channels_last = use_channels_last(cfg.train.channels_last, info.device)
         self.model = _prepare_model(model, cfg.train, info, self.channels_last)
@@ -220,7 +228,7 @@ class Trainer:
                 return self._result()
             self._open_run(resume, overwrite)
             if self.info.is_main:
-                print(self._setup_line(), flush=True)
+                say(self._setup_line())
             while not self.done:
                 row = self.train_epoch()
                 self.state.history.append(row)
@@ -229,7 +237,7 @@ class Trainer:
                     self.save()  # again, with the validation metrics in the history
                 self.log.epoch(self.state.history)
                 if self.info.is_main:
-                    print(epoch_line(row, self.budget_s), flush=True)
+                    say(epoch_line(row, self.budget_s))
             return self.finish()
 
     def _open_run(self, resume: bool, overwrite: bool) -> None:
@@ -239,7 +247,7 @@ class Trainer:
                 check_new_run(self.out_dir, overwrite)
             (self.out_dir / "config.yaml").write_text(to_yaml(self.cfg))
             for path in remove_stale_temps(self.last_ckpt.parent):
-                print(f"note: removed {path}, left by an interrupted checkpoint save", file=sys.stderr)
+                say(f"note: removed {path}, left by an interrupted checkpoint save", file=sys.stderr)
         barrier(self.info)
         self.log = RunLog(self.out_dir, self.info.is_main)
 
@@ -248,7 +256,7 @@ class Trainer:
         s = self.state
         finished = self.done and self.final_ckpt.is_file()
         if finished and self.info.is_main:
-            print(f"{self.out_dir}: the run is already finished (epoch {s.epoch}, step {s.step}); nothing to "
+            say(f"{self.out_dir}: the run is already finished (epoch {s.epoch}, step {s.step}); nothing to "
                   f"resume, nothing written. Raise train.epochs (or the budget) to train on, or train into "
                   f"another train.out_dir.")  # fmt: skip
         return finished
@@ -390,8 +398,8 @@ class Trainer:
         except Exception as err:  # the epoch is saved; the run goes on and records the failure
             s.eval_errors.append({"epoch": row["epoch"], "error": f"{type(err).__name__}: {err}"})
             if self.info.is_main:
-                print(f"warning: evaluation after epoch {row['epoch']} failed ({type(err).__name__}: {err}); "
-                      f"the epoch's checkpoint is saved and training goes on", file=sys.stderr, flush=True)  # fmt: skip
+                say(f"warning: evaluation after epoch {row['epoch']} failed ({type(err).__name__}: {err}); "
+                    f"the epoch's checkpoint is saved and training goes on", file=sys.stderr)  # fmt: skip
             return False
         s.metrics = metrics
         row |= {f"val_{k}": v for k, v in metrics.items() if k != "num_samples"}
@@ -437,13 +445,13 @@ class Trainer:
         """Continue from ``last.safetensors`` if there is one; says where."""
         if not self.last_ckpt.is_file():
             if self.info.is_main:
-                print(f"no checkpoint at {self.last_ckpt}; starting from scratch")
+                say(f"no checkpoint at {self.last_ckpt}; starting from scratch")
             return False
         plain, tensors = load_training_state(self.last_ckpt, self.model, self.optimizer, expect=self.meta)
         self.load_state_dict({"train_state": plain, "scaler": plain.get("scaler"), "rng_cpu": tensors["rng_cpu"]})
         s = self.state
         if self.info.is_main:
-            print(f"resumed from {self.last_ckpt}: epoch {s.epoch}, batch {s.batch}, step {s.step}")
+            say(f"resumed from {self.last_ckpt}: epoch {s.epoch}, batch {s.batch}, step {s.step}")
         return True
 
     def finish(self) -> TrainResult:
@@ -465,7 +473,7 @@ class Trainer:
             warning = self._budget_warning()
             if warning:
                 summary["budget_warning"] = warning
-                print(f"warning: {warning}", flush=True)
+                say(f"warning: {warning}")
             (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         barrier(info)
         return self._result()
@@ -509,12 +517,11 @@ class Trainer:
         return torch.autocast(self.info.device.type, dtype=self.amp_dtype)
 
     def _progress(self, epoch: int, first: int) -> Any:
+        """A bar on a terminal; in a redirected log, a line per quarter of a long epoch (sevnet.progress)."""
         if not (self.info.is_main and self.cfg.train.progress):
             return self.loader
-        from tqdm.auto import tqdm
-
-        return tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}", initial=first,
-                    total=self.batches_per_epoch, leave=False, dynamic_ncols=True)  # fmt: skip
+        return progress_bar(self.loader, desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}", initial=first,
+                            total=self.batches_per_epoch, unit="batch", leave=False, dynamic_ncols=True)  # fmt: skip
 
     def _show(self, bar: Any) -> None:
         if not (self.info.is_main and hasattr(bar, "set_postfix")):
@@ -595,7 +602,7 @@ def _maybe_val_dataset(cfg: ExperimentConfig, progress: bool | None = None) -> A
     try:
         return build_dataset(cfg.data, cfg.eval.split, train=False, progress=progress)
     except FileNotFoundError as err:
-        print(f"no validation set ({err}); training without evaluation")
+        say(f"no validation set ({err}); training without evaluation")
         return None
 
 
