@@ -79,3 +79,27 @@ def test_the_wheel_ships_every_config_and_loads_it_by_name_from_any_folder(tmp_p
         text=True,
     )
     assert cli_out.returncode == 0 and "data:" in cli_out.stdout
+
+
+def test_a_required_value_left_as_question_marks_is_an_error_naming_it_in_every_command(tmp_path: Path, capsys) -> None:
+    from sevnet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"folder_sevnet_xs\.yaml: data\.root is required .*data\.root=\.\.\."):
+        load_config("folder_sevnet_xs")  # data.root: ??? once silently became "" (the current folder)
+    assert load_config("folder_sevnet_xs", ["data.root=/videos"]).data.root == "/videos"
+    two = tmp_path / "two.yaml"
+    two.write_text("data:\n  root: ???\n  num_frames: ???\ntrain:\n  out_dir: runs/x\n")
+    with pytest.raises(ConfigError, match=r"data\.num_frames, data\.root are required"):
+        load_config(two)
+    with pytest.raises(ConfigError, match=r"data\.num_frames is required"):
+        load_config(two, ["data.root=/videos"])
+    with pytest.raises(ConfigError, match=r"data\.root is required"):
+        load_config(None, ["data.root=???"])
+    for argv in (
+        ["train", "folder_sevnet_xs"],
+        ["eval", "folder_sevnet_xs", "--checkpoint", str(tmp_path / "model.safetensors")],
+        ["quantize", str(tmp_path / "model.safetensors"), "--calib", "folder_sevnet_xs"],
+        ["data", "check", "folder_sevnet_xs"],
+    ):
+        assert cli.main(argv) == 2, argv
+        assert "data.root is required" in capsys.readouterr().err, argv

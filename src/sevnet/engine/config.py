@@ -131,11 +131,12 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     try:
         if path is not None:
             path = resolve_config(path)
-            cfg = OmegaConf.merge(cfg, _yaml_switches(_read_yaml(path)))
+            cfg = _merge_keeping_missing(cfg, _yaml_switches(_read_yaml(path)))
         if overrides:
-            cfg = OmegaConf.merge(cfg, _yaml_switches(OmegaConf.from_dotlist(list(overrides))))
+            cfg = _merge_keeping_missing(cfg, _yaml_switches(OmegaConf.from_dotlist(list(overrides))))
             _replace_emptied(cfg, overrides)
         _refuse_env(cfg, f"invalid config in {path}: " if path else "invalid config: ")
+        _refuse_missing(cfg, path)
     except (ConfigKeyError, ValidationError) as err:
         where = f" in {path}" if path else ""
         raise ConfigError(f"invalid config{where}: {_explain(err)}") from None
@@ -203,6 +204,28 @@ def _refuse_env(node: Any, prefix: str, key: str = "") -> None:
         raise ConfigError(
             f"{prefix}{key}: ${{oc.env:...}} is not supported: sevnet would store the variable's value in the run's "
             f"config.yaml and checkpoints; write the value itself, or pass {key}=VALUE on the command line"
+        )
+
+
+def _merge_keeping_missing(cfg: DictConfig, node: DictConfig) -> DictConfig:
+    """``OmegaConf.merge``, except that a ``???`` (a value the file requires, e.g. ``data.root: ???``)
+    replaces the default: a merge alone keeps the default, so a required data.root became ``.``."""
+    required = OmegaConf.missing_keys(node)
+    merged = OmegaConf.merge(cfg, node)
+    for key in required:
+        OmegaConf.update(merged, key, "???", merge=False)
+    return merged
+
+
+def _refuse_missing(cfg: DictConfig, path: Path | None) -> None:
+    """A ConfigError naming every required key (``???``) that nothing gave a value."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        where = f" in {path}" if path else ""
+        given = " ".join(f"{key}=..." for key in missing)
+        raise ConfigError(
+            f"invalid config{where}: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required "
+            f"(??? in the file): give {'it' if len(missing) == 1 else 'them'} on the command line, e.g. {given}"
         )
 
 
