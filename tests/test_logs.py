@@ -36,6 +36,11 @@ def test_a_redirected_training_log_has_plain_lines_and_train_log_holds_them(tmp_
     assert "epoch 1/2: 2/8 batches (25%)" in text and "left" in text  # a quarter of an epoch, with the time left
     assert "epoch 1 | loss" in text and "epoch 2 | loss" in text
     assert "FutureWarning" not in text
+    # what happened: the device, the run folder, the split and where it went; at the end, the files
+    assert "training on cpu" in text
+    assert f"run folder {out}: 8 training clips, 2 validation, 2 classes; the split drawn from {data} is saved in " \
+           f"{out.resolve() / 'split.csv'}" in text  # fmt: skip
+    assert f"wrote {out}/: checkpoints/model.safetensors, checkpoints/last.safetensors, config.yaml" in text
     run_log = (out / "train.log").read_text()
     for line in (
         "epoch 1 | loss",

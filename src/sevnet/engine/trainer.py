@@ -54,6 +54,9 @@ from .state import TrainResult, TrainState
 __all__ = ["NonFiniteLossError", "TrainResult", "TrainState", "Trainer", "WorkerCrashError", "lr_factor", "train"]
 
 
+EXPECTED_EPOCHS_CAP = 32  # train.expected_steps counts at most this many epochs of the run's own data
+
+
 class NonFiniteLossError(SevnetError, RuntimeError):
     """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
 
@@ -229,6 +232,7 @@ class Trainer:
             self._open_run(resume, overwrite)
             if self.info.is_main:
                 say(self._setup_line())
+                say(self._data_line())
             while not self.done:
                 row = self.train_epoch()
                 self.state.history.append(row)
@@ -475,6 +479,7 @@ class Trainer:
                 summary["budget_warning"] = warning
                 say(f"warning: {warning}")
             (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+            say(self._written_line())
         barrier(info)
         return self._result()
 
@@ -482,12 +487,16 @@ class Trainer:
         """A wall-clock budget buys steps in proportion to the machine's speed: say when it bought far
         fewer than the config expects (``train.expected_steps``), e.g. on a busy or slower machine."""
         s, expected = self.state, self.cfg.train.expected_steps
-        if not (self.budget_s and expected and s.elapsed_s >= self.budget_s and s.step < expected / 2):
+        # Sized to the data: the configs' figures are about 32 epochs of their ~700 clips, and a small set
+        # gains nothing from hundreds of epochs. A fine-tune starts from trained weights: not its figure.
+        expected = min(expected, EXPECTED_EPOCHS_CAP * max(self.batches_per_epoch // self.accum, 1))
+        if self.cfg.model.init_from or not self.budget_s or s.elapsed_s < self.budget_s or s.step >= expected / 2:
             return None
         speed = s.clips_seen / max(s.elapsed_s, 1e-9)
         minutes = math.ceil(self.budget_s / 60 * expected / max(s.step, 1))
         return (f"the {self.budget_s / 60:g}-minute budget ended after {s.step} optimizer steps ({speed:.1f} clips/s), "
-                f"{s.step / expected:.0%} of the {expected} this config expects (train.expected_steps): accuracy "
+                f"{s.step / expected:.0%} of the {expected} this run expects (train.expected_steps, at most "
+                f"{EXPECTED_EPOCHS_CAP} epochs of this data): accuracy "
                 f"at a time budget depends on the speed (a busy or slower machine than the config was "
                 f"measured on, or a slower model?). For about {expected} steps at this speed: "
                 f"train.max_minutes={minutes}")  # fmt: skip
@@ -510,6 +519,26 @@ class Trainer:
         precision = f"{str(self.amp_dtype).removeprefix('torch.')} autocast" if self.amp_dtype else "float32"
         layout = "channels-last" if self.channels_last else "NCDHW"
         return f"training on {where}: {precision}, {layout}, {self.info.world_size} process(es)"
+
+    def _data_line(self) -> str:
+        """The run folder, the clips of each split and where a drawn split was saved."""
+        val = f", {len(self.val_set)} validation" if self.val_set is not None else ", no validation set"
+        classes = getattr(self.train_set, "num_classes", None)
+        line = f"run folder {self.out_dir}: {len(self.train_set)} training clips{val}" + (
+            f", {classes} classes" if classes else ""
+        )
+        split = self.cfg.data.split_file
+        if split and Path(split).parent == self.out_dir.resolve():
+            line += f"; the split drawn from {self.cfg.data.root} is saved in {split}"
+        return line
+
+    def _written_line(self) -> str:
+        """What the run left in its folder, e.g. for the user to find the model and the curves."""
+        names = ["checkpoints/model.safetensors", "checkpoints/last.safetensors", "config.yaml", "metrics.csv",
+                 "summary.json", "training_curves.png", "tensorboard/", "skipped.csv", "split.csv",
+                 "train.log"]  # fmt: skip
+        present = [n for n in names if (self.out_dir / n.rstrip("/")).exists()]
+        return f"wrote {self.out_dir}/: {', '.join(present)}"
 
     def _autocast(self) -> Any:
         if self.amp_dtype is None:
