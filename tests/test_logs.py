@@ -41,6 +41,11 @@ def test_a_redirected_training_log_has_plain_lines_and_train_log_holds_them(tmp_
     assert f"run folder {out}: 8 training clips, 2 validation, 2 classes; the split drawn from {data} is saved in " \
            f"{out.resolve() / 'split.csv'}" in text  # fmt: skip
     assert f"wrote {out}/: checkpoints/model.safetensors, checkpoints/last.safetensors, config.yaml" in text
+    assert not (out / ".loading").exists()  # the loaders' crash traces go with a finished run
+    assert b"\r" not in (out / "split.csv").read_bytes() and b"\r" not in (out / "metrics.csv").read_bytes()
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert (out / "checkpoints" / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask  # as an export
     run_log = (out / "train.log").read_text()
     for line in (
         "epoch 1 | loss",

@@ -35,7 +35,7 @@ class RunLog:
             return
         keys = list(dict.fromkeys(k for r in history for k in r))
         with (self.out_dir / "metrics.csv").open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=keys)
+            writer = csv.DictWriter(f, fieldnames=keys, lineterminator="\n")
             writer.writeheader()
             writer.writerows(history)
         row = history[-1]
@@ -62,7 +62,7 @@ def write_skipped_csv(path: Path, named: list[tuple[list[tuple[str, str]], list[
             for file, reason in pairs:
                 rows.setdefault((file, status), [file, status, reason, 0])[3] += 1
     with path.open("w", newline="") as f:
-        writer = csv.writer(f)
+        writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["path", "status", "reason", "times"])
         writer.writerows(sorted(rows.values()))
     return {

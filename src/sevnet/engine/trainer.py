@@ -20,6 +20,7 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -479,6 +480,7 @@ class Trainer:
                 summary["budget_warning"] = warning
                 say(f"warning: {warning}")
             (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+            shutil.rmtree(self.out_dir / ".loading", ignore_errors=True)  # what workers were loading: a crash report
             say(self._written_line())
         barrier(info)
         return self._result()
