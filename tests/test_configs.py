@@ -103,3 +103,25 @@ def test_a_required_value_left_as_question_marks_is_an_error_naming_it_in_every_
     ):
         assert cli.main(argv) == 2, argv
         assert "data.root is required" in capsys.readouterr().err, argv
+
+
+def test_a_listing_piped_into_head_ends_quietly(monkeypatch) -> None:
+    """``sevnet configs | head -1``: once the reader has gone, a write raises BrokenPipeError."""
+    read_end, write_end = os.pipe()
+
+    class GonePipe:
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self) -> None:
+            pass
+
+        def fileno(self) -> int:
+            return write_end
+
+    monkeypatch.setattr(sys, "stdout", GonePipe())
+    try:
+        assert cli.main(["configs"]) == 141  # no traceback: the shell's code for SIGPIPE
+    finally:
+        os.close(read_end)
+        os.close(write_end)
