@@ -102,7 +102,7 @@ class TrainConfig:
     ckpt_every_steps: int = 0  # also checkpoint every N optimizer steps (0 = once per epoch)
     nan_policy: NanPolicy = NanPolicy.stop
     log_every: int = 10  # steps between TensorBoard scalars
-    progress: bool = True  # tqdm bar on rank 0 (the per-epoch lines are printed either way)
+    progress: bool = True  # rank 0: a bar on a terminal, else a line per quarter of a long epoch (epoch lines: always)
 
 
 @dataclass
