@@ -261,7 +261,7 @@ class Trainer:
         s = self.state
         finished = self.done and self.final_ckpt.is_file()
         if finished and self.info.is_main:
-            say(f"{self.out_dir}: the run is already finished (epoch {s.epoch}, step {s.step}); nothing to "
+            print(f"{self.out_dir}: the run is already finished (epoch {s.epoch}, step {s.step}); nothing to "
                   f"resume, nothing written. Raise train.epochs (or the budget) to train on, or train into "
                   f"another train.out_dir.")  # fmt: skip
         return finished
