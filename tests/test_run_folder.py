@@ -173,3 +173,23 @@ def test_run_files_are_written_atomically_and_a_failed_write_names_the_file(tmp_
     ):
         run(out, resume=True, allow=("train.epochs",), **{"train.epochs": 2})
     assert files(out) == before  # nothing half-written, no temporary file left
+
+
+def test_a_second_run_into_a_finished_run_folder_is_refused_before_any_work(tmp_path: Path, capsys) -> None:
+    """Another data.root into the same out_dir: the existing-run message, before the split is drawn
+    or a frame is decoded (not "listed videos are missing" from the old split.csv)."""
+    from _videos import write_video
+
+    for name in ("left", "up"):
+        for i in range(3):
+            write_video(tmp_path / "a" / name / f"{i}.mp4", num_frames=8)
+    out = tmp_path / "run"
+    base = [f"train.out_dir={out}", "train.max_minutes=0", "train.expected_steps=0", "train.epochs=1",
+            "train.batch_size=4", "data.cache=off", "eval.every_epochs=0", "train.progress=false"]  # fmt: skip
+    assert main(["train", "folder_sevnet_xs", f"data.root={tmp_path / 'a'}", *base]) == 0
+    split = (out / "split.csv").read_bytes()
+    capsys.readouterr()
+    assert main(["train", "folder_sevnet_xs", f"data.root={tmp_path / 'not-there'}", *base]) == 2
+    err = capsys.readouterr().err
+    assert f"{out} already holds a finished run" in err and "--overwrite" in err
+    assert (out / "split.csv").read_bytes() == split

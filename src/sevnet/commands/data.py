@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument(
         "target",
         metavar="CONFIG|DIR",
-        help="an experiment YAML (its data section), or a folder of class folders (format folder)",
+        help="an experiment YAML or a shipped config name (its data section), or a folder of class folders",
     )
     c.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.num_frames=16 data.val_fraction=0.1")
     c.add_argument(
@@ -116,7 +116,10 @@ def _data_config(target: Path, overrides: list[str]) -> tuple[DataConfig, Path]:
         return cfg.data, Path.cwd() / "data_check"
     if target.is_file():
         return load_config(target, overrides).data, target.parent / "data_check"
-    raise FileNotFoundError(f"no such config file or folder: {target}")
+    try:  # a shipped config's name: its report goes to the current folder, not into the installed package
+        return load_config(target, overrides).data, Path.cwd() / "data_check"
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"no such folder, and {err}") from None
 
 
 def _check(args: argparse.Namespace) -> int:

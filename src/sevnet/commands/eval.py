@@ -11,7 +11,9 @@ import json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="experiment YAML (its data section says what to evaluate on)")
+    p.add_argument(
+        "config", help="experiment YAML, a path or a shipped name (its data section says what to evaluate on)"
+    )
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.eval_clips=10 data.eval_crops=3")
     p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint written by sevnet train")
     p.add_argument("--out", default=None, help="report folder (default <train.out_dir>/eval)")

@@ -229,10 +229,12 @@ def _table(result: dict[str, Any], topk: int) -> str:
     if "error" in result:
         return f"{video}: ERROR {printable(result['error'])}"
     if "windows" not in result:
-        return f"{video}: " + ", ".join(f"{printable(e['label'])} ({e['score']:.1%})" for e in result["top"])
+        partial = f"  [partial: {printable(result['partial'])}]" if "partial" in result else ""
+        return f"{video}: " + ", ".join(f"{printable(e['label'])} ({e['score']:.1%})" for e in result["top"]) + partial
     windows = result["windows"]
     lines = [f"{video}: {result['duration']:.1f} s, {len(windows)} windows"]
-    lines.append(f"  {'start':>8} {'end':>8}  top-{topk}")
+    shown = len(windows[0]["top"]) if windows else topk  # topk, or the class count if there are fewer classes
+    lines.append(f"  {'start':>8} {'end':>8}  top-{shown}")
     for w in windows:
         top = ", ".join(f"{e['label']} ({e['score']:.1%})" for e in w["top"])
         lines.append(f"  {w['start']:>8.2f} {w['end']:>8.2f}  {top}")

@@ -134,6 +134,7 @@ def _write_atomically(path: Path, tensors: dict[str, torch.Tensor], header: dict
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=header)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 (kept by save_file): as readable as an export
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -145,6 +146,13 @@ def _write_atomically(path: Path, tensors: dict[str, torch.Tensor], header: dict
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, then restored at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
