@@ -317,9 +317,9 @@ class Trainer:
         s = self.state
         finished = self.done and self.final_ckpt.is_file()
         if finished and self.info.is_main:
-            say(f"{self.out_dir}: the run is already finished (epoch {s.epoch}, step {s.step}); nothing to "
-                f"resume, nothing written. To train on, raise train.epochs (or the budget) and name it in "
-                f"--allow-changed, or train into another train.out_dir.")  # fmt: skip
+            print(f"{self.out_dir}: the run is already finished (epoch {s.epoch}, step {s.step}); nothing to "
+                  f"resume, nothing written. To train on, raise train.epochs (or the budget) and name it in "
+                  f"--allow-changed, or train into another train.out_dir.")  # fmt: skip
         return finished
 
     def train_epoch(self) -> dict[str, Any]:
