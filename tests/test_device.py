@@ -130,20 +130,21 @@ def test_train_evaluate_predict_stream_and_export_on_each_device(
     assert 0.0 <= report["top1"] <= 1.0 and report["skipped"] == 0
 
     video = motion_dataset / "val" / "000.mp4"
+    tol = 1e-4 if device == "cpu" else 5e-3  # cuDNN runs float32 convolutions in TF32 by default
     here = sevnet.load(ckpt, device=device, precision="float32")
     assert here.device.type == device and here.uint8_input
     reference = sevnet.load(ckpt)  # float32 on the CPU
-    np.testing.assert_allclose(here.scores(video), reference.scores(video), atol=1e-4)
+    np.testing.assert_allclose(here.scores(video), reference.scores(video), atol=tol)
     frames = np.stack([np.full((32, 32, 3), 40 + 10 * t, np.uint8) for t in range(8)])
     floats = reference.probabilities(reference.preprocess(frames))[0]  # normalised on the CPU, not the device
-    np.testing.assert_allclose(here.scores(frames), floats, atol=1e-4)
+    np.testing.assert_allclose(here.scores(frames), floats, atol=tol)
 
     step, _ = load_step_runner(ckpt, device=device)
     cpu_step, _ = load_step_runner(ckpt)
     clip = reference.preprocess(video)[:, :, :3]
     for t in range(clip.shape[2]):
         out, want = step.frame(clip[:, :, t]), cpu_step.frame(clip[:, :, t])
-    np.testing.assert_allclose(out, want, atol=1e-4)
+    np.testing.assert_allclose(out, want, atol=tol * 10)  # logits, not probabilities
 
     exported = export_checkpoint(ckpt, "onnx", tmp_path / "exported" / "model")
     assert exported["onnx_max_rel_error"] < 1e-3
