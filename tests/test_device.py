@@ -144,7 +144,7 @@ def test_train_evaluate_predict_stream_and_export_on_each_device(
     clip = reference.preprocess(video)[:, :, :3]
     for t in range(clip.shape[2]):
         out, want = step.frame(clip[:, :, t]), cpu_step.frame(clip[:, :, t])
-    np.testing.assert_allclose(out, want, atol=tol * 10)  # logits, not probabilities
+    np.testing.assert_allclose(out, want, atol=1e-4 if device == "cpu" else 5e-2)  # logits: TF32 on a GPU
 
     exported = export_checkpoint(ckpt, "onnx", tmp_path / "exported" / "model")
     assert exported["onnx_max_rel_error"] < 1e-3
