@@ -185,7 +185,8 @@ def test_a_second_run_into_a_finished_run_folder_is_refused_before_any_work(tmp_
             write_video(tmp_path / "a" / name / f"{i}.mp4", num_frames=8)
     out = tmp_path / "run"
     base = [f"train.out_dir={out}", "train.max_minutes=0", "train.expected_steps=0", "train.epochs=1",
-            "train.batch_size=4", "data.cache=off", "eval.every_epochs=0", "train.progress=false"]  # fmt: skip
+            "train.batch_size=4", "data.cache=off", "eval.every_epochs=0", "train.progress=false",
+            "train.epoch_clips=0"]  # fmt: skip
     assert main(["train", "folder_sevnet_xs", f"data.root={tmp_path / 'a'}", *base]) == 0
     split = (out / "split.csv").read_bytes()
     capsys.readouterr()
