@@ -164,6 +164,7 @@ def encode_video(src: Path, tmp: Path, short_side: int, codec: str, threads: int
     """Re-encode ``src`` into ``tmp``: (frames decoded and written, source WxH, output WxH, decode errors).
     Timestamps are kept, so a variable-frame-rate video keeps its timing."""
     import av
+    from av.video.reformatter import VideoReformatter
 
     errors: list[str] = []
     with av.open(str(src)) as source:
@@ -176,12 +177,12 @@ def encode_video(src: Path, tmp: Path, short_side: int, codec: str, threads: int
             raise ValueError("no frame size in the header")
         size = scaled_size(width, height, short_side)
         out, stream = _open_output(tmp, src.suffix, in_stream, size, codec, threads)
-        count, last_pts = 0, None
+        count, last_pts, scaler = 0, None, VideoReformatter()  # one swscale context for the file
         with out:
             for frame in _decoded_frames(source, in_stream, errors):
                 pts = frame.pts if frame.pts is not None else (last_pts + 1 if last_pts is not None else 0)
                 pts = pts if last_pts is None or pts > last_pts else last_pts + 1  # encoders need rising pts
-                image = frame.reformat(width=size[0], height=size[1], format=stream.pix_fmt, interpolation="AREA")
+                image = scaler.reformat(frame, size[0], size[1], stream.pix_fmt, interpolation="AREA")
                 image.pts, image.time_base, last_pts = pts, stream.codec_context.time_base, pts
                 out.mux(stream.encode(image))
                 count += 1
