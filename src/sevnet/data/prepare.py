@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import shutil
 from collections import Counter
@@ -354,6 +355,21 @@ def report_path_for(dst: Path) -> Path:
     return dst.parent / f"{dst.name}.prepare.csv"
 
 
+def check_settings(dst: Path, settings: dict[str, Any]) -> None:
+    """Record the settings beside DST (``DST.prepare.json``); a rerun with other settings is an error,
+    since it would skip every finished file and leave a mix of the two."""
+    path = dst.parent / f"{dst.name}.prepare.json"
+    if path.is_file():
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+        if earlier != settings:
+            raise ValueError(
+                f"{dst} was prepared with {earlier} ({path}); this run asks for {settings}: finished files would "
+                "be kept as they are. Choose another DST, or delete it and its .prepare.* files to start again"
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings), encoding="utf-8")
+
+
 def _earlier_rows(path: Path) -> dict[str, dict[str, str]]:
     if not path.is_file():
         return {}
@@ -381,6 +397,7 @@ def prepare_dataset(src: str | Path, dst: str | Path, short_side: int, codec: st
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
     check_paths(src, dst, short_side)
+    check_settings(dst, {"short_side": short_side, "codec": codec, "quality": quality})
     threads = decoder_threads(workers, os.cpu_count() or 1)  # no worker's codecs oversubscribe the cores
     plan = plan_tree(src, dst, short_side, codec, quality, threads)
     copied = sum(copy_file(s, d) for s, d in plan.copies)
