@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -150,9 +152,13 @@ class FixedClips(Dataset):
         return {"clip": self.clip.clone(), "target": torch.tensor(0), "index": key[0]}
 
 
-def loader_rate(source: DataConfig | Dataset, batch: int, workers: int, epochs: int = 2) -> float:
-    """Clips/s of the Trainer's loader over ``epochs`` after a warm-up one: uint8 clips, as the Trainer's
-    loader ships them (the consumer normalises a batch on its device). A ``Dataset`` is measured as it is."""
+def loader_rate(source: DataConfig | Dataset, batch: int, workers: int, epochs: int = 2) -> tuple[float, float]:
+    """(clips/s over ``epochs`` after a warm-up one, CPU ms per clip) of the Trainer's loader: uint8 clips,
+    as it ships them (the consumer normalises a batch on its device). The CPU time is that of every process
+    (workers and this one, warm-up included), taken once the workers have exited: on a shared machine it
+    does not depend on how much of the CPU the others left us. A ``Dataset`` is measured as it is."""
+    gc.collect()
+    cpu0, clips_all = os.times(), 0
     cfg = source if isinstance(source, DataConfig) else DataConfig()
     dataset = build_dataset(cfg, "train", train=True) if isinstance(source, DataConfig) else source
     dataset.uint8_clips = True
@@ -164,7 +170,13 @@ def loader_rate(source: DataConfig | Dataset, batch: int, workers: int, epochs: 
             start, clips = time.perf_counter(), 0
         for b in loader:
             clips += len(b["clip"])
-    return clips / (time.perf_counter() - start)
+            clips_all += len(b["clip"])
+    rate = clips / (time.perf_counter() - start)
+    del b, loader  # the workers exit (and are waited for: their CPU time is counted)
+    gc.collect()
+    cpu1 = os.times()
+    cpu = sum(getattr(cpu1, f) - getattr(cpu0, f) for f in ("user", "system", "children_user", "children_system"))
+    return rate, 1000 * cpu / clips_all
 
 
 def normalised_rate(batch: int, workers: int, count: int) -> float:
@@ -189,15 +201,20 @@ def train_step_rate(batch: int, steps: int = 3) -> float:
     return batch * train_steps_per_second(model, x, y, steps)
 
 
-def measure(variants: dict[str, DataConfig | Dataset], batch: int, workers: int, rounds: int) -> dict[str, list[float]]:
-    """Clips/s of every variant, ``rounds`` times, interleaved (each round measures all once)."""
+def measure(
+    variants: dict[str, DataConfig | Dataset], batch: int, workers: int, rounds: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Clips/s and CPU ms per clip of every variant, ``rounds`` times, interleaved (each round measures all once)."""
     rates: dict[str, list[float]] = {name: [] for name in (*variants, NORMALISED)}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
     for r in range(rounds):
         for name, source in variants.items():
-            rates[name].append(loader_rate(source, batch, workers))
+            rate, ms = loader_rate(source, batch, workers)
+            rates[name].append(rate)
+            cpu[name].append(ms)
         rates[NORMALISED].append(normalised_rate(batch, workers, len(variants[FIXED])))
         print(f"round {r + 1}/{rounds}: " + ", ".join(f"{v[-1]:.0f}" for v in rates.values()), flush=True)
-    return rates
+    return rates, cpu
 
 
 def main() -> None:
@@ -224,17 +241,20 @@ def main() -> None:
         variants[FIXED] = FixedClips(4 * args.videos)
         sizes = {name: media_kb(v.root, args.videos) for name, v in variants.items() if isinstance(v, DataConfig)}
         consume = train_step_rate(args.batch)
-        rates = measure(variants, args.batch, args.workers, args.rounds)
-    print(f"\n| variant | KB per video | loader clips/s | x raw webm | loader / SEVNet-S step ({consume:.1f}/s) |")
-    print("|---|---|---|---|---|")
+        rates, cpu = measure(variants, args.batch, args.workers, args.rounds)
+    print(f"\n| variant | KB per video | loader clips/s | x raw webm | CPU ms per clip | x raw webm (CPU) | "
+          f"loader / SEVNet-S step ({consume:.1f}/s) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
     for name, values in rates.items():
         ratio = statistics.median(v / b for v, b in zip(values, rates[base]))
-        rate = statistics.median(values)
-        size = f"{sizes[name]:.0f}" if name in sizes else "-"
-        print(f"| {name} | {size} | {rate:.1f} | {ratio:.2f}x | {rate / consume:.1f}x |")
+        rate, size = statistics.median(values), f"{sizes[name]:.0f}" if name in sizes else "-"
+        ms = f"{statistics.median(cpu[name]):.1f}" if name in cpu else "-"
+        saving = f"{statistics.median(b / v for v, b in zip(cpu[name], cpu[base])):.2f}x" if name in cpu else "-"
+        print(f"| {name} | {size} | {rate:.1f} | {ratio:.2f}x | {ms} | {saving} | {rate / consume:.1f}x |")
     print(f"\n16x{COMMON['train_crop']}x{COMMON['train_crop']} clips (train_scale {COMMON['train_scale']}), uint8 "
           f"batches of {args.batch}, {args.workers} loader workers, {args.videos} videos of {FRAMES} frames; medians "
-          f"of {args.rounds} interleaved rounds (x raw webm: median of the per-round ratios); training step on "
+          f"of {args.rounds} interleaved rounds (x raw webm: median of the per-round ratios; CPU: all processes, "
+          f"warm-up epoch included); training step on "
           f"{torch.get_num_threads()} threads (float32, CPU), measured in this run.")  # fmt: skip
 
 

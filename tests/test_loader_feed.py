@@ -120,6 +120,17 @@ def test_training_with_repeats_takes_steps_of_batch_size_clips(videos: Path, tmp
     assert resumed.state.step == 1 and resumed.state.clips_seen == 4
 
 
+def test_a_videos_frame_count_is_probed_once_per_dataset(videos: Path, monkeypatch) -> None:
+    """Workers persist across epochs: the demux that counts a video's frames runs on its first read only."""
+    ds = build_dataset(data_cfg(videos), "train", train=True)
+    calls = []
+    real = datasets_module.probe_video
+    monkeypatch.setattr(datasets_module, "probe_video", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    first = [ds[(i, 0)]["clip"] for i in range(len(ds))]
+    again = [ds[(i, 1)]["clip"] for i in range(len(ds))]
+    assert len(calls) == len(ds) == len(set(calls)) and len(first) == len(again)
+
+
 # --- decoder threads ---------------------------------------------------------------------------------
 def test_decoder_threads_share_the_cores_between_workers() -> None:
     assert decoder_threads(workers=2, cores=2) == 1

@@ -242,6 +242,16 @@ def test_rerun_skips_finished_files_and_redoes_the_rest(broken: Path, tmp_path: 
     assert count_decoded(dst / "a" / "good.mp4") == 10
 
 
+def test_a_rerun_with_other_settings_is_an_error(broken: Path, tmp_path: Path) -> None:
+    dst = tmp_path / "dst"
+    prepare_dataset(broken, dst, SHORT, workers=0, progress=False)
+    with pytest.raises(ValueError, match=r"was prepared with .*'short_side': 48.* asks for .*'short_side': 32"):
+        prepare_dataset(broken, dst, 32, workers=0, progress=False)
+    with pytest.raises(ValueError, match="'codec': 'h264'"):
+        prepare_dataset(broken, dst, SHORT, codec="h264", workers=0, progress=False)
+    assert count_decoded(dst / "a" / "good.mp4") == 10  # nothing was touched
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -44,6 +44,7 @@ import av
 import numpy as np
 import torch
 import torchvision
+from av.video.reformatter import VideoReformatter
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 from torchvision.transforms.v2 import functional as F
 
@@ -124,13 +125,14 @@ def _decode_all(path: Path, num: int) -> Iterator[np.ndarray]:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         fps, time_base, start = _stream_timing(stream)
+        to_rgb = VideoReformatter()  # one swscale context for the file (video.py's reason)
         try:
             for n, frame in enumerate(container.decode(stream)):
                 pts = frame.pts if frame.pts is not None else frame.dts
                 index = round((pts - start) * time_base * fps) if pts is not None else n
                 if index < pending:
                     continue
-                last = frame.to_ndarray(format="rgb24")
+                last = to_rgb.reformat(frame, format="rgb24").to_ndarray()
                 while pending < num and pending <= index:
                     yield last
                     pending += 1

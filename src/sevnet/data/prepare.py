@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import shutil
 from collections import Counter
@@ -164,6 +165,7 @@ def encode_video(src: Path, tmp: Path, short_side: int, codec: str, threads: int
     """Re-encode ``src`` into ``tmp``: (frames decoded and written, source WxH, output WxH, decode errors).
     Timestamps are kept, so a variable-frame-rate video keeps its timing."""
     import av
+    from av.video.reformatter import VideoReformatter
 
     errors: list[str] = []
     with av.open(str(src)) as source:
@@ -176,12 +178,12 @@ def encode_video(src: Path, tmp: Path, short_side: int, codec: str, threads: int
             raise ValueError("no frame size in the header")
         size = scaled_size(width, height, short_side)
         out, stream = _open_output(tmp, src.suffix, in_stream, size, codec, threads)
-        count, last_pts = 0, None
+        count, last_pts, scaler = 0, None, VideoReformatter()  # one swscale context for the file
         with out:
             for frame in _decoded_frames(source, in_stream, errors):
                 pts = frame.pts if frame.pts is not None else (last_pts + 1 if last_pts is not None else 0)
                 pts = pts if last_pts is None or pts > last_pts else last_pts + 1  # encoders need rising pts
-                image = frame.reformat(width=size[0], height=size[1], format=stream.pix_fmt, interpolation="AREA")
+                image = scaler.reformat(frame, size[0], size[1], stream.pix_fmt, interpolation="AREA")
                 image.pts, image.time_base, last_pts = pts, stream.codec_context.time_base, pts
                 out.mux(stream.encode(image))
                 count += 1
@@ -353,6 +355,21 @@ def report_path_for(dst: Path) -> Path:
     return dst.parent / f"{dst.name}.prepare.csv"
 
 
+def check_settings(dst: Path, settings: dict[str, Any]) -> None:
+    """Record the settings beside DST (``DST.prepare.json``); a rerun with other settings is an error,
+    since it would skip every finished file and leave a mix of the two."""
+    path = dst.parent / f"{dst.name}.prepare.json"
+    if path.is_file():
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+        if earlier != settings:
+            raise ValueError(
+                f"{dst} was prepared with {earlier} ({path}); this run asks for {settings}: finished files would "
+                "be kept as they are. Choose another DST, or delete it and its .prepare.* files to start again"
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings), encoding="utf-8")
+
+
 def _earlier_rows(path: Path) -> dict[str, dict[str, str]]:
     if not path.is_file():
         return {}
@@ -380,6 +397,7 @@ def prepare_dataset(src: str | Path, dst: str | Path, short_side: int, codec: st
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
     check_paths(src, dst, short_side)
+    check_settings(dst, {"short_side": short_side, "codec": codec, "quality": quality})
     threads = decoder_threads(workers, os.cpu_count() or 1)  # no worker's codecs oversubscribe the cores
     plan = plan_tree(src, dst, short_side, codec, quality, threads)
     copied = sum(copy_file(s, d) for s, d in plan.copies)
