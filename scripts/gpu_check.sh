@@ -65,20 +65,27 @@ install() {
   local pip=("$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-index --find-links "$WHEELHOUSE")
   "${pip[@]}" --no-deps -e . || return 1   # sevnet itself, editable: the tests run this tree
   "${pip[@]}" --no-deps "pytorchvideo==0.1.5" || echo "note: pytorchvideo not in the wheelhouse: no X3D rows" >&2
-  # Every requirement on its own, so that one missing from a slim wheelhouse (openvino, nncf, ruff) is
-  # reported and the rest still installs; torch/torchvision are satisfied by the torch Python.
-  MISSING=""
-  for req in $("$VENV/bin/python" - <<'EOF'
+  # All requirements in one go; if the wheelhouse lacks some (a slim one: openvino, nncf, ruff), each on
+  # its own, so that the missing ones are reported and the rest still installs. torch and torchvision
+  # are satisfied by the torch Python's own.
+  local reqs
+  reqs=$("$VENV/bin/python" - <<'EOF'
 import tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-reqs = project["dependencies"] + [r for extra in ("deploy", "peers", "dev") for r in project["optional-dependencies"][extra]]
-print("\n".join(r.replace(" ", "") for r in reqs))
+extras = project["optional-dependencies"]
+print("\n".join(r.replace(" ", "") for r in project["dependencies"] + extras["deploy"] + extras["peers"] + extras["dev"]))
 EOF
-  ); do
-    "${pip[@]}" "$req" 2>>"$REPORT/install.log" || MISSING="$MISSING ${req%%[<>=]*}"
+  ) || return 1
+  MISSING=""
+  # shellcheck disable=SC2086
+  "${pip[@]}" $reqs && return 0
+  for req in $reqs; do
+    "${pip[@]}" "$req" || MISSING="$MISSING ${req%%[<>=]*}"
   done
 }
-if install >>"$REPORT/install.log" 2>&1; then
+if [ "${GPU_CHECK_REUSE_VENV:-0}" = 1 ] && [ -x "$VENV/bin/python" ]; then
+  say "- reusing $VENV (GPU_CHECK_REUSE_VENV=1)"
+elif install >>"$REPORT/install.log" 2>&1; then
   TORCH_AFTER=$("$VENV/bin/python" -c "import torch; print(torch.__version__, torch.__file__)")
   [ "$TORCH_AFTER" = "$TORCH_BEFORE" ] || { say "- error: torch changed: $TORCH_AFTER"; exit 1; }
   say "- installed from $(basename "$WHEELHOUSE")/ in $(elapsed) s, torch untouched${MISSING:+; not in the wheelhouse:$MISSING}"
@@ -96,10 +103,11 @@ elif [ "$SKIP_TESTS" = 0 ]; then
   xdist=()
   if "$VPY" -c "import xdist" 2>/dev/null; then xdist=(-n "${GPU_CHECK_WORKERS:-8}"); fi
   t0=$(date +%s)
+  # shellcheck disable=SC2086  # GPU_CHECK_PYTEST_ARGS: extra pytest arguments (a file, -k ...), split on spaces
   OMP_NUM_THREADS=2 timeout "$cap" "$VPY" -m pytest -q -p no:cacheprovider "${xdist[@]}" \
-    --junitxml "$REPORT/tests.xml" >"$REPORT/tests.log" 2>&1
+    ${GPU_CHECK_PYTEST_ARGS:-} >"$REPORT/tests.log" 2>&1
   rc=$?
-  line=$(grep -E "^(=+ )?[0-9]+ (passed|failed)" "$REPORT/tests.log" | tail -1 | sed 's/=//g')
+  line=$(grep -E "^(=+ )?[0-9]+ [a-z]+.* in [0-9.]+s" "$REPORT/tests.log" | tail -1 | sed 's/=//g')
   [ "$rc" = 124 ] && line="stopped at the ${cap} s cap; $(grep -c '' "$REPORT/tests.log") lines of output"
   optional=$(grep -cE "No module named '(openvino|nncf)'" "$REPORT/tests.log")
   note=""; [ "$optional" -gt 0 ] && note=" ($optional output lines name a missing openvino/nncf: left out of the wheelhouse)"
