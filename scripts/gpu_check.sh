@@ -56,13 +56,20 @@ say "- device: $("$PY" -c "import torch; print(torch.cuda.get_device_name(0) if 
 install() {
   [ -d "$WHEELHOUSE" ] || { echo "error: $WHEELHOUSE not found: build it first (scripts/build_wheelhouse.sh)" >&2; return 1; }
   rm -rf "$VENV"
-  "$PY" -m venv --system-site-packages "$VENV" || return 1
+  local pipper=("$VENV/bin/python" -m pip)
+  if [ "${GPU_CHECK_WITHOUT_PIP:-0}" = 1 ] || ! "$PY" -m venv --system-site-packages "$VENV"; then
+    # a Python without ensurepip (a distribution's python3 without its venv package): a venv with no
+    # pip of its own, filled by the torch Python's pip (pip >= 22.3 can install into another Python)
+    rm -rf "$VENV"
+    "$PY" -m venv --system-site-packages --without-pip "$VENV" || return 1
+    pipper=("$PY" -m pip --python "$VENV/bin/python")
+  fi
   # A venv made from a venv's python sees the BASE interpreter's packages, not that venv's (where torch
   # is, e.g. /opt/torch/.venv): name them in a .pth file, after the new venv's own site-packages.
   local site
   site=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
   "$PY" -c "import site; print('\n'.join(site.getsitepackages()))" >"$site/_torch_python.pth"
-  local pip=("$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-index --find-links "$WHEELHOUSE")
+  local pip=("${pipper[@]}" install --disable-pip-version-check -q --no-index --find-links "$WHEELHOUSE")
   "${pip[@]}" --no-deps -e . || return 1   # sevnet itself, editable: the tests run this tree
   "${pip[@]}" --no-deps "pytorchvideo==0.1.5" || echo "note: pytorchvideo not in the wheelhouse: no X3D rows" >&2
   # All requirements in one go; if the wheelhouse lacks some (a slim one: openvino, nncf, ruff), each on
