@@ -292,7 +292,8 @@ def end_to_end(plan: Plan, videos: int, workers: int, quick_cpu: bool) -> dict[s
         root = write_ssv2(Path(tmp) / "ssv2", videos, os.cpu_count() or 1)
         written_s = time.perf_counter() - t0
         cfg = load_config(None, _e2e_overrides(root, Path(tmp) / "run", plan, quick_cpu, workers))
-        result = _train_and_time(cfg, plan, epochs=2 if quick_cpu else 3)
+        with contextlib.redirect_stdout(sys.stderr):  # the Trainer's own lines stay out of the table
+            result = _train_and_time(cfg, plan, epochs=2 if quick_cpu else 3)
         _release(plan.device)
     clip = f"{cfg.data.num_frames}x{cfg.data.train_crop}x{cfg.data.train_crop}"
     return {"model": "sevnet_s", "clip": clip, "videos": videos, "workers": workers, "batch": cfg.train.batch_size,

@@ -9,6 +9,11 @@
 #   scripts/gpu_check.sh --wheels           # here, beforehand: build wheelhouse/ (SLIM=1 for a small one)
 #   PYTHON=/path/to/python3 scripts/gpu_check.sh --skip-tests --budget 300
 #
+# --budget S (480): the tests get what the demo and the benchmark leave (about 180 s at 480; pytest-xdist
+# runs them in 8 processes where it is installed); --budget 570 fits a 600 s command and gives them 270 s.
+# GPU_CHECK_PYTEST_ARGS (e.g. "tests/test_trainer.py"), GPU_CHECK_WORKERS (8), GPU_CHECK_VENV,
+# GPU_CHECK_REUSE_VENV=1 (skip the install), GPU_CHECK_DEMO=quick, WHEELHOUSE (wheelhouse/) adjust a run.
+#
 # Torch is never installed or upgraded: a venv is made from the Python that has torch (PYTHON, else the
 # first of python3 / /opt/torch/.venv/bin/python3 that imports it) and sees that Python's packages.
 set -uo pipefail
@@ -103,7 +108,7 @@ VPY=$VENV/bin/python
 export PATH=$VENV/bin:$PATH PYTHONUNBUFFERED=1
 
 # ---- the test suite -----------------------------------------------------------------------------
-cap=$((BUDGET - $(elapsed) - 230))   # the demo and the benchmark need about 230 s after the tests
+cap=$((BUDGET - $(elapsed) - 270))   # the full demo (~150 s) and the benchmark (~120 s) come after the tests
 if [ "$SKIP_TESTS" = 0 ] && [ "$cap" -lt 60 ]; then
   say "- tests skipped: $cap s left for them in the $BUDGET s budget"
 elif [ "$SKIP_TESTS" = 0 ]; then
@@ -111,7 +116,7 @@ elif [ "$SKIP_TESTS" = 0 ]; then
   if "$VPY" -c "import xdist" 2>/dev/null; then xdist=(-n "${GPU_CHECK_WORKERS:-8}"); fi
   t0=$(date +%s)
   # shellcheck disable=SC2086  # GPU_CHECK_PYTEST_ARGS: extra pytest arguments (a file, -k ...), split on spaces
-  OMP_NUM_THREADS=2 timeout "$cap" "$VPY" -m pytest -q -p no:cacheprovider "${xdist[@]}" \
+  OMP_NUM_THREADS=2 timeout -k 10 "$cap" "$VPY" -m pytest -q -p no:cacheprovider "${xdist[@]}" \
     ${GPU_CHECK_PYTEST_ARGS:-} >"$REPORT/tests.log" 2>&1
   rc=$?
   line=$(grep -E "^(=+ )?[0-9]+ [a-z]+.* in [0-9.]+s" "$REPORT/tests.log" | tail -1 | sed 's/=//g')
@@ -125,12 +130,12 @@ fi
 # ---- sevnet demo ----------------------------------------------------------------------------------
 if [ "$SKIP_DEMO" = 0 ]; then
   left=$((BUDGET - $(elapsed) - 120))
-  mode=(); [ "$left" -lt 150 ] && mode=(--quick)
+  mode=(); { [ "$left" -lt 140 ] || [ "${GPU_CHECK_DEMO:-auto}" = quick ]; } && mode=(--quick)
   t0=$(date +%s)
-  timeout "$((left > 30 ? left : 30))" "$VPY" -m sevnet demo "${mode[@]}" --out "$REPORT/demo" >"$REPORT/demo.log" 2>&1
+  timeout -k 10 "$((left > 30 ? left : 30))" "$VPY" -m sevnet demo "${mode[@]}" --out "$REPORT/demo" >"$REPORT/demo.log" 2>&1
   rc=$?
   if [ "$rc" = 0 ] && [ -f "$REPORT/demo/metrics.json" ]; then
-    say "- demo${mode:+ (--quick: time was short)}: $("$VPY" -c "import json; m = json.load(open('$REPORT/demo/metrics.json')); print(f\"held-out top-1 {m['top1']:.1%}, {m['train_clips_per_s']:.0f} train clips/s, wall time {m['wall_time_s']:.0f} s\")")"
+    say "- demo${mode:+ --quick}: $("$VPY" -c "import json; m = json.load(open('$REPORT/demo/metrics.json')); print(f\"held-out top-1 {m['top1']:.1%}, {m['train_clips_per_s']:.0f} train clips/s, wall time {m['wall_time_s']:.0f} s\")")"
     grep -E "^training on" "$REPORT/demo.log" | head -1 | sed 's/^/    /' | tee -a "$SUMMARY"
   else
     say "- demo FAILED (exit $rc, $(($(date +%s) - t0)) s):"; tail -6 "$REPORT/demo.log" | sed 's/^/    /' | tee -a "$SUMMARY"
@@ -140,7 +145,7 @@ fi
 # ---- gpu_bench --quick ---------------------------------------------------------------------------
 if [ "$SKIP_BENCH" = 0 ]; then
   left=$((BUDGET - $(elapsed) - 5))
-  timeout "$((left > 60 ? left : 60))" "$VPY" benchmarks/gpu_bench.py --quick --out "$REPORT/gpu_bench.json" \
+  timeout -k 10 "$((left > 60 ? left : 60))" "$VPY" benchmarks/gpu_bench.py --quick --out "$REPORT/gpu_bench.json" \
     >"$REPORT/bench.log" 2>"$REPORT/bench.err"
   rc=$?
   say "- gpu_bench --quick (exit $rc):"
