@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # (stderr filter: this machine's local package index prints a harmless warning per package)
-# Pinned here; the package metadata declares a range (torch>=2.4).
+# Pinned here; the package metadata declares a range (torch>=2.11, the oldest the suite was run on).
 "${PIP[@]}" install "torch==2.14.1" "torchvision==0.29.1" 2> >(grep -v "is ignored" >&2)
 "${PIP[@]}" install -e ".[deploy,peers,dev]" 2> >(grep -v "is ignored" >&2)
 # PyTorchVideo 0.1.5 pins old dependencies; its model builders work without them (peers only).
