@@ -168,6 +168,8 @@ def test_run_files_are_written_atomically_and_a_failed_write_names_the_file(tmp_
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(rundir.os, "fsync", disk_full)
-    with pytest.raises(RunFolderError, match=r"config\.yaml: could not write \(No space left on device\); the previous"):
+    with pytest.raises(
+        RunFolderError, match=r"config\.yaml: could not write \(No space left on device\); the previous"
+    ):
         run(out, resume=True, allow=("train.epochs",), **{"train.epochs": 2})
     assert files(out) == before  # nothing half-written, no temporary file left
