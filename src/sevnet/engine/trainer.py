@@ -475,9 +475,10 @@ class Trainer:
 
     def save(self, path: Path | None = None) -> None:
         """Checkpoint the run at its current position (rank 0 writes; all ranks wait)."""
+        skips = self.skips.state(gather_objects((self.skips.skipped, self.skips.partial), self.info))
         if self.info.is_main:
             sd = self.state_dict()
-            extra = {**sd["train_state"], "scaler": sd["scaler"], "rng_cpu": sd["rng_cpu"]}
+            extra = {**sd["train_state"], "scaler": sd["scaler"], "rng_cpu": sd["rng_cpu"], "skips": skips}
             meta = {**self.meta, "epoch": self.state.epoch, "step": self.state.step}
             save_checkpoint(path or self.last_ckpt, self.model, meta, self.optimizer, extra)
         barrier(self.info)
@@ -495,6 +496,7 @@ class Trainer:
             print(f"note: resuming with changed config keys: {'; '.join(changes)}")
         plain, tensors = load_training_state(self.last_ckpt, self.model, self.optimizer, expect=self.meta)
         self.load_state_dict({"train_state": plain, "scaler": plain.get("scaler"), "rng_cpu": tensors["rng_cpu"]})
+        self.skips.load_state(plain.get("skips"), self.info.rank, self.info.world_size)  # skipped.csv: whole run
         s = self.state
         if self.info.is_main:
             print(f"resumed from {self.last_ckpt}: epoch {s.epoch}, batch {s.batch}, step {s.step}")
