@@ -173,3 +173,17 @@ def test_run_files_are_written_atomically_and_a_failed_write_names_the_file(tmp_
     ):
         run(out, resume=True, allow=("train.epochs",), **{"train.epochs": 2})
     assert files(out) == before  # nothing half-written, no temporary file left
+
+
+def test_a_key_newer_than_the_run_counts_as_its_default_on_resume() -> None:
+    """A checkpoint written before a config key existed resumes under a newer sevnet (the key at its
+    default is no change); set to another value, it is named like any change."""
+    from sevnet.engine.checkpoint import check_resume_config
+    from sevnet.engine.config import to_container
+
+    current = to_container(load_config(None, ["train.epochs=3"]))
+    recorded = to_container(load_config(None, ["train.epochs=3"]))
+    del recorded["data"]["max_pixels"], recorded["train"]["expected_steps"]  # as an older sevnet wrote it
+    assert check_resume_config("last.safetensors", recorded, current) == []
+    with pytest.raises(CheckpointError, match=r"data\.max_pixels: 8847360 -> 100\b"):
+        check_resume_config("last.safetensors", recorded, to_container(load_config(None, ["data.max_pixels=100"])))

@@ -388,7 +388,11 @@ def check_resume_config(
     CheckpointError naming each changed key with its old and new value, and how to go on."""
     if not isinstance(recorded, dict):  # a checkpoint from before configs were recorded: nothing to compare
         return []
-    old, new = _flatten(recorded), _flatten(current)
+    from .config import ExperimentConfig, to_container
+
+    # A key the run's sevnet did not have yet (a newer schema) counts as its default, not as a change.
+    old = _flatten(to_container(ExperimentConfig())) | _flatten(recorded)
+    new = _flatten(current)
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k, "<unset>") != new.get(k, "<unset>"))
     shown = {k: f"{k}: {_short(old.get(k, '<unset>'))} -> {_short(new.get(k, '<unset>'))}" for k in changed}
     refused = [k for k in changed if not _matches(k, RESUME_FREE) and not _matches(k, allow)]
