@@ -1,7 +1,7 @@
 """Does the decoded-frame cache (data.cache) train from video files at in-memory speed?
 
 Training clips/s of the model, clip size and loader workers of a config (default: the own-videos
-config, configs/folder_sevnet_xs.yaml; batch 16, AdamW) in one run, with one training-step function
+config, folder_sevnet_xs; batch 16, AdamW) in one run, with one training-step function
 for every row:
   (a) clips held in memory as one tensor (the reference: no loader at all),
   (b) from the video files (decoding every epoch in the loader workers),
@@ -182,7 +182,7 @@ def measure(sources: dict[str, Callable[[], Iterator]], warmup: int, steps: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=Path(__file__).parents[1] / "configs/folder_sevnet_xs.yaml",
+    parser.add_argument("--config", type=Path, default=Path("folder_sevnet_xs"),
                         help="the model, clip size and loader workers to measure")  # fmt: skip
     parser.add_argument("--root", type=Path, help="dataset folder (written there if absent); default: a temp dir")
     parser.add_argument("--steps", type=int, default=30, help="timed training steps per row and round")

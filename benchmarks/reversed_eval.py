@@ -5,7 +5,7 @@ On a dataset whose classes come in time-reversed pairs (``sevnet.data.photo_moti
 a model that reads temporal order scores near 0% on reversed clips (it predicts the partner), one
 that ignores it scores about its forward top-1 / 2 or more.
 
-    python benchmarks/reversed_eval.py configs/folder_sevnet_xs.yaml data.root=DIR \\
+    python benchmarks/reversed_eval.py folder_sevnet_xs data.root=DIR \\
         --checkpoint runs/folder_sevnet_xs/checkpoints/model.safetensors
 """
 

@@ -73,6 +73,7 @@ def tiny_config_overrides(root: Path, out_dir: Path, **extra: object) -> list[st
         "train.batch_size": 4,
         "train.out_dir": str(out_dir),
         "train.progress": False,
+        "train.device": "cpu",  # tests of CPU behaviour (exact figures, gloo DDP); test_device.py runs the GPU
         "optim.lr": 0.1,
         "optim.base_batch": 4,
         "optim.warmup_epochs": 0.5,

@@ -100,7 +100,7 @@ def test_trainer_ships_uint8_clips_and_normalises_them(tmp_path: Path) -> None:
             seen.append(x.detach().clone())
             return self.fc(x.mean((1, 2, 3, 4)).unsqueeze(1))
 
-    train = TrainConfig(out_dir=str(tmp_path / "run"), progress=False, batch_size=2, epochs=1)
+    train = TrainConfig(out_dir=str(tmp_path / "run"), progress=False, batch_size=2, epochs=1, device="cpu")
     ds = build_dataset(c, "train", train=True)
     trainer = Trainer(ExperimentConfig(data=c, train=train), model=Probe(), train_set=ds)
     batch = next(iter(trainer.loader))
@@ -119,9 +119,11 @@ def test_cache_build_bar_follows_train_progress(tmp_path: Path, capfd: pytest.Ca
 
     write_videos(tmp_path, ["a.webm", "b.mp4"])
     for progress in (False, True):
-        train = TrainConfig(out_dir=str(tmp_path / f"run{progress}"), progress=progress, batch_size=2, epochs=1)
+        train = TrainConfig(out_dir=str(tmp_path / f"run{progress}"), progress=progress, batch_size=2, epochs=1,
+                            device="cpu")  # fmt: skip
         Trainer(ExperimentConfig(data=cfg(tmp_path, cache="memory"), train=train), model=nn.Linear(1, 2))
-        assert ("caching frames" in capfd.readouterr().err) == progress
+        captured = capfd.readouterr()  # a bar on a terminal (stderr); plain lines elsewhere (stdout)
+        assert ("caching train frames" in captured.out + captured.err) == progress
 
 
 def test_frames_and_indices_match_read_frames(tmp_path: Path) -> None:

@@ -111,7 +111,7 @@ def test_check_config_missing_file_then_clean(tmp_path: Path, capsys: pytest.Cap
     assert main(["data", "check", str(config), "--exclude", "bogus", "--no-progress"]) == 2
 
 
-def test_check_dir_default_out_is_hidden_inside_the_dataset(messy: Path, tmp_path: Path, monkeypatch) -> None:
+def test_check_dir_default_out_is_hidden_inside_the_dataset(messy: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     root = tmp_path / "d"
     for rel in GOOD[:-1]:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -119,6 +119,8 @@ def test_check_dir_default_out_is_hidden_inside_the_dataset(messy: Path, tmp_pat
     monkeypatch.chdir(root)
     assert main(["data", "check", ".", "--workers", "0", "--no-progress"]) == 0
     assert (root / ".data_check" / "report.csv").is_file() and not (root / "data_check").exists()
+    printed = capsys.readouterr().out  # a class-folder tree has no test split by its layout: not a problem
+    assert "test: none (a class-folder tree is drawn into train and val" in printed and "not checked" not in printed
     assert len(build_dataset(DataConfig(format="folder", root=str(root), **SMALL), "train", train=True)) == 4
 
 

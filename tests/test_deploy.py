@@ -14,6 +14,7 @@ from conftest import _moving_square, tiny_config_overrides
 from omegaconf import OmegaConf
 
 from sevnet.cli import main
+from sevnet.data import build_dataset
 from sevnet.deploy.export import ExportMismatchError, check_agreement, export_checkpoint
 from sevnet.deploy.quantize import QuantizationAccuracyError, quantize_checkpoint
 from sevnet.deploy.runtime import onnx_runner, openvino_runner, torch_runner
@@ -51,10 +52,17 @@ def test_export_check_fails_and_says_by_how_much(trained) -> None:
         check_agreement(ref, lambda x: ref(x) + 0.5, (8, 32, 32), Path("broken.onnx"))
 
 
-def test_int8_agrees_with_float32_and_threshold_fails(trained, tmp_path: Path) -> None:
+def test_int8_agrees_with_float32_and_threshold_fails(trained, tmp_path: Path, monkeypatch) -> None:
+    import sevnet.deploy.quantize as quantize
+
     ckpt, cfg_file = trained
     cfg = load_config(cfg_file)
+    built = []  # each build of a split reads (or caches) every clip of it: the evaluation split once
+    monkeypatch.setattr(
+        quantize, "build_dataset", lambda c, split, **kw: built.append(split) or build_dataset(c, split, **kw)
+    )
     report = quantize_checkpoint(ckpt, cfg, tmp_path / "q", calib_clips=16, max_drop=100.0)
+    assert built.count(cfg.eval.split) == 1, built
     # int8 top-1 agrees with float32 on most clips of the small trained model (8 held-out clips)
     assert report["top1_agreement"] >= 0.75, report
     xml = Path(report["int8_model"]).read_text()

@@ -104,3 +104,23 @@ def test_run_folder_names_skipped_and_partial_samples_below_the_threshold(motion
     rows = {r["status"]: r for r in csv.DictReader((tmp_path / "run" / "skipped.csv").open())}
     assert rows["skipped"]["times"] == "2" and rows["partial"]["times"] == "2"
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["skipped_samples"] == 2
+
+
+def test_predict_marks_a_file_that_decodes_only_in_part(tmp_path: Path, capsys) -> None:
+    """As training names it in skipped.csv: the prediction of a cut-off file says it is partial."""
+    import json
+
+    from _scenes import scenes_video, tiny_checkpoint
+    from _videos import truncate
+
+    from sevnet.cli import main
+
+    ckpt = tiny_checkpoint(tmp_path / "m.safetensors")
+    whole = scenes_video(tmp_path / "whole.mkv", (2.0, 2.0), fps=10)
+    cut = truncate(scenes_video(tmp_path / "cut.mkv", (2.0, 2.0), fps=10), keep=0.5)
+    assert main(["predict", str(whole), str(cut), "--checkpoint", str(ckpt), "--json", "--no-progress"]) == 0
+    results = {Path(r["video"]).name: r for r in json.loads(capsys.readouterr().out)}
+    assert "partial" not in results["whole.mkv"] and results["cut.mkv"]["top"]
+    assert results["cut.mkv"]["partial"].startswith("truncated: ")
+    assert main(["predict", str(cut), "--checkpoint", str(ckpt)]) == 0
+    assert "[partial: truncated: " in capsys.readouterr().out

@@ -233,18 +233,42 @@ def test_format_1_checkpoint_predicts_and_exports(tmp_path) -> None:
 
 def test_channels_last_training_keeps_every_gradient_channels_last() -> None:
     """The shortcut's pool used to hand back NCDHW gradients, which made channels-last CPU training
-    slower than NCDHW (mixed layouts send ReLU/BN backward to a strided path). Now every block's
-    output gradient stays channels-last, and the pool computes what avg_pool3d computes."""
-    from sevnet.models.layers import SpatialAvgPool
+    slower than NCDHW (mixed layouts send ReLU/BN backward to a strided path); the head's global pool
+    did too. Now every block's output gradient stays channels-last, and the pools compute what
+    avg_pool3d / adaptive_avg_pool3d compute.
+
+    The whole-model check runs at 2 threads, as the trainer does when it picks channels-last on a CPU
+    (use_channels_last): on ONE thread PyTorch (2.11 and 2.14 alike) runs 1x1x1 and kx1x1 convs of
+    batches under 16 with its native kernel, which returns NCDHW for a channels-last input (oneDNN is
+    used only from 2 threads), so no model stays channels-last there and the trainer uses NCDHW. The
+    pools' own layouts are checked at 1 thread too: they must not depend on the conv kernels."""
+    from sevnet.models.layers import GlobalAvgPool, SpatialAvgPool
 
     cl = torch.channels_last_3d
-    x = torch.randn(2, 5, 3, 7, 9)
-    reference = torch.nn.functional.avg_pool3d(x, (1, 2, 2), ceil_mode=True)
-    for layout in (torch.contiguous_format, cl):
-        out = SpatialAvgPool(2)(x.contiguous(memory_format=layout))
-        assert torch.allclose(out, reference, atol=1e-6)
-        assert out.is_contiguous(memory_format=layout)
-    model = sevnet.create_model("sevnet_xs", num_classes=4, stem_temporal_kernel=3, motion_stages=[1, 3])
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            x = torch.randn(2, 5, 3, 7, 9)
+            for pool, reference in ((SpatialAvgPool(2), torch.nn.functional.avg_pool3d(x, (1, 2, 2), ceil_mode=True)),
+                                    (GlobalAvgPool(), torch.nn.functional.adaptive_avg_pool3d(x, 1))):  # fmt: skip
+                for layout in (torch.contiguous_format, cl):
+                    given = x.contiguous(memory_format=layout).requires_grad_()
+                    out = pool(given)
+                    assert torch.allclose(out, reference, atol=1e-6)
+                    assert out.is_contiguous(memory_format=layout)
+                    (grad,) = torch.autograd.grad(out.square().sum(), given)
+                    assert grad.is_contiguous(memory_format=layout), (type(pool).__name__, n, grad.stride())
+        torch.set_num_threads(2)
+        _assert_block_gradients_channels_last()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _assert_block_gradients_channels_last() -> None:
+    cl = torch.channels_last_3d
+    model = sevnet.create_model("sevnet_xs", num_classes=4, stem_temporal_kernel=3, motion_stages=[1, 3],
+                                se_ratio=0.25)  # fmt: skip
     model = model.to(memory_format=cl)
     layouts: dict[str, bool] = {}
 
@@ -257,9 +281,10 @@ def test_channels_last_training_keeps_every_gradient_channels_last() -> None:
     for name, stage in model.stages.named_children():
         for index, block in stage.named_children():
             block.register_forward_hook(watch(f"stages.{name}.{index}"))
+    model.head_conv.register_forward_hook(watch("head_conv"))
     x = torch.randn(2, 3, 4, 32, 32).contiguous(memory_format=cl)
     torch.nn.functional.cross_entropy(model(x), torch.tensor([0, 1])).backward()
-    assert len(layouts) == 13 and all(layouts.values()), layouts
+    assert len(layouts) == 14 and all(layouts.values()), layouts
 
 
 def test_local_correlation_says_where_each_feature_came_from() -> None:

@@ -82,3 +82,12 @@ def test_cli_writes_scenes(tmp_path, capsys):
     videos = sorted((tmp_path / "scenes").glob("*/*/*.webm"))
     assert len(videos) == 24
     assert _decode(tmp_path / "scenes" / "val" / "fading to black" / "00000.webm").shape == (6, 48, 64, 3)
+
+
+def test_without_scikit_image_the_cli_says_what_to_install(tmp_path, monkeypatch, capsys):
+    real = pm.importlib.util.find_spec
+    monkeypatch.setattr(pm.importlib.util, "find_spec", lambda name, *a: None if name == "skimage" else real(name, *a))
+    with pytest.raises(SystemExit) as stopped:
+        pm.main([str(tmp_path / "x"), "--look", "scenes"])
+    assert stopped.value.code == 2 and "pip install scikit-image" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

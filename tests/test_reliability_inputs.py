@@ -143,3 +143,22 @@ def test_max_pixels_guards_frame_folder_images_too(tmp_path: Path) -> None:
             DataConfig(**{**small, "val_fraction": 0.0, "max_pixels": 3000, **fmt_kw}), "train", False
         )
         assert "64x48 = 3072 pixels per frame is over the limit of 3000" in capped[0]["error"][1]
+
+
+def test_a_checkpoint_with_a_nan_mean_is_refused_naming_the_file(tmp_path: Path, capsys) -> None:
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    good = tiny_checkpoint(tmp_path / "m.safetensors")
+    with safe_open(str(good), framework="pt") as f:
+        header = f.metadata()
+    meta = json.loads(header["meta"])
+    meta["data"]["mean"] = [float("nan")] * 3
+    bad = tmp_path / "nan-mean.safetensors"
+    save_file(load_file(str(good)), str(bad), metadata={**header, "meta": json.dumps(meta)})
+    video = write_video(tmp_path / "v.mp4", num_frames=12)
+    assert main(["predict", str(video), "--checkpoint", str(bad), "--json"]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: its recorded preprocessing is invalid: data.mean must be" in err

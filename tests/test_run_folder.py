@@ -21,7 +21,7 @@ from sevnet.errors import ConfigError
 
 def config(out: Path, **extra: object) -> object:
     base = {"train.out_dir": str(out), "train.progress": False, "train.batch_size": 4, "train.epochs": 2,
-            "optim.base_batch": 4, "optim.lr": 0.1, "data.num_workers": 0}  # fmt: skip
+            "optim.base_batch": 4, "optim.lr": 0.1, "data.num_workers": 0, "train.device": "cpu"}  # fmt: skip
     return load_config(None, [f"{k}={v}" for k, v in {**base, **extra}.items()])
 
 
@@ -143,9 +143,12 @@ def test_resume_with_a_changed_config_is_refused_naming_the_keys(motion_dataset:
     assert files(out) == before  # nothing read, cached or written: config.yaml kept
     # keys that do not change what is trained: noted; the finished run stays a no-op
     assert main(["train", run_cfg, "--resume", "data.num_workers=1", "eval.batch_size=2"]) == 0
-    printed = capsys.readouterr().out
+    printed = "".join(capsys.readouterr())
     assert "note: resuming with changed config keys: data.num_workers: 0 -> 1; eval.batch_size: 4 -> 2" in printed
-    assert "already finished" in printed and files(out) == before
+    assert "already finished" in printed
+    assert {k: v for k, v in files(out).items() if k != "train.log"} == {
+        k: v for k, v in before.items() if k != "train.log"
+    }  # the log says what was tried; nothing else is written
     # an explicit extension trains on, and config.yaml records it
     assert main(["train", run_cfg, "--resume", "train.epochs=2", "--allow-changed", "train.epochs"]) == 0
     assert load_config(out / "config.yaml").train.epochs == 2
@@ -187,3 +190,23 @@ def test_a_key_newer_than_the_run_counts_as_its_default_on_resume() -> None:
     assert check_resume_config("last.safetensors", recorded, current) == []
     with pytest.raises(CheckpointError, match=r"data\.max_pixels: 8847360 -> 100\b"):
         check_resume_config("last.safetensors", recorded, to_container(load_config(None, ["data.max_pixels=100"])))
+
+
+def test_a_second_run_into_a_finished_run_folder_is_refused_before_any_work(tmp_path: Path, capsys) -> None:
+    """Another data.root into the same out_dir: the existing-run message, before the split is drawn
+    or a frame is decoded (not "listed videos are missing" from the old split.csv)."""
+    from _videos import write_video
+
+    for name in ("left", "up"):
+        for i in range(3):
+            write_video(tmp_path / "a" / name / f"{i}.mp4", num_frames=8)
+    out = tmp_path / "run"
+    base = [f"train.out_dir={out}", "train.max_minutes=0", "train.expected_steps=0", "train.epochs=1",
+            "train.batch_size=4", "data.cache=off", "eval.every_epochs=0", "train.progress=false"]  # fmt: skip
+    assert main(["train", "folder_sevnet_xs", f"data.root={tmp_path / 'a'}", *base]) == 0
+    split = (out / "split.csv").read_bytes()
+    capsys.readouterr()
+    assert main(["train", "folder_sevnet_xs", f"data.root={tmp_path / 'not-there'}", *base]) == 2
+    err = capsys.readouterr().err
+    assert f"{out} already holds a finished run" in err and "--overwrite" in err
+    assert (out / "split.csv").read_bytes() == split

@@ -144,7 +144,14 @@ def test_cli_timeline_end_to_end_with_a_real_sevnet(scenes: Path, tmp_path: Path
     assert np.abs(drawn[50][30:].astype(int) - source[50][30:]).mean() < 8  # the rest of the frame unchanged
     assert main(args) == 0  # the table
     table = capsys.readouterr().out
-    assert "23 windows" in table and "segments (" in table
+    assert "23 windows" in table and "segments (" in table and "top-2" in table
+    assert main([*args[:-1], "5"]) == 0  # --topk 5 of 3 classes: the header says what it shows
+    assert "top-3" in capsys.readouterr().out
+
+
+def test_a_timeline_of_frames_in_memory_says_it_needs_a_file() -> None:
+    with pytest.raises(TypeError, match=r"a timeline reads a video file .*got a numpy\.ndarray"):
+        _stub().timeline(np.zeros((20, 48, 64, 3), np.uint8), window=1.0)
 
 
 def test_cli_timeline_arguments(scenes: Path, tmp_path: Path, capsys) -> None:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # (verb, one-line help). Add a verb here when its module exists.
 VERBS: list[tuple[str, str]] = [
     ("demo", "train SEVNet-XS on the built-in benchmark on this CPU, in minutes, with a report"),
+    ("configs", "list the shipped experiment configs, or print one by name (to copy and edit)"),
     ("train", "train a model from a config (one process or torchrun/DDP), resumable"),
     ("eval", "evaluate a checkpoint with the benchmark's metrics, single or multi-view"),
     ("export", "export a checkpoint to ONNX or OpenVINO, checked against PyTorch"),
@@ -58,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
     try:
         return int(args._run(args) or 0)
+    except BrokenPipeError:  # `sevnet configs | head`: the reader left; not an error worth a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
+        return 141  # what a shell reports for SIGPIPE
     except (SevnetError, *getattr(args, "_user_errors", ())) as err:  # messages quote files: control chars escaped
         from .display import printable
 

@@ -18,6 +18,7 @@ import torch
 
 from sevnet.data import DataConfig, DataFormat, build_loader
 from sevnet.data.synthetic import CLASSES, PAIRS, SyntheticVideoDataset, build_synthetic_dataset, partner
+from sevnet.device import describe, resolve_device
 from sevnet.engine import train
 from sevnet.engine.config import EvalConfig, ExperimentConfig, ModelConfig, OptimConfig, TrainConfig
 from sevnet.engine.distributed import init_distributed
@@ -26,15 +27,15 @@ from sevnet.models import count_gmacs, count_params
 
 
 def demo_config(out_dir: Path, synthetic: dict[str, Any], quick: bool = False, seed: int = 0,
-                epochs: int | None = None, minutes: float = 0.0) -> ExperimentConfig:  # fmt: skip
+                epochs: int | None = None, minutes: float = 0.0, device: str = "auto") -> ExperimentConfig:  # fmt: skip
     """The demo's settings: SEVNet-XS on 8 frames of 64x64, about 5 minutes of training on 2 cores
-    (``quick``: one epoch, evaluated)."""
+    (``quick``: one epoch, evaluated), on ``device`` (train.device)."""
     cfg = ExperimentConfig(
         model=ModelConfig(name="sevnet_xs", dropout=0.2),
         # clips are in memory: no decoding to hide, and the cores go to training
         data=DataConfig(format=DataFormat.synthetic, num_frames=8, num_workers=0, synthetic=synthetic),
         optim=OptimConfig(lr=0.05, base_batch=16, warmup_epochs=0.3),
-        train=TrainConfig(batch_size=16, epochs=8, out_dir=str(out_dir), seed=seed, max_minutes=minutes),
+        train=TrainConfig(batch_size=16, epochs=8, out_dir=str(out_dir), seed=seed, max_minutes=minutes, device=device),
         eval=EvalConfig(batch_size=32, every_epochs=2),
     )
     if quick:
@@ -53,19 +54,22 @@ def run_demo(
     num_train: int = 2400,
     num_val: int = 480,
     size: int = 64,
+    device: str = "auto",
 ) -> dict[str, Any]:
-    """Train, evaluate, run the temporal check, write the report; returns the report dict."""
+    """Train, evaluate, run the temporal check, write the report; returns the report dict. ``device``:
+    where it trains and evaluates (auto: a GPU when PyTorch sees one)."""
     started = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if quick:
         num_train, num_val, size = 96, 48, 32
     synthetic = {"num_train": num_train, "num_val": num_val, "size": size, "seed": seed}
-    cfg = demo_config(out / "run", synthetic, quick, seed, epochs, minutes)
+    cfg = demo_config(out / "run", synthetic, quick, seed, epochs, minutes, device)
+    where = resolve_device(device, key="--device")  # refused here, before the benchmark is built
     print(
         f"sevnet demo: {len(CLASSES)} classes in {len(PAIRS)} time-reversed pairs, {num_train} training and "
         f"{num_val} held-out clips of {cfg.data.num_frames}x{size}x{size}; training {cfg.model.name} from "
-        f"scratch for {cfg.train.epochs} epochs on {torch.get_num_threads()} CPU thread(s)",
+        f"scratch for {cfg.train.epochs} epochs on {describe(where)}",
         flush=True,
     )
     result = train(cfg, overwrite=True)  # a rerun replaces the previous one
@@ -91,6 +95,7 @@ def run_demo(
         "num_train": num_train,
         "num_val": num_val,
         "threads": torch.get_num_threads(),
+        "device": describe(where),
         "checkpoint": str(result.checkpoint),
     }
     save_confusion_png(main_probs, main_targets, CLASSES, out / "confusion_matrix.png")
@@ -112,8 +117,10 @@ def temporal_check(
 ) -> tuple[dict[str, dict[str, float]], tuple[dict[str, float], torch.Tensor, torch.Tensor]]:
     """Accuracy on held-out clips played forward, reversed and shuffled, and how often the model
     predicts a clip's time-reversed partner; with the forward clips' (metrics, scores, targets)."""
-    loader = build_loader(val, cfg.eval.batch_size, train=False, cfg_data=cfg.data)
-    info = init_distributed()
+    info = init_distributed(cfg.train.device)
+    loader = build_loader(
+        val, cfg.eval.batch_size, train=False, cfg_data=cfg.data, pin_memory=info.device.type == "cuda"
+    )
     checks: dict[str, dict[str, float]] = {}
     for order in ("forward", "reversed", "shuffled"):
         val.frame_order = order
@@ -166,7 +173,8 @@ def format_report(r: dict[str, Any], out: Path) -> str:
         f"{'model':<12}{'input':>10}{'top-1':>8}{'GMACs*':>8}{'params':>9}{'train clips/s':>15}{'infer clips/s':>15}",
         f"{r['model']:<12}{r['input']:>10}{r['top1']:>8.1%}{r['gmacs']:>8.3f}{r['params_m']:>8.2f}M"
         f"{r['train_clips_per_s']:>15.1f}{r['inference_clips_per_s']:>15.1f}",
-        f"* multiply-adds per clip; CPU float32, {r['threads']} thread(s). Chance is {r['chance']:.1%}.",
+        f"* multiply-adds per clip; training as the log line says, inference float32 on {r['device']}. "
+        f"Chance is {r['chance']:.1%}.",
         "",
         "temporal check (held-out clips; every class has a time-reversed partner class):",
         f"  frames in order   top-1 {c['forward']['top1']:.1%}",

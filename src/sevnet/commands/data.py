@@ -1,4 +1,6 @@
-"""Dataset tools. ``sevnet data check CONFIG|DIR``: read every sample of every split in worker
+"""Dataset tools. ``sevnet data prepare SRC DST --short-side S``: a copy of the dataset, same layout, that
+decodes faster (videos re-encoded, frame images resized; docs/data.md "Preparing a dataset").
+``sevnet data check CONFIG|DIR``: read every sample of every split in worker
 processes and report the files that are missing, empty, unreadable, truncated, corrupt, too short,
 oversized or variable-frame-rate, with the reason. Writes ``report.csv`` and ``exclude.txt`` (train
 with ``data.exclude_list=<that file>`` to leave those files out). Exit status: 0 when every file is
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +19,8 @@ if TYPE_CHECKING:
     from sevnet.data import DataConfig
 
 _MAX_PIXELS = 1920 * 1080  # as sevnet.data.check.DEFAULT_MAX_PIXELS (not imported: --help stays instant)
+# As sevnet.data.prepare.CODECS / DEFAULT_CODEC (not imported: --help stays instant; a test checks they agree)
+CODECS, DEFAULT_CODEC = ("h264", "h264-fastdecode", "h264-intra", "mjpeg"), "mjpeg"
 _EXCLUDE = "missing,empty,unreadable,crashed,truncated,corrupt,too_short,oversized"
 
 
@@ -29,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument(
         "target",
         metavar="CONFIG|DIR",
-        help="an experiment YAML (its data section), or a folder of class folders (format folder)",
+        help="an experiment YAML or a shipped config name (its data section), or a folder of class folders",
     )
     c.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.num_frames=16 data.val_fraction=0.1")
     c.add_argument(
@@ -51,13 +56,54 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"statuses that go into exclude.txt, comma-separated (default {_EXCLUDE}; add vfr for those too)",
     )
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_prepare(sub)
 
 
-USER_ERRORS = (ValueError, FileNotFoundError)  # cli.main reports these (and every SevnetError) in one line
+_PREPARE = """Mirror the dataset folder SRC into DST, same layout, so that any config works with data.root=DST:
+videos re-encoded with short side S (never upscaled; names kept: a .webm holds Matroska/MJPEG), frame
+images resized (same names), annotation and label files copied. Resumable (finished files are skipped);
+output frame counts are checked; files that cannot be read are copied as they are and reported in
+DST.prepare.csv beside DST. Exit status: 0 when every file was read, 1 when some were not, 2 on an error."""
+
+
+def _add_prepare(sub: Any) -> None:
+    p = sub.add_parser("prepare", help="re-encode a dataset for fast decoding (same layout)", description=_PREPARE)
+    p.add_argument("src", metavar="SRC", help="the dataset folder, as released (any data.format's layout)")
+    p.add_argument("dst", metavar="DST", help="where to write the prepared copy (outside SRC)")
+    p.add_argument("--short-side", type=int, required=True, help="short side of the output in pixels, e.g. 256")
+    p.add_argument("--codec", choices=sorted(CODECS), default=DEFAULT_CODEC,
+                   help=f"video codec (default {DEFAULT_CODEC}: fastest in benchmarks/loader_bench.py)")  # fmt: skip
+    p.add_argument("--quality", type=int, default=90, help="JPEG quality of frame images (default 90)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU cores, at most 8)")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds one file may take before it counts as hung")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+# cli.main reports these (and every SevnetError) in one line
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError)
 
 
 def run(args: argparse.Namespace) -> int:
-    return _check(args)
+    return _prepare(args) if args.data_verb == "prepare" else _check(args)
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from sevnet.data.prepare import prepare_dataset
+
+    workers = args.workers if args.workers is not None else min(8, os.cpu_count() or 1)
+    report = prepare_dataset(args.src, args.dst, args.short_side, codec=args.codec, workers=workers,
+                             quality=args.quality, timeout=args.timeout, progress=not args.no_progress)  # fmt: skip
+    counts = report.counts()
+    kinds = Counter(r["kind"] for r in report.rows)
+    print(f"prepared {kinds['video']} videos and {kinds['frames']} frame folders into {args.dst} "
+          f"({', '.join(f'{n} {s}' for s, n in sorted(counts.items())) or 'no media'}); "
+          f"copied {report.copied} other files; left out {report.skipped_hidden} hidden entries")  # fmt: skip
+    for row in report.problems[:20]:
+        print(f"  {row['status']:<10} {row['path']}: {row['reason']}")
+    if len(report.problems) > 20:
+        print(f"  ... and {len(report.problems) - 20} more (see the report)")
+    print(f"{len(report.problems)} files could not be fully read; report: {report.report_path}")
+    return 1 if report.problems else 0
 
 
 def _data_config(target: Path, overrides: list[str]) -> tuple[DataConfig, Path]:
@@ -70,7 +116,10 @@ def _data_config(target: Path, overrides: list[str]) -> tuple[DataConfig, Path]:
         return cfg.data, Path.cwd() / "data_check"
     if target.is_file():
         return load_config(target, overrides).data, target.parent / "data_check"
-    raise FileNotFoundError(f"no such config file or folder: {target}")
+    try:  # a shipped config's name: its report goes to the current folder, not into the installed package
+        return load_config(target, overrides).data, Path.cwd() / "data_check"
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"no such folder, and {err}") from None
 
 
 def _check(args: argparse.Namespace) -> int:

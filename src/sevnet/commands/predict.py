@@ -63,6 +63,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--topk", type=_positive_int, default=5, help="classes per prediction (>= 1)")
     p.add_argument("--clips", type=_positive_int, default=1, help="clips per video, scores averaged (>= 1)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--device", default="auto",
+                   help="where a checkpoint runs: auto (a GPU if there is one) | cpu | cuda | cuda:N")  # fmt: skip
+    p.add_argument("--precision", choices=["auto", "float32", "bf16"], default="auto",
+                   help="a checkpoint's arithmetic: auto = bf16 autocast on a GPU, float32 on a CPU")  # fmt: skip
     t = p.add_argument_group("timeline (one label per stretch of a long video)")
     t.add_argument("--window", type=_seconds, help="window length in seconds: per-window top-k and segments")
     t.add_argument("--stride", type=_seconds, help="seconds between window starts (default: half the window)")
@@ -130,7 +134,9 @@ def run(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace) -> Any:
     from sevnet.deploy.predictor import load
 
-    return load(args.model, args.backend, args.checkpoint) if args.model else load(args.checkpoint, args.backend)
+    if args.model:
+        return load(args.model, args.backend, args.checkpoint, device=args.device)
+    return load(args.checkpoint, args.backend, device=args.device, precision=args.precision)
 
 
 def _resume(out: Any, paths: list[Path]) -> list[Path]:
@@ -223,10 +229,12 @@ def _table(result: dict[str, Any], topk: int) -> str:
     if "error" in result:
         return f"{video}: ERROR {printable(result['error'])}"
     if "windows" not in result:
-        return f"{video}: " + ", ".join(f"{printable(e['label'])} ({e['score']:.1%})" for e in result["top"])
+        partial = f"  [partial: {printable(result['partial'])}]" if "partial" in result else ""
+        return f"{video}: " + ", ".join(f"{printable(e['label'])} ({e['score']:.1%})" for e in result["top"]) + partial
     windows = result["windows"]
     lines = [f"{video}: {result['duration']:.1f} s, {len(windows)} windows"]
-    lines.append(f"  {'start':>8} {'end':>8}  top-{topk}")
+    shown = len(windows[0]["top"]) if windows else topk  # topk, or the class count if there are fewer classes
+    lines.append(f"  {'start':>8} {'end':>8}  top-{shown}")
     for w in windows:
         top = ", ".join(f"{e['label']} ({e['score']:.1%})" for e in w["top"])
         lines.append(f"  {w['start']:>8.2f} {w['end']:>8.2f}  {top}")

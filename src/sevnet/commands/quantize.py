@@ -13,7 +13,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from .predict import _positive_int
 
     p.add_argument("checkpoint", help="a .safetensors checkpoint written by sevnet train")
-    p.add_argument("--calib", required=True, metavar="DATASET-CONFIG", help="experiment YAML naming the dataset")
+    p.add_argument(
+        "--calib",
+        required=True,
+        metavar="DATASET-CONFIG",
+        help="experiment YAML naming the dataset: a path, a shipped name or the run's config.yaml",
+    )
     p.add_argument("overrides", nargs="*", help="dotted overrides of the config, e.g. data.root=/data/ssv2")
     p.add_argument(
         "--calib-clips", type=_positive_int, default=64, help="calibration clips from the training set (>= 1)"

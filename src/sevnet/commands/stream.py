@@ -50,6 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-format", default=None, help="FFmpeg input format, e.g. v4l2, avfoundation, lavfi")
     p.add_argument("--timeout", type=_seconds, default=10.0, help="seconds to wait for a network source")
     p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for the model")
+    p.add_argument("--device", default="cpu",
+                   help="--backend torch: cpu (default) | cuda | cuda:N | auto; exported models: the CPU")  # fmt: skip
     o = p.add_argument_group("outputs beside the JSON lines (written however the stream ends)")
     o.add_argument("--overlay", metavar="OUT.mp4", help="the frames as decoded with the newest top-k drawn on them")
     o.add_argument("--csv", metavar="OUT.csv", help="results and segments, in sevnet predict --window's CSV format")
@@ -122,7 +124,7 @@ def _runner(args: argparse.Namespace, workdir: str) -> tuple[Any, dict[str, Any]
             raise ModelFileError(f"{args.model}: exported with window {meta['streaming']['window']}; re-export it")
         return runner, meta
     if args.backend == "torch":
-        return load_step_runner(args.checkpoint, window=args.window)
+        return load_step_runner(args.checkpoint, window=args.window, device=args.device)
     print(f"exporting the step model for {args.backend} (checked against PyTorch)...", file=sys.stderr)
     report = export_stream_checkpoint(args.checkpoint, args.backend, f"{workdir}/step", args.window)
     return load_step_runner(model_file=report.get("openvino", report["onnx"]), threads=args.threads)

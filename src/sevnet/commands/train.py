@@ -10,7 +10,7 @@ import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="experiment YAML (see configs/)")
+    p.add_argument("config", help="experiment YAML: a path or a shipped name (sevnet configs lists them)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=10 data.root=/data/ssv2")
     p.add_argument("--resume", action="store_true", help="continue from <out_dir>/checkpoints/last.safetensors")
     p.add_argument(

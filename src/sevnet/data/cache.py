@@ -305,11 +305,11 @@ def _read_checked(folder: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return meta, index
 
 
-def _write_cache(folder: Path, source: FrameSource, cfg: DataConfig, key: str, progress: bool) -> None:
+def _write_cache(folder: Path, source: FrameSource, cfg: DataConfig, key: str, progress: bool, name: str) -> None:
     """Decode every sample in ``cfg.num_workers`` processes (at least one: a decoder that crashes costs
     a worker, not the run, even where training reads the finished cache in-process with 0 workers) and
     write frames.u8, index.npz, meta.json."""
-    from tqdm.auto import tqdm
+    from sevnet.progress import progress_bar
 
     started = time.perf_counter()
     trace_dir = folder / ".loading"
@@ -321,8 +321,8 @@ def _write_cache(folder: Path, source: FrameSource, cfg: DataConfig, key: str, p
     offsets, counts, heights, widths = (np.zeros(n, np.int64) for _ in range(4))
     errors: dict[str, str] = {}
     position = 0
-    with open(folder / "frames.u8", "wb") as out, tqdm(total=n, desc="caching frames", unit="video",
-                                                       disable=not progress, leave=False) as bar:  # fmt: skip
+    bar = progress_bar(total=n, desc=f"caching {name} frames", unit="video", enabled=progress, leave=False, final=True)
+    with open(folder / "frames.u8", "wb") as out, bar:
         try:
             for i, frames, reason in loader:
                 if frames is None:
@@ -374,7 +374,7 @@ def open_cache(source: FrameSource, cfg: DataConfig, name: str = "data", progres
     key = cache_key(source.samples, cfg)
     if cfg.cache == CacheMode.memory:
         with tempfile.TemporaryDirectory(prefix="sevnet-cache-") as tmp:
-            _write_cache(Path(tmp), source, cfg, key, progress)
+            _write_cache(Path(tmp), source, cfg, key, progress, name)
             return FrameCache(Path(tmp), in_memory=True)
     if cfg.cache != CacheMode.disk:
         raise ValueError(f"data.cache must be 'off', 'memory' or 'disk', got {cfg.cache!r}")
@@ -394,7 +394,7 @@ def open_cache(source: FrameSource, cfg: DataConfig, name: str = "data", progres
         if not reused:
             partial = root / f"{folder.name}.partial"
             shutil.rmtree(partial, ignore_errors=True)  # left by a killed build (we hold the lock)
-            _write_cache(partial, source, cfg, key, progress)
+            _write_cache(partial, source, cfg, key, progress, name)
             for stale in root.glob(f"{prefix}-*"):
                 if stale.is_dir() and stale != partial:
                     shutil.rmtree(stale, ignore_errors=True)

@@ -296,14 +296,15 @@ class _Worker:
         self.conn.close()
 
 
-def run_isolated(fn: Callable[..., Finding], tasks: list[tuple], workers: int, timeout: float = 300.0,
-                 progress: bool = True) -> list[Finding]:  # fmt: skip
+def run_isolated(fn: Callable[..., Any], tasks: list[tuple], workers: int, timeout: float = 300.0,
+                 progress: bool = True, desc: str = "checking") -> list[Any]:  # fmt: skip
     """``fn(*task)`` for every task in ``workers`` processes (0: in this process, no isolation).
-    A worker that dies or hangs past ``timeout`` seconds costs its one task and is replaced."""
+    A worker that dies or hangs past ``timeout`` seconds costs its one task and is replaced: its result is
+    a ``crashed`` Finding (an exception in ``fn``: an ``unreadable`` one). ``desc`` labels the progress bar."""
     from tqdm.auto import tqdm
 
     results: list[Finding | None] = [None] * len(tasks)
-    with tqdm(total=len(tasks), disable=not progress, unit="file", desc="checking") as bar:
+    with tqdm(total=len(tasks), disable=None if progress else True, unit="file", desc=desc) as bar:  # None: no tty
         if workers <= 0:
             for i, task in enumerate(tasks):
                 results[i] = fn(*task)
@@ -370,6 +371,16 @@ def _class_name(classes: list[str], target: int | list[int]) -> str:
     return "|".join(classes[t] for t in targets if 0 <= t < len(classes))
 
 
+def _split_note(cfg: DataConfig, split: str, err: Exception) -> str:
+    """Why a split was not checked. A class-folder tree draws train and val only: its lack of a test
+    split is the layout, not a problem to fix."""
+    from .folder import split_folders
+
+    if cfg.format == "folder" and not cfg.split_file and split_folders(Path(cfg.root)) is None:
+        return f"{split}: none (a class-folder tree is drawn into train and val; a test split is optional)"
+    return f"{split}: not checked ({err})"
+
+
 def collect_entries(cfg: DataConfig) -> tuple[list[Entry], list[str], list[str]]:
     """Every sample of every split that exists (the exclude list is not applied: a check looks at
     everything). Returns (entries, ignored stray files, notes on splits not checked)."""
@@ -386,7 +397,7 @@ def collect_entries(cfg: DataConfig) -> tuple[list[Entry], list[str], list[str]]
         except (FileNotFoundError, ValueError) as err:
             if split == "train":
                 raise
-            notes.append(f"{split}: not checked ({err})")
+            notes.append(_split_note(cfg, split, err))
             continue
         ignored = ignored or ann.ignored
         for s in ann.samples:
@@ -434,7 +445,7 @@ def check_dataset(cfg: DataConfig, out_dir: str | Path, max_pixels: int = DEFAUL
     out.mkdir(parents=True, exist_ok=True)
     report_path, exclude_path = out / "report.csv", out / "exclude.txt"
     with report_path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=REPORT_COLUMNS)
+        writer = csv.DictWriter(fh, fieldnames=REPORT_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
     exclude_path.write_text("".join(f"{p}\n" for p in excluded), encoding="utf-8")

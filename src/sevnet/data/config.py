@@ -94,6 +94,12 @@ class DataConfig:
     mean: list[float] = field(default_factory=lambda: [0.45, 0.45, 0.45])
     std: list[float] = field(default_factory=lambda: [0.225, 0.225, 0.225])
     num_workers: int = 2
+    # Repeated augmentation (MAE-ST): each training video is decoded once and gives ``repeats`` clips, each
+    # with its own temporal sampling, crop, scale and flip. A step still trains on train.batch_size clips:
+    # the loader reads train.batch_size / repeats videos per step (batch_size must be a multiple), so the lr
+    # scaling (by clips per step) holds. An epoch still reads each video once, so it has ``repeats`` times the
+    # steps: divide train.epochs by ``repeats`` for the same compute. Evaluation is unaffected.
+    repeats: int = 1
     # Niceness added to each loader worker (0-19; 0 = the main process's priority): on a CPU that trains on
     # every core, a higher value lets the training threads win the cores (benchmarks/cache_bench.py).
     worker_nice: int = 0
@@ -133,7 +139,7 @@ class DataConfig:
 
 def _check_sizes(cfg: DataConfig) -> None:
     """Zero or negative sizes, and a zero std, are config errors here, not decode errors later."""
-    for key in ("num_frames", "train_crop", "eval_scale", "eval_crop", "eval_clips"):
+    for key in ("num_frames", "train_crop", "eval_scale", "eval_crop", "eval_clips", "repeats"):
         value = getattr(cfg, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"data.{key} must be a positive int, got {value!r}")
@@ -145,6 +151,10 @@ def _check_sizes(cfg: DataConfig) -> None:
     if any(not (is_number(v) and v > 0) for v in cfg.std):  # also catches NaN
         raise ConfigError(f"data.std must be > 0 for every channel, got {cfg.std!r}")
     check_values("data", cfg, DATA_RULES)
+    if cfg.split_seed is not None:
+        check_values("data", cfg, {"split_seed": at_least(0, "an integer")})
+    if cfg.train_scale[0] > cfg.train_scale[1]:
+        raise ConfigError(f"data.train_scale must be [min, max] with min <= max, got {cfg.train_scale!r}")
 
 
 # Numeric keys beyond the sizes above: NaN, inf and out-of-range values are refused by key (not met later
@@ -156,6 +166,7 @@ DATA_RULES = {
     "num_workers": at_least(0, "an integer"),
     "max_skip_fraction": between(0, 1),
     "max_pixels": at_least(0, "an integer", " (0 = no limit)"),
+    "seed": at_least(0, "an integer"),  # NumPy's per-sample generators refuse a negative seed (every clip)
 }
 
 

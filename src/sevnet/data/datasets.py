@@ -51,6 +51,7 @@ class VideoDataset(Dataset):
         # Decoded-frame cache (data.cache: memory | disk, set by build_dataset): frame counts and frames
         # come from it instead of the files; sampling, seeding and transforms are unchanged.
         self.cache: FrameCache | None = None
+        self._counted: dict[Path, tuple[int, str | None]] = {}  # count_frames: (frames, why partial) per path
         # data.flip: auto in training: each class's mirror-image class (sevnet.data.mirror), or None = no flip.
         self.mirror: list[int | None] | None = None
         if train and cfg.flip == Flip.auto and has_names(self.classes):
@@ -85,12 +86,17 @@ class VideoDataset(Dataset):
     def count_frames(self, sample: Sample, problems: list[str] | None = None) -> int:
         """The frame count sampling uses (video containers misreport it: ``probe_video`` demuxes).
         A video over ``data.max_pixels`` raises; a cut-off one adds why to ``problems``."""
-        if sample.frames:
-            return sample.num_frames or count_frame_files(sample.path)
-        info = probe_video(sample.path, self.cfg.max_pixels)
-        if info.partial and problems is not None:
-            problems.append(info.partial)
-        return info.num_frames
+        known = self._counted.get(sample.path)
+        if known is None:  # probed once per worker: a loader's workers persist, so later epochs skip the demux
+            if sample.frames:
+                known = (sample.num_frames or count_frame_files(sample.path), None)
+            else:
+                info = probe_video(sample.path, self.cfg.max_pixels)
+                known = (info.num_frames, info.partial)
+            self._counted[sample.path] = known
+        if known[1] and problems is not None:
+            problems.append(known[1])
+        return known[0]
 
     def load_frames(self, sample: Sample, indices: list[int], index: int | None = None) -> torch.Tensor:
         """uint8 (T, H, W, 3) frames ``indices`` of ``sample`` (number ``index``, from the cache when there is one).
@@ -111,25 +117,55 @@ class VideoDataset(Dataset):
         try:
             # From the cache, a sample that failed to decode when it was built raises that error again.
             num = self.cache.num_frames(index) if self.cache is not None else self.count_frames(sample, problems)
-            views = self.clip_indices(num, rng)
+            views = self.clip_indices(num, rng) if self.repeats == 1 else []
             with torch.random.fork_rng(devices=[]):
                 # The CPU generator only (what the transforms draw from, and what fork_rng restores):
                 # torch.manual_seed would also queue a CUDA reseed with a captured stack, costing
                 # ~0.2-0.5 ms per clip, and reseed the GPU's RNG in the main process (0 workers).
                 torch.default_generator.manual_seed(int(rng.integers(2**62)))
                 transform = self._uint8_transform if self.uint8_clips else self.transform
-                clips = [transform(self.load_frames(sample, idx, index)) for idx in views]
+                if self.repeats > 1:
+                    clips = self._repeated_clips(sample, index, num, rng, transform)
+                else:
+                    clips = [transform(self.load_frames(sample, idx, index)) for idx in views]
         except (DecodeError, OSError, RuntimeError, ValueError) as err:
             reason = str(err)
             return {"error": (str(sample.path), reason), "index": index}
-        clip = clips[0] if self.train else torch.cat(clips)  # eval: (clips*crops, 3, T, H, W)
-        target = sample.target
-        if self.mirror is not None:
-            clip, target = self._maybe_mirror(clip, target, rng)
-        item = {"clip": clip, "target": self.target_tensor(target), "index": index}
+        if self.repeats > 1:
+            item = self._repeated_item(clips, sample.target, index, rng)
+        else:
+            clip = clips[0] if self.train else torch.cat(clips)  # eval: (clips*crops, 3, T, H, W)
+            target = sample.target
+            if self.mirror is not None:
+                clip, target = self._maybe_mirror(clip, target, rng)
+            item = {"clip": clip, "target": self.target_tensor(target), "index": index}
         if problems:  # used, and named: the run's skipped.csv lists it as partial
             item["partial"] = (str(sample.path), "; ".join(dict.fromkeys(problems)))
         return item
+
+    @property
+    def repeats(self) -> int:
+        """Clips per training item (``data.repeats``; the loader collates them flat); 1 in evaluation."""
+        return self.cfg.repeats if self.train else 1
+
+    def _repeated_clips(
+        self, sample: Sample, index: int, num: int, rng: np.random.Generator, transform: Any
+    ) -> list[torch.Tensor]:
+        """``repeats`` clips, each with its own frame indices and augmentation, from one decode of the
+        union of their frames (one pass through the file)."""
+        views = [self.clip_indices(num, rng)[0] for _ in range(self.repeats)]
+        wanted = sorted({i for view in views for i in view})
+        frames = self.load_frames(sample, wanted, index)
+        at = {frame: n for n, frame in enumerate(wanted)}
+        return [transform(frames[[at[i] for i in view]]) for view in views]
+
+    def _repeated_item(
+        self, clips: list[torch.Tensor], target: int | list[int], index: int, rng: np.random.Generator
+    ) -> dict[str, Any]:
+        """(repeats, 3, T, H, W) clips with (repeats, ...) targets; data.flip auto draws for each clip."""
+        pairs = [self._maybe_mirror(c, target, rng) if self.mirror is not None else (c, target) for c in clips]
+        targets = torch.stack([self.target_tensor(t) for _, t in pairs])
+        return {"clip": torch.stack([c for c, _ in pairs]), "target": targets, "index": index}
 
     def _maybe_mirror(
         self, clip: torch.Tensor, target: int | list[int], rng: np.random.Generator

@@ -364,7 +364,7 @@ def write_split_file(path: Path, pairs: list[tuple[Item, str]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+        writer = csv.writer(f, lineterminator="\n")  # csv's default is \r\n
         writer.writerow(["path", "class", "split"])
         writer.writerows(rows)
     os.replace(tmp, path)

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from sevnet.errors import SevnetError
+from sevnet.errors import ConfigError, SevnetError
 
 from .config import DataConfig
 
@@ -22,7 +22,14 @@ class SkippedSamplesError(SevnetError, RuntimeError):
 
 
 class EpochSampler(Sampler):
-    """Yields ``(index, epoch)`` keys: shuffled per (seed, epoch) in training, in order otherwise.
+    """Yields ``(index, draw)`` keys: shuffled per (seed, epoch) in training, in order otherwise.
+
+    ``epoch_size`` (training): an epoch of that many keys instead of one pass, made of whole shuffled
+    passes with the last one cut, so every sample is drawn as often as any other (to one). A pass
+    has its own ``draw`` number (the epoch's when an epoch is one pass), which seeds augmentation:
+    a sample drawn twice in an epoch is augmented twice, differently. What it is for: a small
+    dataset's epoch of a few steps makes the per-epoch work (checkpoint, evaluation) outweigh
+    training; a fixed-size epoch keeps that cadence the same whatever the dataset's size.
 
     Distributed: each of ``world_size`` ranks takes every world_size-th key. Training pads the
     permutation so every rank runs the same number of steps (as DistributedSampler does);
@@ -30,32 +37,44 @@ class EpochSampler(Sampler):
     """
 
     def __init__(
-        self, size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1, pad: bool = False
-    ) -> None:
+        self, size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1, pad: bool = False,
+        epoch_size: int = 0,
+    ) -> None:  # fmt: skip
         self.size, self.shuffle, self.seed = size, shuffle, seed
         self.rank, self.world_size, self.pad = rank, world_size, pad
+        self.epoch_size = epoch_size if size else 0
         self.epoch = 0
         self.start = 0  # keys of this rank to skip in the current epoch (mid-epoch resume)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _indices(self) -> list[int]:
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(self.size, generator=g).tolist()
-        else:
-            order = list(range(self.size))
-        if self.pad and self.world_size > 1 and order:
-            total = math.ceil(self.size / self.world_size) * self.world_size
-            order += order[: total - len(order)]
-        return order[self.rank :: self.world_size][self.start :]
+    def _passes(self) -> int:
+        return math.ceil(self.epoch_size / self.size) if self.epoch_size else 1
+
+    def _keys(self) -> list[tuple[int, int]]:
+        passes = self._passes()
+        keys: list[tuple[int, int]] = []
+        for p in range(passes):
+            draw = self.epoch * passes + p
+            if self.shuffle:
+                g = torch.Generator().manual_seed(self.seed * 100_003 + draw)
+                order = torch.randperm(self.size, generator=g).tolist()
+            else:
+                order = list(range(self.size))
+            keys += [(i, draw) for i in order]
+        if self.epoch_size:
+            keys = keys[: self.epoch_size]
+        if self.pad and self.world_size > 1 and keys:
+            total = math.ceil(len(keys) / self.world_size) * self.world_size
+            keys += keys[: total - len(keys)]
+        return keys[self.rank :: self.world_size][self.start :]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        return iter((i, self.epoch) for i in self._indices())
+        return iter(self._keys())
 
     def __len__(self) -> int:
-        return len(self._indices())
+        return len(self._keys())
 
 
 def collate_skipping(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -72,6 +91,28 @@ def collate_skipping(items: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
+def collate_repeats(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """``collate_skipping`` for items of ``data.repeats`` clips each: the clips of a video lie side by
+    side in one flat batch, each with its target and its video's index."""
+    batch = collate_skipping(items)
+    if batch["clip"] is not None:
+        k = batch["clip"].shape[1]
+        batch["videos"] = len(batch["clip"])  # what SkipCounter weighs the skipped videos against
+        batch["clip"], batch["target"] = batch["clip"].flatten(0, 1), batch["target"].flatten(0, 1)
+        batch["index"] = batch["index"].repeat_interleave(k)
+    return batch
+
+
+def videos_per_batch(batch_size: int, repeats: int) -> int:
+    """Videos a loader reads for a batch of ``batch_size`` clips when each gives ``repeats`` clips."""
+    if repeats < 1 or batch_size % repeats:
+        raise ConfigError(
+            f"train.batch_size ({batch_size}) must be a multiple of data.repeats ({repeats}): a step trains on "
+            f"batch_size clips, {repeats} from each video"
+        )
+    return batch_size // repeats
+
+
 def build_loader(
     dataset: Dataset,
     batch_size: int,
@@ -79,22 +120,32 @@ def build_loader(
     cfg_data: DataConfig,
     distributed: bool = False,
     num_workers: int | None = None,
+    pin_memory: bool | None = None,
+    epoch_size: int = 0,
 ) -> DataLoader:
-    """Workers decode in parallel; pinned memory on CUDA; workers persist across epochs.
-    Call ``loader.sampler.set_epoch(epoch)`` each epoch (it reshuffles and reseeds augmentation)."""
+    """Workers decode in parallel; pinned memory when batches go to a GPU (``pin_memory``; None = when
+    PyTorch sees one), so that the copy can overlap compute (non_blocking); workers persist across epochs.
+    Call ``loader.sampler.set_epoch(epoch)`` each epoch (it reshuffles and reseeds augmentation).
+    ``batch_size`` and ``epoch_size`` (clips per training epoch, 0 = one pass; see ``EpochSampler``) count
+    clips: a dataset whose items hold ``repeats`` clips (``data.repeats``) is read ``batch_size / repeats``
+    videos at a time (``loader.batch_size``; the sampler counts videos)."""
     cfg = cfg_data
     rank, world = 0, 1
     if distributed and torch.distributed.is_available() and torch.distributed.is_initialized():
         rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-    sampler = EpochSampler(len(dataset), shuffle=train, seed=cfg.seed, rank=rank, world_size=world, pad=train)
+    repeats = getattr(dataset, "repeats", 1)
+    batch_size = videos_per_batch(batch_size, repeats)
+    videos = -(-epoch_size // repeats) if train else 0
+    sampler = EpochSampler(len(dataset), shuffle=train, seed=cfg.seed, rank=rank, world_size=world, pad=train,
+                           epoch_size=videos)  # fmt: skip
     workers = cfg.num_workers if num_workers is None else num_workers
     return DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
         num_workers=workers,
-        collate_fn=collate_skipping,
-        pin_memory=torch.cuda.is_available(),
+        collate_fn=collate_repeats if repeats > 1 else collate_skipping,
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
         drop_last=train and len(sampler) >= batch_size,
@@ -165,7 +216,8 @@ class SkipCounter:
 
     def update(self, batch: dict[str, Any]) -> None:
         """Count one collated batch of this process."""
-        self.add(0 if batch["clip"] is None else len(batch["clip"]), batch["skipped"], partial=batch.get("partial"))
+        loaded = 0 if batch["clip"] is None else batch.get("videos", len(batch["clip"]))  # data.repeats: videos
+        self.add(loaded, batch["skipped"], partial=batch.get("partial"))
 
     def check(self) -> None:
         share = self.num_skipped / max(self.seen, 1)

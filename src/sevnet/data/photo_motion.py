@@ -35,6 +35,7 @@ the classes in label order and each class's partner.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -141,10 +142,19 @@ def partner(label: int) -> int:
 
 
 # --- images ----------------------------------------------------------------------------------------
+NEEDS_SKIMAGE = (
+    "sevnet.data.photo_motion renders its clips from scikit-image's sample photographs, which sevnet does not "
+    "otherwise need: pip install scikit-image (scripts/setup.sh and the dev extra, pip install '.[dev]', have it)"
+)
+
+
 @cache
 def _photo(name: str) -> np.ndarray:
     """A ``skimage.data`` image as uint8 (H, W, 3) RGB (grey images repeated; horse: its silhouette)."""
-    from skimage import data
+    try:
+        from skimage import data
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(NEEDS_SKIMAGE) from None
 
     img = data.stereo_motorcycle()[0] if name == "motorcycle" else getattr(data, name)()
     if img.dtype == bool:
@@ -485,7 +495,7 @@ def _run(jobs: list, workers: int, progress: bool, desc: str) -> None:
     from tqdm import tqdm
 
     workers = workers or min(4, os.cpu_count() or 1)
-    with tqdm(total=len(jobs), desc=desc, disable=not progress, unit="video") as bar:
+    with tqdm(total=len(jobs), desc=desc, disable=None if progress else True, unit="video") as bar:  # None: tty only
         if workers > 1 and len(jobs) > 1:
             from concurrent.futures import ProcessPoolExecutor
 
@@ -555,6 +565,8 @@ def main(argv: list[str] | None = None) -> None:
         "--workers", type=int, default=0, help="processes writing in parallel (default: the cores, up to 4)"
     )
     args = parser.parse_args(argv)
+    if importlib.util.find_spec("skimage") is None:  # before any folder is made
+        parser.exit(2, f"error: {NEEDS_SKIMAGE}\n")
     height, width = (int(v) for v in args.size.lower().split("x"))
     root = write_folder_dataset(
         args.out,

@@ -9,9 +9,11 @@ lands late is detected and retried from the start.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -91,6 +93,23 @@ def _open(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> av.containe
     return container
 
 
+def decoder_threads(workers: int, cores: int) -> int:
+    """Threads for each decoder when ``workers`` loader processes decode at once on ``cores`` cores:
+    ``max(1, cores // workers)``. FFmpeg's automatic count is every core for each decoder, so W workers
+    would run W x C threads on C cores and spend the difference switching between them."""
+    return max(1, cores // max(1, workers))
+
+
+def _thread_count() -> int:
+    """``decoder_threads`` for the calling process: a DataLoader worker shares the cores with its
+    ``num_workers - 1`` siblings; any other process decodes alone."""
+    from torch.utils.data import get_worker_info
+
+    info = get_worker_info()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return decoder_threads(info.num_workers if info is not None else 1, cores)
+
+
 def _stream_timing(stream: av.VideoStream) -> tuple[float, float, int]:
     fps = float(stream.average_rate or stream.guessed_rate or stream.base_rate or 0) or 25.0
     time_base = float(stream.time_base) if stream.time_base else 1.0 / fps
@@ -167,12 +186,14 @@ def _decode_wanted(
     with _open(path, max_pixels) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = _thread_count()
         fps, time_base, start = _stream_timing(stream)
         try:
             if seek:
                 target = start + math.floor(wanted[0] / fps / time_base)
                 container.seek(target, stream=stream, backward=True, any_frame=False)
-            for n, frame in enumerate(container.decode(stream)):
+            next_wanted = lambda: wanted[min(pending, len(wanted) - 1)]  # noqa: E731 (reads the live position)
+            for n, frame in enumerate(_frames(container, stream, next_wanted)):
                 pts = frame.pts if frame.pts is not None else frame.dts
                 index = round((pts - start) * time_base * fps) if pts is not None else n
                 if n == 0 and seek and index > wanted[0]:
@@ -198,6 +219,20 @@ def _decode_wanted(
     for index in wanted[pending:]:
         out[index] = final
     return out
+
+
+def _frames(container: av.container.InputContainer, stream: av.VideoStream, next_wanted: Any) -> Iterator[Any]:
+    """The stream's frames in order. For an intra-only codec (MJPEG: every frame stands alone) the packets
+    before ``next_wanted()`` (a frame index) are not decoded at all: a clip of 16 frames out of 36 then
+    decodes 16. Other codecs decode every packet (later frames depend on earlier ones)."""
+    if not stream.codec_context.codec.intra_only:
+        yield from container.decode(stream)
+        return
+    fps, time_base, start = _stream_timing(stream)
+    for packet in container.demux(stream):
+        if packet.pts is not None and packet.size and round((packet.pts - start) * time_base * fps) < next_wanted():
+            continue
+        yield from packet.decode()
 
 
 def count_frame_files(folder: str | Path, suffixes: tuple[str, ...] = (".jpg", ".jpeg", ".png")) -> int:

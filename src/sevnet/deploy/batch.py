@@ -183,6 +183,8 @@ class ProbedDataset(VideoDataset):
             return super().count_frames(sample, problems)
         info = probe_video(sample.path, self.cfg.max_pixels)
         self._probe = (info.num_frames, info.fps)
+        if info.partial and problems is not None:  # a cut-off file: its result says so, as training's skipped.csv
+            problems.append(info.partial)
         return info.num_frames
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
@@ -197,22 +199,24 @@ def make_loader(
 ) -> DataLoader:
     """The loader ``predict_files`` reads: items decoded and preprocessed in ``workers`` processes."""
     dataset = inference_dataset(list(paths), predictor.meta, clips, ProbedDataset)
+    dataset.uint8_clips = predictor.uint8_input  # normalised where the model runs (a GPU: a quarter of the bytes)
     return DataLoader(
         dataset, batch_size=batch_size, num_workers=workers, collate_fn=list,
         persistent_workers=False, prefetch_factor=4 if workers else None,
+        pin_memory=predictor.device.type == "cuda",
     )  # fmt: skip
 
 
 def predict_files(
     predictor: Predictor, paths: list[Path], topk: int = 5, clips: int = 1, batch_size: int = 8, workers: int = 0,
 ) -> Iterator[dict[str, Any]]:  # fmt: skip
-    """One result per path, in order: ``{"video", "top": [{"label", "score"}], ["warning"]}`` or
+    """One result per path, in order: ``{"video", "top": [{"label", "score"}], ["warning"], ["partial"]}`` or
     ``{"video", "error"}``. ``workers`` loader processes decode ahead while the model runs."""
     if not paths:
         return
     for items in make_loader(predictor, paths, clips, batch_size, workers):
         good = [it for it in items if "error" not in it]
-        probs = predictor.probabilities(torch.cat([it["clip"] for it in good]).numpy()) if good else None
+        probs = predictor.probabilities(torch.cat([it["clip"] for it in good])) if good else None
         k = 0
         for it in items:
             video = str(paths[it["index"]])
@@ -223,4 +227,6 @@ def predict_files(
             k += clips
             if it["probe"] is not None and (warning := long_video_warning(predictor.clip_spec, *it["probe"])):
                 result["warning"] = warning
+            if "partial" in it:  # decodes only in part: the clip repeats its last good frame past the cut
+                result["partial"] = it["partial"][1]
             yield result

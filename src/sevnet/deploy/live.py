@@ -58,7 +58,9 @@ def open_source(source: str, input_format: str | None = None, timeout: float = 1
     try:
         container = av.open(target, format=fmt, options=options, timeout=timeout)
     except (av.FFmpegError, OSError) as err:
-        raise SourceError(f"{source}: cannot open ({getattr(err, 'strerror', None) or err})") from None
+        reason = getattr(err, "strerror", None) or err
+        hint = _seek_hint(source) if "Input/output" in str(reason) else ""
+        raise SourceError(f"{source}: cannot open ({reason}){hint}") from None
     if not container.streams.video:
         container.close()
         raise SourceError(f"{source}: no video stream")
@@ -84,7 +86,21 @@ def decoded_frames(container: av.container.InputContainer, source: str) -> Itera
             yield index, t - start, frame.to_ndarray(format="rgb24")
             index += 1
     except (av.FFmpegError, OSError) as err:
-        raise SourceError(f"{source}: stopped after {index} frames ({getattr(err, 'strerror', None) or err})") from None
+        reason = getattr(err, "strerror", None) or err
+        hint = _seek_hint(source) if index == 0 else ""
+        raise SourceError(f"{source}: stopped after {index} frames ({reason}){hint}") from None
+
+
+def _seek_hint(source: str) -> str:
+    """Why an HTTP source can fail before its first frame: an MP4/MOV written with its index (moov) at
+    the end, FFmpeg's default, must be read by seeking, which a server without range requests refuses."""
+    if source.split("://", 1)[0].lower() not in ("http", "https"):
+        return ""
+    return (
+        ". An MP4/MOV over HTTP whose index (moov) is at the end of the file needs a server that answers range "
+        "requests; serve it from one, or move the index to the front: ffmpeg -i IN.mp4 -c copy -movflags "
+        "faststart OUT.mp4"
+    )
 
 
 def frame_preprocessor(meta: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:

@@ -19,13 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from sevnet.data.transforms import build_transform, normalize_clips
 from sevnet.data.video import DecodeError
 from sevnet.engine.checkpoint import load_weights as _load
 from sevnet.engine.checkpoint import read_checkpoint, unwrap_model
 from sevnet.engine.metrics import class_scores
 
 from .predict import inference_dataset
-from .runtime import ModelFileError, Runner, load_runner, torch_runner
+from .runtime import ModelFileError, Runner, TorchRunner, load_runner, torch_runner
 
 if TYPE_CHECKING:
     from .timeline import Timeline
@@ -118,9 +119,21 @@ class Predictor:
         self._datasets: dict[int, Any] = {1: inference_dataset([], meta, 1)}
 
     @classmethod
-    def from_model(cls, model: nn.Module, meta: dict[str, Any]) -> Predictor:
+    def from_model(
+        cls, model: nn.Module, meta: dict[str, Any], device: str = "cpu", precision: str = "auto"
+    ) -> Predictor:
         """Wrap an in-memory model (any ``nn.Module`` mapping (N, 3, T, H, W) to (N, K) logits)."""
-        return cls(torch_runner(model), meta, "torch")
+        return cls(torch_runner(model, device, precision), meta, "torch")
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs (exported models: the CPU)."""
+        return self.runner.device if isinstance(self.runner, TorchRunner) else torch.device("cpu")
+
+    @property
+    def uint8_input(self) -> bool:
+        """Whether clips travel as uint8 and are normalised where the model runs (a PyTorch model)."""
+        return isinstance(self.runner, TorchRunner)
 
     def __repr__(self) -> str:
         s = self.clip_spec
@@ -136,20 +149,38 @@ class Predictor:
 
     def preprocess(self, x: str | Path | np.ndarray, clips: int = 1) -> np.ndarray:
         """Float (clips, 3, T, size, size) input for a path or a (T, H, W, 3) uint8 array."""
+        return self._clips(x, clips, uint8=False).numpy()
+
+    def _clips(self, x: str | Path | np.ndarray, clips: int, uint8: bool) -> torch.Tensor:
+        """(clips, 3, T, size, size): normalised float, or uint8 to be normalised where the model runs."""
         frames = _as_frames(x)
         if frames is None:
-            item = inference_dataset([x], self.meta, clips)[0]
+            dataset = inference_dataset([x], self.meta, clips)
+            dataset.uint8_clips = uint8
+            item = dataset[0]
             if "error" in item:
                 raise DecodeError(item["error"][1])
-            return item["clip"].numpy()
+            return item["clip"]
         dataset = self._dataset(clips)
         views = dataset.clip_indices(len(frames), np.random.default_rng(0))
         video = torch.from_numpy(frames)
-        return torch.cat([dataset.transform(video[idx]) for idx in views]).numpy()
+        transform = build_transform(False, dataset.cfg, normalize=not uint8)
+        return torch.cat([transform(video[idx]) for idx in views])
 
-    def probabilities(self, clips: np.ndarray) -> np.ndarray:
-        """Softmax (sigmoid for multi-label) of the model's logits for float (N, 3, T, H, W) clips."""
-        logits = np.asarray(self.runner(clips), np.float64)
+    def probabilities(self, clips: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Softmax (sigmoid for multi-label) of the model's logits for (N, 3, T, H, W) clips: float,
+        or uint8 (normalised with the model's mean/std where the model runs)."""
+        if isinstance(clips, torch.Tensor) and clips.dtype == torch.uint8:
+            stats = (self.clip_spec.mean, self.clip_spec.std)
+            if isinstance(self.runner, TorchRunner):
+                logits = np.asarray(self.runner(clips, stats=stats), np.float64)
+                return self._scores(logits)
+            clips = normalize_clips(clips, *stats).numpy()
+        elif isinstance(clips, torch.Tensor):
+            clips = clips.numpy()
+        return self._scores(np.asarray(self.runner(clips), np.float64))
+
+    def _scores(self, logits: np.ndarray) -> np.ndarray:
         if logits.shape[-1] != len(self.classes):
             raise RuntimeError(f"model outputs {logits.shape[-1]} classes but its metadata names {len(self.classes)}")
         if not np.isfinite(logits).all():  # never a "(nan%)" prediction: the model, not the video, is broken
@@ -173,8 +204,8 @@ class Predictor:
             return np.zeros((0, len(self.classes)))
         out = []
         for i in range(0, len(items), max(1, batch_size)):
-            chunk = [self.preprocess(item, clips) for item in items[i : i + batch_size]]
-            probs = self.probabilities(np.concatenate(chunk))
+            chunk = [self._clips(item, clips, self.uint8_input) for item in items[i : i + batch_size]]
+            probs = self.probabilities(torch.cat(chunk))
             out.extend(probs[k * clips : (k + 1) * clips].mean(0) for k in range(len(chunk)))
         return out[0] if single else np.stack(out)
 
@@ -230,19 +261,23 @@ def load(
     backend: str | None = None,
     checkpoint: str | Path | None = None,
     clip_seconds: float | None = None,
+    device: str = "cpu",
+    precision: str = "auto",
 ) -> Predictor:
     """A Predictor for a ``.safetensors`` checkpoint (PyTorch), an ``.onnx`` file (ONNX Runtime) or an
     OpenVINO ``.xml`` (float32 or int8); exported files need their ``.sevnet.json`` sidecar.
     ``checkpoint``: refuse an exported file that was not exported from it. ``clip_seconds``: the
-    training clip's duration, when known (it is not stored by training)."""
+    training clip's duration, when known (it is not stored by training). ``device``: where a checkpoint
+    runs (``cpu``, ``cuda``, ``cuda:N`` or ``auto``: a GPU when there is one); ``precision``: auto
+    (bf16 autocast on a GPU, float32 on a CPU), float32 or bf16."""
     path = Path(path)
     kind = MODEL_SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise ModelFileError(f"{path}: unknown model format (expected .safetensors, .onnx or .xml)")
     if kind == "torch":
-        runner, meta = load_runner(checkpoint=path, backend=backend)
+        runner, meta = load_runner(checkpoint=path, backend=backend, device=device, precision=precision)
     else:
-        runner, meta = load_runner(checkpoint=checkpoint, model_file=path, backend=backend)
+        runner, meta = load_runner(checkpoint=checkpoint, model_file=path, backend=backend, device=device)
     if clip_seconds is not None:
         meta = {**meta, "clip_seconds": float(clip_seconds)}
     return Predictor(runner, meta, backend or kind, str(path))

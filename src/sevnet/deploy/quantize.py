@@ -116,10 +116,14 @@ def runner_model(runner: Runner) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda clip: torch.from_numpy(np.asarray(runner(clip.numpy()), np.float32))
 
 
-def accuracy_pair(cfg: ExperimentConfig, fp32: Runner, int8: Runner, limit: int | None = None) -> dict[str, float]:
-    """Top-1 of both models on the evaluation split, scored like ``sevnet eval`` (``predict_loader``:
-    class scores averaged over the views), and their top-1 agreement."""
-    dataset = build_dataset(cfg.data, cfg.eval.split, train=False)
+def accuracy_pair(
+    cfg: ExperimentConfig, fp32: Runner, int8: Runner, limit: int | None = None, dataset: Any = None
+) -> dict[str, float]:
+    """Top-1 of both models on the evaluation split (``dataset`` if already built: its frame cache is
+    built once), scored like ``sevnet eval`` (``predict_loader``: class scores averaged over the views),
+    and their top-1 agreement."""
+    if dataset is None:
+        dataset = build_dataset(cfg.data, cfg.eval.split, train=False)
     if limit is not None and limit < len(dataset):
         dataset = _Head(dataset, limit)
     loader = build_loader(dataset, cfg.eval.batch_size, train=False, cfg_data=cfg.data)
@@ -153,7 +157,7 @@ def quantize_checkpoint(
         raise ValueError(f"--calib-clips must be >= 1, got {calib_clips}")
     load_model(checkpoint)  # a bad checkpoint, then missing data, are found before anything is written
     clips = calibration_clips(cfg.data, calib_clips)
-    build_dataset(cfg.data, cfg.eval.split, train=False)  # the accuracy check's split exists
+    evaluation = build_dataset(cfg.data, cfg.eval.split, train=False)  # found before anything is written
     base = Path(out) if out else Path(checkpoint).with_suffix("")
     exported = export_checkpoint(checkpoint, "openvino", base)
     fp32_xml = Path(exported["openvino"])
@@ -178,7 +182,7 @@ def quantize_checkpoint(
         "int8_clips_per_s": throughput_batch / latency_s(int8, shape, throughput_batch),
         "throughput_batch": throughput_batch,
         "calibration_clips": len(clips),
-        **accuracy_pair(cfg, fp32, int8, eval_limit),
+        **accuracy_pair(cfg, fp32, int8, eval_limit, evaluation),
     }
     return check_drop(report, max_drop, "int8", int8_xml)
 

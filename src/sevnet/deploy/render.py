@@ -20,7 +20,7 @@ def write_csv(timelines: list[Timeline], path: str | Path, topk: int = 5) -> Pat
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
+        writer = csv.writer(f, lineterminator="\n")
         writer.writerow(CSV_FIELDS)
         for tl in timelines:
             for i, (s, e) in enumerate(zip(tl.starts, tl.ends)):

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from sevnet.data.transforms import normalize_clips
+from sevnet.device import DeviceError, autocast, check_device_spec, inference_dtype, resolve_device
 from sevnet.engine.checkpoint import load_model, read_checkpoint, weights_digest
 from sevnet.errors import SevnetError
 
@@ -101,14 +103,36 @@ def verify_sidecar(model_path: Path, path: Path, meta: dict[str, Any]) -> None:
         raise ModelFileError(f"{path}: class_names differ from those recorded at export (SHA-256 mismatch)")
 
 
-def torch_runner(model: torch.nn.Module) -> Runner:
-    model.eval()
+class TorchRunner:
+    """PyTorch eager on one device. In: float32 (N, 3, T, H, W) clips (a NumPy array or a tensor), or
+    uint8 clips with ``stats=(mean, std)``, normalised where the model is (a quarter of the bytes to
+    copy to a GPU). Out: float32 NumPy logits. On a GPU the model runs channels_last_3d (as trained)
+    under ``precision`` (auto: bf16 where supported; float32 on a CPU)."""
+
+    def __init__(self, model: torch.nn.Module, device: str = "cpu", precision: str = "float32") -> None:
+        self.device = resolve_device(device, key="device")
+        self.dtype = inference_dtype(precision, self.device)
+        self.channels_last = self.device.type == "cuda"
+        self.model = model.eval().to(self.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last_3d)
 
     @torch.inference_mode()
-    def run(clips: np.ndarray) -> np.ndarray:
-        return model(torch.from_numpy(np.ascontiguousarray(clips))).float().numpy()
+    def __call__(self, clips: np.ndarray | torch.Tensor, stats: tuple[Any, Any] | None = None) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(clips)) if isinstance(clips, np.ndarray) else clips
+        x = x.to(self.device, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        if stats is not None:
+            x = normalize_clips(x, *stats)
+        with autocast(self.device, self.dtype):
+            logits = self.model(x)
+        return logits.float().cpu().numpy()
 
-    return run
+
+def torch_runner(model: torch.nn.Module, device: str = "cpu", precision: str = "float32") -> TorchRunner:
+    """A ``TorchRunner``: float32 on the CPU unless asked (what export and quantize compare against)."""
+    return TorchRunner(model, device, precision)
 
 
 def onnx_session(path: str | Path, threads: int | None = None) -> Any:
@@ -151,16 +175,21 @@ def openvino_runner(path: str | Path, threads: int | None = None, hint: str = "L
 
 
 def load_runner(
-    checkpoint: str | Path | None = None, model_file: str | Path | None = None, backend: str | None = None
-) -> tuple[Runner, dict[str, Any]]:
-    """A runner and the metadata (class names, preprocessing) for a checkpoint or an exported file."""
+    checkpoint: str | Path | None = None, model_file: str | Path | None = None, backend: str | None = None,
+    device: str = "cpu", precision: str = "auto",
+) -> tuple[Runner, dict[str, Any]]:  # fmt: skip
+    """A runner and the metadata (class names, preprocessing) for a checkpoint or an exported file.
+    ``device`` / ``precision``: where and how a checkpoint runs (exported models run on the CPU)."""
     if model_file is None:
         if checkpoint is None:
             raise ValueError("give a checkpoint or an exported model file")
         if backend not in (None, "torch"):
             raise ValueError(f"backend {backend!r} needs an exported --model file (see `sevnet export`)")
         model, meta = load_model(checkpoint)
-        return torch_runner(model), meta
+        return torch_runner(model, device, precision), meta
+    if check_device_spec(device, "device") not in ("cpu", "auto"):
+        raise DeviceError(f"device={device}: an exported model ({Path(model_file).name}) runs on the CPU with ONNX "
+                          "Runtime or OpenVINO; give the .safetensors checkpoint to run on a GPU")  # fmt: skip
     model_file = Path(model_file)
     if not model_file.is_file():
         raise ModelFileError(f"{model_file}: no such model file")

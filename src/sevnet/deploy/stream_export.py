@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from sevnet.device import resolve_device
 from sevnet.engine.checkpoint import load_model, read_checkpoint, weights_digest
 from sevnet.engine.config import ExperimentConfig
 from sevnet.streaming import StateEntry, Stream, init_state, step
@@ -138,18 +139,20 @@ def torch_step_fn(module: StepModule) -> StepFn:
     return run
 
 
-def eager_step_fn(model: nn.Module, window: int = 0) -> StepFn:
-    """The PyTorch step to run: ``Stream``'s (BN folded, one frame on 4-D ops), same state tuple.
+def eager_step_fn(model: nn.Module, window: int = 0, device: str = "cpu") -> StepFn:
+    """The PyTorch step to run: ``Stream``'s (BN folded, one frame on 4-D ops), same state tuple,
+    computed on ``device`` (the state travels as NumPy arrays, as for every runtime).
 
     ``torch_step_fn`` stays the reference that exports are checked against: the plain ``step``.
     """
-    stream = Stream(model, window)
+    where = resolve_device(device, key="--device")
+    stream = Stream(model.to(where), window)
 
     @torch.inference_mode()
     def run(arrays: list[np.ndarray]) -> list[np.ndarray]:
-        frames, *state = (torch.from_numpy(a) for a in arrays)
+        frames, *state = (torch.from_numpy(a).to(where) for a in arrays)
         logits, new = stream.run(state, frames)
-        return [logits.numpy(), *(t.numpy() for t in new)]
+        return [logits.float().cpu().numpy(), *(t.cpu().numpy() for t in new)]
 
     return run
 
@@ -345,7 +348,7 @@ def layout_from_sidecar(streaming: dict[str, Any]) -> list[StateEntry]:
 
 def load_step_runner(
     checkpoint: str | Path | None = None, model_file: str | Path | None = None, window: int = 0,
-    threads: int | None = None, internal_state: bool = True,
+    threads: int | None = None, internal_state: bool = True, device: str = "cpu",
 ) -> tuple[StepRunner, dict[str, Any]]:  # fmt: skip
     """A step runner and its metadata: PyTorch from a checkpoint, or an exported step model file.
 
@@ -359,7 +362,7 @@ def load_step_runner(
         model, meta = load_model(checkpoint)
         crop = meta["data"]["eval_crop"]
         _, layout = init_state(model, (crop, crop), 1, window)
-        return StepRunner(eager_step_fn(model, window), layout, False), meta
+        return StepRunner(eager_step_fn(model, window, device), layout, False), meta
     model_file = Path(model_file)
     if not model_file.is_file():
         raise ModelFileError(f"{model_file}: no such model file")

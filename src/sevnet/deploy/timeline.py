@@ -17,6 +17,7 @@ and merged into segments ``(label, start, end, mean score)``; segments shorter t
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -378,6 +379,12 @@ def run_timeline(
 
     ``stride`` defaults to half the window; ``smooth``: windows in the moving average (1 = none);
     ``threshold``: minimum smoothed score for a label (default 0 single-label, 0.5 multi-label)."""
+    if not isinstance(path, str | os.PathLike):
+        kind = f"{type(path).__module__}.{type(path).__name__}".removeprefix("builtins.")
+        raise TypeError(
+            f"a timeline reads a video file (a path; its frame rate times the windows), got a {kind}: for "
+            f"frames in memory use predictor.predict(frames), one clip, or write them to a video file first"
+        )
     stride = window / 2 if stride is None else stride
     if smooth < 1:
         raise ValueError(f"smooth must be >= 1 windows, got {smooth}")

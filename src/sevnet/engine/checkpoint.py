@@ -134,6 +134,7 @@ def _write_atomically(path: Path, tensors: dict[str, torch.Tensor], header: dict
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=header)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 (kept by save_file): as readable as an export
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -145,6 +146,13 @@ def _write_atomically(path: Path, tensors: dict[str, torch.Tensor], header: dict
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, then restored at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -259,6 +267,13 @@ def check_meta(meta: Any, path: str | Path) -> dict[str, Any]:
     missing = [k for k in META_DATA_KEYS if k not in meta["data"]]
     if missing:
         raise CheckpointError(f"{path}: metadata 'data' lacks {', '.join(missing)}")
+    from sevnet.data.config import inference_config
+    from sevnet.errors import ConfigError
+
+    try:  # a NaN mean or a zero crop recorded in the file: named with the file, before any video is read
+        inference_config(meta["data"])
+    except (ConfigError, TypeError) as err:
+        raise CheckpointError(f"{path}: its recorded preprocessing is invalid: {err}") from None
     return meta
 
 
@@ -360,7 +375,7 @@ def _check_same_run(path: str | Path, meta: dict[str, Any], expect: dict[str, An
 # loaded and cached, what is printed, how it is evaluated): noted, not refused. Any other change
 # (a schedule, a size, the model, the data's content) is refused unless ``--allow-changed`` names it.
 RESUME_FREE = (
-    "train.progress", "train.log_every", "train.ckpt_every_steps", "train.out_dir", "model.init_from",
+    "train.progress", "train.log_every", "train.ckpt_every_steps", "train.out_dir", "train.device", "model.init_from",
     "data.root", "data.video_dir", "data.split_file", "data.num_workers", "data.worker_nice", "data.cache",
     "data.cache_dir", "eval.",
 )  # fmt: skip

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from sevnet.data.config import DataConfig
+from sevnet.device import check_device_spec
 from sevnet.errors import ConfigError
 from sevnet.validate import above, at_least, between, check_values
 
@@ -76,10 +77,12 @@ TRAIN_RULES = {
     "batch_size": at_least(1, "an integer"),
     "grad_accum": at_least(1, "an integer"),
     "max_steps": at_least(0, "an integer", " (0 = no limit)"),
+    "epoch_clips": at_least(0, "an integer", " (0 = one pass)"),
     "max_minutes": at_least(0, "a number", " (0 = no budget)"),
     "expected_steps": at_least(0, "an integer"),
     "ckpt_every_steps": at_least(0, "an integer"),
     "log_every": at_least(1, "an integer"),
+    "seed": at_least(0, "an integer"),
 }
 
 
@@ -110,6 +113,8 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         check_values("optim", self, OPTIM_RULES)
+        if len(self.betas) != 2:
+            raise ConfigError(f"optim.betas must be two numbers [beta1, beta2], got {self.betas!r}")
 
 
 @dataclass
@@ -118,12 +123,19 @@ class TrainConfig:
     batch_size: int = 8  # per process
     grad_accum: int = 1  # optimizer step every grad_accum batches
     max_steps: int = 0  # stop after this many optimizer steps (0 = run all epochs)
+    # Clips per epoch, all processes together (0 = one pass over the training set). Whole shuffled passes,
+    # the last one cut: a small dataset then has epochs of a useful size, so per-epoch work (checkpoint,
+    # evaluation every eval.every_epochs, warm-up in epochs) keeps the same cadence whatever its size.
+    epoch_clips: int = 0
     # Training-time budget (evaluation excluded): the LR schedule spans it and ends at the minimum
     # LR, then the model is evaluated (0 = no budget; the schedule spans the epochs).
     max_minutes: float = 0.0
     # With max_minutes: the optimizer steps the budget was chosen to buy (a config's measured figures).
     # A run that ends with fewer than half of them says so, and how many minutes would buy them.
     expected_steps: int = 0
+    # auto (a GPU when PyTorch sees one, else the CPU) | cpu | cuda (GPU LOCAL_RANK: one per torchrun
+    # process) | cuda:N (one GPU, one process). Evaluation and the demo use it too.
+    device: str = "auto"
     amp: AmpMode = AmpMode.auto
     channels_last: ChannelsLast = ChannelsLast.auto
     compile: bool = False  # torch.compile the model
@@ -134,10 +146,11 @@ class TrainConfig:
     ckpt_every_steps: int = 0  # also checkpoint every N optimizer steps (0 = once per epoch)
     nan_policy: NanPolicy = NanPolicy.stop
     log_every: int = 10  # steps between TensorBoard scalars
-    progress: bool = True  # tqdm bar on rank 0 (the per-epoch lines are printed either way)
+    progress: bool = True  # rank 0: a bar on a terminal, else a line per quarter of a long epoch (epoch lines: always)
 
     def __post_init__(self) -> None:
         check_values("train", self, TRAIN_RULES)
+        self.device = check_device_spec(self.device, "train.device")
 
 
 @dataclass
@@ -148,6 +161,8 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         check_values("eval", self, {"every_epochs": at_least(0, "an integer"), "batch_size": at_least(1, "an integer")})
+        if self.split not in ("train", "training", "val", "validation", "validate", "valid", "test"):
+            raise ConfigError(f"eval.split must be train, val or test, got {self.split!r}")
 
 
 @dataclass
@@ -168,18 +183,48 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     cfg: DictConfig = OmegaConf.structured(ExperimentConfig)
     try:
         if path is not None:
-            path = Path(path)
-            if not path.is_file():
-                raise FileNotFoundError(f"config file not found: {path}")
-            cfg = OmegaConf.merge(cfg, _yaml_switches(_read_yaml(path)))
+            path = resolve_config(path)
+            cfg = _merge_keeping_missing(cfg, _yaml_switches(_read_yaml(path)))
         if overrides:
-            cfg = OmegaConf.merge(cfg, _yaml_switches(OmegaConf.from_dotlist(list(overrides))))
+            cfg = _merge_keeping_missing(cfg, _yaml_switches(OmegaConf.from_dotlist(list(overrides))))
             _replace_emptied(cfg, overrides)
         _refuse_env(cfg, f"invalid config in {path}: " if path else "invalid config: ")
+        _refuse_missing(cfg, path)
     except (ConfigKeyError, ValidationError) as err:
         where = f" in {path}" if path else ""
         raise ConfigError(f"invalid config{where}: {_explain(err)}") from None
     return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+
+
+SHIPPED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # package data (pyproject: configs/**/*.yaml)
+
+
+def shipped_configs() -> dict[str, Path]:
+    """The configs installed with sevnet, by name (file name without .yaml), sorted."""
+    return {p.stem: p for p in sorted(SHIPPED_CONFIGS.glob("*.yaml"))}
+
+
+def config_purpose(path: Path) -> str:
+    """A config's one-line purpose: its first comment line."""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#") and line.strip("# "):
+            return line.lstrip("#").strip()
+    return ""
+
+
+def resolve_config(ref: str | Path) -> Path:
+    """A config argument: an existing file first (a path always wins), else the name of a shipped
+    config with or without .yaml, so ``sevnet train folder_sevnet_xs`` works from any folder after
+    ``pip install``. Anything else is a FileNotFoundError that lists the shipped names."""
+    path = Path(ref)
+    if path.is_file():
+        return path
+    shipped = shipped_configs()
+    name = path.name.removesuffix(".yaml").removesuffix(".yml")
+    named = path.parent == Path(".") or path.parent.name == "configs"  # a name, or a checkout's configs/NAME.yaml
+    if named and name in shipped:
+        return shipped[name]
+    raise FileNotFoundError(f"config file not found: {ref} (a path, or a shipped config: {', '.join(shipped)})")
 
 
 def _read_yaml(path: Path) -> DictConfig:
@@ -212,6 +257,28 @@ def _refuse_env(node: Any, prefix: str, key: str = "") -> None:
         raise ConfigError(
             f"{prefix}{key}: ${{oc.env:...}} is not supported: sevnet would store the variable's value in the run's "
             f"config.yaml and checkpoints; write the value itself, or pass {key}=VALUE on the command line"
+        )
+
+
+def _merge_keeping_missing(cfg: DictConfig, node: DictConfig) -> DictConfig:
+    """``OmegaConf.merge``, except that a ``???`` (a value the file requires, e.g. ``data.root: ???``)
+    replaces the default: a merge alone keeps the default, so a required data.root became ``.``."""
+    required = OmegaConf.missing_keys(node)
+    merged = OmegaConf.merge(cfg, node)
+    for key in required:
+        OmegaConf.update(merged, key, "???", merge=False)
+    return merged
+
+
+def _refuse_missing(cfg: DictConfig, path: Path | None) -> None:
+    """A ConfigError naming every required key (``???``) that nothing gave a value."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        where = f" in {path}" if path else ""
+        given = " ".join(f"{key}=..." for key in missing)
+        raise ConfigError(
+            f"invalid config{where}: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required "
+            f"(??? in the file): give {'it' if len(missing) == 1 else 'them'} on the command line, e.g. {given}"
         )
 
 

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from sevnet.device import resolve_device
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -26,19 +28,18 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_distributed() -> DistInfo:
-    """Join the process group torchrun describes (env vars); gloo on CPU, nccl on CUDA."""
+def init_distributed(device: str = "auto", key: str = "train.device") -> DistInfo:
+    """Join the process group torchrun describes (env vars) on the device ``device`` names
+    (``auto | cpu | cuda | cuda:N``, see ``sevnet.engine.device``): gloo on CPU, nccl on CUDA."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
-        torch.cuda.set_device(local_rank)
-        device = torch.device("cuda", local_rank)
-    else:
-        device = torch.device("cpu")
+    where = resolve_device(device, key, local_rank, world)
+    if where.type == "cuda":
+        torch.cuda.set_device(where)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return DistInfo(rank, world, local_rank, device)
+        dist.init_process_group("nccl" if where.type == "cuda" else "gloo")
+    return DistInfo(rank, world, local_rank, where)
 
 
 def all_reduce_sum(values: list[float], info: DistInfo) -> list[float]:

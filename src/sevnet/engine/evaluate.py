@@ -116,14 +116,18 @@ def save_confusion_png(probs: torch.Tensor, targets: torch.Tensor, classes: list
     plt.close(fig)
 
 
-def evaluate(cfg: ExperimentConfig, checkpoint_path: str | Path, out_dir: str | Path | None = None) -> dict[str, Any]:
-    """Evaluate a checkpoint on ``cfg.eval.split`` with ``cfg.data``'s views; write report files."""
+def evaluate(
+    cfg: ExperimentConfig, checkpoint_path: str | Path, out_dir: str | Path | None = None, device: str | None = None
+) -> dict[str, Any]:
+    """Evaluate a checkpoint on ``cfg.eval.split`` with ``cfg.data``'s views, in float32 on ``device``
+    (default ``cfg.train.device``); write report files."""
     out = check_folder(out_dir or Path(cfg.train.out_dir) / "eval", "eval --out" if out_dir else "the report folder")
-    info = init_distributed()
+    info = init_distributed(device or cfg.train.device, "--device" if device else "train.device")
     dataset = build_dataset(cfg.data, cfg.eval.split, train=False)
     model, meta = load_model(checkpoint_path, expect_num_classes=dataset.num_classes)
     model.to(info.device)
-    loader = build_loader(dataset, cfg.eval.batch_size, train=False, cfg_data=cfg.data, distributed=info.distributed)
+    loader = build_loader(dataset, cfg.eval.batch_size, train=False, cfg_data=cfg.data, distributed=info.distributed,
+                          pin_memory=info.device.type == "cuda")  # fmt: skip
     _, probs, targets, skipped = predict_loader(model, loader, dataset.multi_label, info)
     if not info.is_main:
         return {}

@@ -55,18 +55,38 @@ class InitReport:
         return "\n".join(lines)
 
 
+# Pretrained models shipped with the package, used by name: model.init_from=motion_prior_xs.
+PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "weights"
+
+
+def pretrained_names() -> list[str]:
+    """Names ``model.init_from`` takes besides paths (the files in ``sevnet/weights``)."""
+    return sorted(p.stem for p in PRETRAINED_DIR.glob("*.safetensors"))
+
+
+def resolve_init_from(value: str | Path) -> Path:
+    """A file as given, else a shipped pretrained model by name; neither is an error naming both."""
+    path = Path(value)
+    if path.is_file():
+        return path
+    shipped = PRETRAINED_DIR / f"{value}.safetensors"
+    if path.suffix == "" and len(path.parts) == 1 and shipped.is_file():
+        return shipped
+    names = ", ".join(pretrained_names()) or "none"
+    raise CheckpointError(f"{path}: model.init_from: no such file, nor a shipped pretrained model (those: {names})")
+
+
 def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], list[str] | None]:
-    """(model tensors, class names or None) from a sevnet checkpoint or a plain safetensors file;
-    NaN/inf weights are refused (they would make every step's loss NaN, blamed on the learning rate)."""
-    state, names = _read_state_dict(Path(path))
+    """(model tensors, class names or None) from a sevnet checkpoint or a plain safetensors file (a path,
+    or the name of a shipped pretrained model); NaN/inf weights are refused (they would make every
+    step's loss NaN, blamed on the learning rate)."""
+    state, names = _read_state_dict(resolve_init_from(path))
     if bad := nonfinite_tensors(state):
         raise CheckpointError(f"{path}: model.init_from: weights are not finite (NaN/inf) in {', '.join(bad[:3])}")
     return state, names
 
 
 def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], list[str] | None]:
-    if not path.is_file():
-        raise CheckpointError(f"{path}: model.init_from: no such file")
     tensors, header = read_safetensors(
         path, "model.init_from takes a sevnet checkpoint or a safetensors state dict (not safetensors"
     )

@@ -27,7 +27,15 @@ LOCK_NAME = ".lock"
 # What a run writes into its folder: any of them marks the folder as holding a run.
 RUN_MARKERS = ("config.yaml", "summary.json", "metrics.csv", "checkpoints")
 # What --overwrite removes (the previous run's outputs; data caches and split.csv stay).
-RUN_OUTPUTS = ("checkpoints", "summary.json", "metrics.csv", "training_curves.png", "tensorboard", "config.yaml")
+RUN_OUTPUTS = (
+    "checkpoints",
+    "summary.json",
+    "metrics.csv",
+    "training_curves.png",
+    "tensorboard",
+    "config.yaml",
+    "skipped.csv",
+)
 
 
 class RunFolderError(SevnetError, RuntimeError):
@@ -129,14 +137,22 @@ def acquire(out_dir: Path) -> Path:
     raise RunFolderError(f"{out_dir}: could not create the lock file {lock}")
 
 
+_HELD: set[Path] = set()  # run folders this process holds the lock of (run_lock nests: train() and fit())
+
+
 @contextlib.contextmanager
 def run_lock(out_dir: Path, enabled: bool = True) -> Iterator[None]:
-    """Hold ``<out_dir>/.lock`` while the block runs (a no-op when not ``enabled``, e.g. DDP rank > 0)."""
-    lock = acquire(out_dir) if enabled else None
+    """Hold ``<out_dir>/.lock`` while the block runs (a no-op when not ``enabled``, e.g. DDP rank > 0,
+    and inside an outer ``run_lock`` of the same folder)."""
+    key = Path(out_dir).resolve()
+    lock = acquire(out_dir) if enabled and key not in _HELD else None
+    if lock is not None:
+        _HELD.add(key)
     try:
         yield
     finally:
         if lock is not None:
+            _HELD.discard(key)
             with contextlib.suppress(FileNotFoundError):
                 lock.unlink()
 
@@ -145,16 +161,22 @@ def holds_run(out_dir: Path) -> bool:
     return any((out_dir / name).exists() for name in RUN_MARKERS)
 
 
-def check_new_run(out_dir: Path, overwrite: bool) -> None:
-    """Refuse a fresh run in a folder that holds one; with ``overwrite``, remove that run's outputs."""
-    if not holds_run(out_dir):
-        return
-    if not overwrite:
+def refuse_existing_run(out_dir: Path) -> None:
+    """A RunFolderError if ``out_dir`` holds a run (what a fresh run without --overwrite must not touch)."""
+    if holds_run(out_dir):
         finished = (out_dir / "checkpoints" / "model.safetensors").is_file()
         raise RunFolderError(
             f"{out_dir} already holds a {'finished' if finished else 'started'} run. Continue it with "
             f"--resume, train into another train.out_dir, or replace it with --overwrite"
         )
+
+
+def check_new_run(out_dir: Path, overwrite: bool) -> None:
+    """Refuse a fresh run in a folder that holds one; with ``overwrite``, remove that run's outputs."""
+    if not holds_run(out_dir):
+        return
+    if not overwrite:
+        refuse_existing_run(out_dir)
     for name in RUN_OUTPUTS:
         path = out_dir / name
         if path.is_dir():

@@ -38,7 +38,7 @@ class RunLog:
             return
         keys = list(dict.fromkeys(k for r in history for k in r))
         text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=keys)
+        writer = csv.DictWriter(text, fieldnames=keys, lineterminator="\n")
         writer.writeheader()
         writer.writerows(history)
         write_text_atomically(self.out_dir / "metrics.csv", text.getvalue())
@@ -66,7 +66,7 @@ def write_skipped_csv(path: Path, named: list[tuple[list[tuple[str, str]], list[
             for file, reason in pairs:
                 rows.setdefault((file, status), [file, status, reason, 0])[3] += 1
     text = io.StringIO()
-    writer = csv.writer(text)
+    writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["path", "status", "reason", "times"])
     writer.writerows(sorted(rows.values()))
     write_text_atomically(path, text.getvalue())

@@ -26,6 +26,7 @@ class TrainState:
     batch: int = 0  # batches of ``epoch`` already consumed: a resume skips them
     step: int = 0  # optimizer steps taken
     elapsed_s: float = 0.0  # training seconds (evaluation excluded): the clock a time budget runs on
+    eval_s: float = 0.0  # seconds spent in validation during training (outside the budget)
     clips_seen: int = 0  # training clips, all ranks
     nonfinite_skipped: int = 0  # steps skipped for a NaN/inf loss (train.nan_policy=skip)
     metrics: dict[str, Any] = field(default_factory=dict)  # the latest validation metrics

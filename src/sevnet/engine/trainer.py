@@ -18,7 +18,9 @@ import copy
 import functools
 import json
 import math
+import os
 import random
+import shutil
 import signal
 import sys
 import time
@@ -36,9 +38,11 @@ from sevnet.data.cache import with_run_cache_dir
 from sevnet.data.config import INFERENCE_KEYS, Flip
 from sevnet.data.folder import freeze_split
 from sevnet.data.mirror import describe as describe_flip
+from sevnet.device import describe as describe_device
 from sevnet.errors import SevnetError
 from sevnet.models import create_model
 from sevnet.models.sevnet import recorded_defaults
+from sevnet.progress import log_to, progress_bar, say
 
 from .checkpoint import (
     check_resume_config,
@@ -58,6 +62,7 @@ from .rundir import (
     TrainingStopped,
     check_new_run,
     check_writable,
+    refuse_existing_run,
     remove_stale_temps,
     run_lock,
     write_text_atomically,
@@ -66,6 +71,9 @@ from .runlog import RunLog, budget_text, epoch_line, write_skipped_csv
 from .state import TrainResult, TrainState
 
 __all__ = ["NonFiniteLossError", "TrainResult", "TrainState", "Trainer", "WorkerCrashError", "lr_factor", "train"]
+
+
+EXPECTED_EPOCHS_CAP = 32  # train.expected_steps counts at most this many epochs of the run's own data
 
 
 class NonFiniteLossError(SevnetError, RuntimeError):
@@ -82,10 +90,16 @@ def train(
     """Train as ``cfg`` says (continuing ``<out_dir>/checkpoints/last.safetensors`` if ``resume``, with the
     run's config but for the keys in ``allow_changed``; replacing a run already in ``train.out_dir`` if
     ``overwrite``, else refusing it)."""
+    out_dir = check_writable(cfg.train.out_dir, "train.out_dir")  # a read-only folder: named before any work
     if resume:  # before any data is read or cached: a changed config is refused in milliseconds
-        last = Path(cfg.train.out_dir) / "checkpoints" / "last.safetensors"
+        last = out_dir / "checkpoints" / "last.safetensors"
         check_resume_config(last, read_recorded_config(last), to_container(cfg), allow_changed)
-    return Trainer(cfg).fit(resume=resume, overwrite=overwrite, allow_changed=allow_changed)
+    elif not overwrite:
+        refuse_existing_run(out_dir)  # before any work (a split drawn, a frame cache built)
+    main = int(os.environ.get("RANK", "0")) == 0
+    # The lock first: a fresh run empties train.log, which a run still going in the folder would own.
+    with run_lock(out_dir, main), log_to(out_dir / "train.log" if main else None, fresh=not resume):
+        return Trainer(cfg).fit(resume=resume, overwrite=overwrite, allow_changed=allow_changed)
 
 
 @dataclass
@@ -122,7 +136,7 @@ class Trainer:
         self, cfg: ExperimentConfig, *, model: nn.Module | None = None, train_set: Any = None, val_set: Any = None
     ) -> None:
         self.cfg = cfg = copy.deepcopy(cfg)  # the caller's config is left as it was
-        self.info = init_distributed()
+        self.info = init_distributed(cfg.train.device)
         _seed_everything(cfg.train.seed, cfg.train.deterministic)
         self.out_dir = Path(cfg.train.out_dir)
         self.last_ckpt = self.out_dir / "checkpoints" / "last.safetensors"
@@ -161,7 +175,7 @@ class Trainer:
         self.train_set, self.val_set = train_set, val_set
         if info.is_main and cfg.data.flip == Flip.auto:
             mirror = getattr(train_set, "mirror", None)
-            print(describe_flip(train_set.classes, mirror) if mirror else "flip: off (auto: the classes have no names)")
+            say(describe_flip(train_set.classes, mirror) if mirror else "flip: off (auto: the classes have no names)")
         if hasattr(train_set, "trace_dir"):
             train_set.trace_dir = self.out_dir / ".loading"
         # A VideoDataset ships uint8 clips; train_step normalises each batch on the device with the
@@ -170,12 +184,14 @@ class Trainer:
         if hasattr(train_set, "uint8_clips"):
             train_set.uint8_clips = True
             self._clip_stats = (list(train_set.cfg.mean), list(train_set.cfg.std))
+        pin = info.device.type == "cuda"
         self.loader = build_loader(train_set, cfg.train.batch_size, train=True, cfg_data=cfg.data,
-                                   distributed=info.distributed)  # fmt: skip
+                                   distributed=info.distributed, pin_memory=pin,
+                                   epoch_size=cfg.train.epoch_clips)  # fmt: skip
         self.val_loader = None
         if val_set is not None:
             self.val_loader = build_loader(val_set, cfg.eval.batch_size, train=False, cfg_data=cfg.data,
-                                           distributed=info.distributed)  # fmt: skip
+                                           distributed=info.distributed, pin_memory=pin)  # fmt: skip
 
     def _build_model(self, model: nn.Module | None) -> None:
         cfg, info = self.cfg, self.info
@@ -185,9 +201,11 @@ class Trainer:
         if cfg.model.init_from:
             report = init_from_checkpoint(model, cfg.model.init_from, list(self.train_set.classes))
             if info.is_main:
-                print(report.summary(), flush=True)
+                say(report.summary())
         self.meta = checkpoint_meta(cfg, self.train_set)
         self.channels_last = use_channels_last(cfg.train.channels_last, info.device)
+        if info.device.type == "cuda" and not cfg.train.deterministic:
+            torch.backends.cudnn.benchmark = True  # fixed clip shapes: cuDNN times its conv3d algorithms once
         self.model = _prepare_model(model, cfg.train, info, self.channels_last)
         self.amp_dtype = amp_dtype(cfg.train.amp, info.device)
         self.scaler = torch.amp.GradScaler(info.device.type, enabled=self.amp_dtype == torch.float16)
@@ -242,7 +260,8 @@ class Trainer:
                 return self._result()
             self._open_run(resume, overwrite)
             if self.info.is_main:
-                print(self._setup_line(), flush=True)
+                say(self._setup_line())
+                say(self._data_line())
             while not self.done:
                 epoch = self.state.epoch
                 self._stop_if_asked()
@@ -250,11 +269,11 @@ class Trainer:
                 self._stop_if_asked(row if self.state.epoch > epoch else None)
                 self.state.history.append(row)
                 self.save()  # before evaluating: an evaluation that fails cannot lose the epoch
-                if self._evaluation_due() and self._evaluate_epoch(row):
+                if self._evaluation_due() and self._timed_evaluation(row):
                     self.save()  # again, with the validation metrics in the history
                 self.log.epoch(self.state.history)
                 if self.info.is_main:
-                    print(epoch_line(row, self.budget_s), flush=True)
+                    say(epoch_line(row, self.budget_s))
             return self.finish()
 
     def _stop_requested(self) -> bool:
@@ -288,7 +307,7 @@ class Trainer:
                 check_new_run(self.out_dir, overwrite)
             write_text_atomically(self.out_dir / "config.yaml", to_yaml(self.cfg))
             for path in remove_stale_temps(self.last_ckpt.parent):
-                print(f"note: removed {path}, left by an interrupted checkpoint save", file=sys.stderr)
+                say(f"note: removed {path}, left by an interrupted checkpoint save", file=sys.stderr)
         barrier(self.info)
         self.log = RunLog(self.out_dir, self.info.is_main)
 
@@ -308,7 +327,7 @@ class Trainer:
         epoch, first = s.epoch, s.batch
         self.model.train()
         self.loader.sampler.set_epoch(epoch)
-        self.loader.sampler.start = first * cfg.train.batch_size
+        self.loader.sampler.start = first * self.loader.batch_size  # videos (data.repeats: clips / repeats)
         self.meter, self._micro = _EpochMeter(), 0
         self.optimizer.zero_grad(set_to_none=True)
         self._clock = (time.perf_counter(), s.elapsed_s)
@@ -380,7 +399,7 @@ class Trainer:
         """Count the samples that failed to load (all ranks); True when no rank has any clip."""
         empty = batch["clip"] is None
         n_empty, n_skipped, n_good = all_reduce_sum(
-            [float(empty), len(batch["skipped"]), 0 if empty else len(batch["clip"])], self.info
+            [float(empty), len(batch["skipped"]), 0 if empty else batch.get("videos", len(batch["clip"]))], self.info
         )
         self.skips.add(0, batch["skipped"], total_loaded=int(n_good), total_skipped=int(n_skipped),
                        partial=batch.get("partial"))  # fmt: skip
@@ -431,6 +450,14 @@ class Trainer:
         metrics["skipped"] = len(skipped)
         return metrics
 
+    def _timed_evaluation(self, row: dict[str, Any]) -> bool:
+        """``_evaluate_epoch``, its seconds added to ``state.eval_s`` (kept out of the training budget)."""
+        started = time.perf_counter()
+        try:
+            return self._evaluate_epoch(row)
+        finally:
+            self.state.eval_s += time.perf_counter() - started
+
     def _evaluate_epoch(self, row: dict[str, Any]) -> bool:
         """Evaluate into ``row`` and the state; a failure is reported and recorded, not raised."""
         s = self.state
@@ -439,8 +466,8 @@ class Trainer:
         except Exception as err:  # the epoch is saved; the run goes on and records the failure
             s.eval_errors.append({"epoch": row["epoch"], "error": f"{type(err).__name__}: {err}"})
             if self.info.is_main:
-                print(f"warning: evaluation after epoch {row['epoch']} failed ({type(err).__name__}: {err}); "
-                      f"the epoch's checkpoint is saved and training goes on", file=sys.stderr, flush=True)  # fmt: skip
+                say(f"warning: evaluation after epoch {row['epoch']} failed ({type(err).__name__}: {err}); "
+                    f"the epoch's checkpoint is saved and training goes on", file=sys.stderr)  # fmt: skip
             return False
         s.metrics = metrics
         row |= {f"val_{k}": v for k, v in metrics.items() if k != "num_samples"}
@@ -488,18 +515,18 @@ class Trainer:
         keys a resume may change and those in ``allow_changed``); says where."""
         if not self.last_ckpt.is_file():
             if self.info.is_main:
-                print(f"no checkpoint at {self.last_ckpt}; starting from scratch")
+                say(f"no checkpoint at {self.last_ckpt}; starting from scratch")
             return False
         recorded = read_recorded_config(self.last_ckpt)
         changes = check_resume_config(self.last_ckpt, recorded, self.meta["config"], allow_changed)
         if changes and self.info.is_main:
-            print(f"note: resuming with changed config keys: {'; '.join(changes)}")
+            say(f"note: resuming with changed config keys: {'; '.join(changes)}")
         plain, tensors = load_training_state(self.last_ckpt, self.model, self.optimizer, expect=self.meta)
         self.load_state_dict({"train_state": plain, "scaler": plain.get("scaler"), "rng_cpu": tensors["rng_cpu"]})
         self.skips.load_state(plain.get("skips"), self.info.rank, self.info.world_size)  # skipped.csv: whole run
         s = self.state
         if self.info.is_main:
-            print(f"resumed from {self.last_ckpt}: epoch {s.epoch}, batch {s.batch}, step {s.step}")
+            say(f"resumed from {self.last_ckpt}: epoch {s.epoch}, batch {s.batch}, step {s.step}")
         return True
 
     def finish(self) -> TrainResult:
@@ -512,7 +539,7 @@ class Trainer:
             meta = {**self.meta, "epoch": s.epoch, "step": s.step, "metrics": s.metrics}
             save_checkpoint(self.final_ckpt, self.model, meta)
             self.log.close(s.history, s.lrs)
-            summary = {"metrics": s.metrics, "steps": s.step, "train_time_s": s.elapsed_s,
+            summary = {"metrics": s.metrics, "steps": s.step, "train_time_s": s.elapsed_s, "eval_time_s": s.eval_s,
                        "best_metric": s.best_metric, "best_epoch": s.best_epoch, "eval_errors": s.eval_errors,
                        "skipped_samples": self.skips.num_skipped, "nonfinite_steps_skipped": s.nonfinite_skipped,
                        "world_size": info.world_size, "weights_digest_per_rank": digests,
@@ -521,8 +548,13 @@ class Trainer:
             warning = self._budget_warning()
             if warning:
                 summary["budget_warning"] = warning
-                print(f"warning: {warning}", flush=True)
+                say(f"warning: {warning}")
             write_text_atomically(self.out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+            shutil.rmtree(self.out_dir / ".loading", ignore_errors=True)  # what workers were loading: a crash report
+            say(f"{s.step} optimizer steps in {s.elapsed_s / 60:.1f} min of training"
+                f"{' (the train.max_minutes budget)' if self.budget_s else ''}; validation took "
+                f"{s.eval_s / 60:.1f} min more (outside the budget)")  # fmt: skip
+            say(self._written_line())
         barrier(info)
         return self._result()
 
@@ -530,12 +562,16 @@ class Trainer:
         """A wall-clock budget buys steps in proportion to the machine's speed: say when it bought far
         fewer than the config expects (``train.expected_steps``), e.g. on a busy or slower machine."""
         s, expected = self.state, self.cfg.train.expected_steps
-        if not (self.budget_s and expected and s.elapsed_s >= self.budget_s and s.step < expected / 2):
+        # Sized to the data: the configs' figures are about 32 epochs of their ~700 clips, and a small set
+        # gains nothing from hundreds of epochs. A fine-tune starts from trained weights: not its figure.
+        expected = min(expected, EXPECTED_EPOCHS_CAP * max(self.batches_per_epoch // self.accum, 1))
+        if self.cfg.model.init_from or not self.budget_s or s.elapsed_s < self.budget_s or s.step >= expected / 2:
             return None
         speed = s.clips_seen / max(s.elapsed_s, 1e-9)
         minutes = math.ceil(self.budget_s / 60 * expected / max(s.step, 1))
         return (f"the {self.budget_s / 60:g}-minute budget ended after {s.step} optimizer steps ({speed:.1f} clips/s), "
-                f"{s.step / expected:.0%} of the {expected} this config expects (train.expected_steps): accuracy "
+                f"{s.step / expected:.0%} of the {expected} this run expects (train.expected_steps, at most "
+                f"{EXPECTED_EPOCHS_CAP} epochs of this data): accuracy "
                 f"at a time budget depends on the speed (a busy or slower machine than the config was "
                 f"measured on, or a slower model?). For about {expected} steps at this speed: "
                 f"train.max_minutes={minutes}")  # fmt: skip
@@ -553,11 +589,30 @@ class Trainer:
 
     def _setup_line(self) -> str:
         """What the speed flags resolved to on this device (train.amp / channels_last: auto)."""
-        device = self.info.device
-        where = f"{device.type}, {torch.get_num_threads()} threads" if device.type == "cpu" else str(device)
+        where = describe_device(self.info.device)
         precision = f"{str(self.amp_dtype).removeprefix('torch.')} autocast" if self.amp_dtype else "float32"
         layout = "channels-last" if self.channels_last else "NCDHW"
         return f"training on {where}: {precision}, {layout}, {self.info.world_size} process(es)"
+
+    def _data_line(self) -> str:
+        """The run folder, the clips of each split and where a drawn split was saved."""
+        val = f", {len(self.val_set)} validation" if self.val_set is not None else ", no validation set"
+        classes = getattr(self.train_set, "num_classes", None)
+        line = f"run folder {self.out_dir}: {len(self.train_set)} training clips{val}" + (
+            f", {classes} classes" if classes else ""
+        )
+        split = self.cfg.data.split_file
+        if split and Path(split).parent == self.out_dir.resolve():
+            line += f"; the split drawn from {self.cfg.data.root} is saved in {split}"
+        return line
+
+    def _written_line(self) -> str:
+        """What the run left in its folder, e.g. for the user to find the model and the curves."""
+        names = ["checkpoints/model.safetensors", "checkpoints/last.safetensors", "config.yaml", "metrics.csv",
+                 "summary.json", "training_curves.png", "tensorboard/", "skipped.csv", "split.csv",
+                 "train.log"]  # fmt: skip
+        present = [n for n in names if (self.out_dir / n.rstrip("/")).exists()]
+        return f"wrote {self.out_dir}/: {', '.join(present)}"
 
     def _autocast(self) -> Any:
         if self.amp_dtype is None:
@@ -565,12 +620,11 @@ class Trainer:
         return torch.autocast(self.info.device.type, dtype=self.amp_dtype)
 
     def _progress(self, epoch: int, first: int) -> Any:
+        """A bar on a terminal; in a redirected log, a line per quarter of a long epoch (sevnet.progress)."""
         if not (self.info.is_main and self.cfg.train.progress):
             return self.loader
-        from tqdm.auto import tqdm
-
-        return tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}", initial=first,
-                    total=self.batches_per_epoch, leave=False, dynamic_ncols=True)  # fmt: skip
+        return progress_bar(self.loader, desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}", initial=first,
+                            total=self.batches_per_epoch, unit="batch", leave=False, dynamic_ncols=True)  # fmt: skip
 
     def _show(self, bar: Any) -> None:
         if not (self.info.is_main and hasattr(bar, "set_postfix")):
@@ -651,7 +705,7 @@ def _maybe_val_dataset(cfg: ExperimentConfig, progress: bool | None = None) -> A
     try:
         return build_dataset(cfg.data, cfg.eval.split, train=False, progress=progress)
     except FileNotFoundError as err:
-        print(f"no validation set ({err}); training without evaluation")
+        say(f"no validation set ({err}); training without evaluation")
         return None
 
 

@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from sevnet.device import model_device
+
 from .layers import MotionCorrelation
 
 
@@ -15,7 +17,8 @@ def count_params(model: nn.Module) -> int:
 
 @torch.no_grad()
 def count_gmacs(model: nn.Module, input_shape: tuple[int, ...]) -> float:
-    """Multiply-adds (in billions) of one forward pass on a zero input of ``input_shape``.
+    """Multiply-adds (in billions) of one forward pass on a zero input of ``input_shape`` (made on the
+    model's own device, so a model on a GPU is counted where it is).
 
     ``FlopCounterMode`` counts 2 FLOPs per multiply-add; halving it gives the fvcore / X3D
     convention (X3D-S: 1.96 G at 13x160x160). Only matmul-like ops (conv, linear) are counted.
@@ -31,7 +34,7 @@ def count_gmacs(model: nn.Module, input_shape: tuple[int, ...]) -> float:
     counter = FlopCounterMode(display=False)
     try:
         with counter:
-            model(torch.zeros(input_shape))
+            model(torch.zeros(input_shape, device=model_device(model)))
     finally:
         for hook in hooks:
             hook.remove()

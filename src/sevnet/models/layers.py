@@ -60,12 +60,44 @@ class SpatialAvgPool(nn.AvgPool3d):
         super().__init__((1, stride, stride), ceil_mode=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 5 or x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last_3d):
+        if not _channels_last(x):
             return super().forward(x)
         n, c, t, h, w = x.shape
         frames = x.transpose(1, 2).reshape(n * t, c, h, w)  # a view: (N, T) are the outer dims in memory
         y = F.avg_pool2d(frames, self.kernel_size[1:], self.stride[1:], ceil_mode=True)
         return y.reshape(n, t, c, *y.shape[-2:]).transpose(1, 2)
+
+
+def _channels_last(x: Tensor) -> bool:
+    """Channels-last in memory and not also plain contiguous (as a 1x1x1 map is both)."""
+    return x.dim() == 5 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d)
+
+
+def global_mean(x: Tensor) -> Tensor:
+    """Mean over (T, H, W) -> (N, C, 1, 1, 1), whose gradient has the input's memory layout.
+
+    Why: the backward of ``x.mean((2, 3, 4))`` and of ``adaptive_avg_pool3d(x, 1)`` expands the
+    (N, C) gradient into a new NCDHW tensor whatever the input's layout. How far that NCDHW gradient
+    spreads then depends on the kernels behind it: on one CPU thread every later ReLU/BN/conv backward
+    kept it, so a channels-last model trained entirely in the slow mixed-layout path; on CUDA, each
+    conv backward copies it back. On a channels-last input the mean runs over the (N, T, H, W, C) view
+    of the same memory, whose backward expands into that order, i.e. channels-last. Same numbers.
+    """
+    if not _channels_last(x):
+        return x.mean(dim=(2, 3, 4), keepdim=True)
+    n, c = x.shape[:2]
+    return x.permute(0, 2, 3, 4, 1).mean(dim=(1, 2, 3)).view(n, c, 1, 1, 1)
+
+
+class GlobalAvgPool(nn.AdaptiveAvgPool3d):
+    """``AdaptiveAvgPool3d(1)`` computed by :func:`global_mean`, so that a channels-last network's
+    gradients stay channels-last (a subclass: code that checks for a global average pool still sees one)."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return global_mean(x) if x.dim() == 5 else super().forward(x)
 
 
 class SqueezeExcite(nn.Module):
@@ -87,7 +119,7 @@ class SqueezeExcite(nn.Module):
 
     def pool(self, x: Tensor) -> Tensor:
         if not self.causal:
-            return x.mean(dim=(2, 3, 4), keepdim=True)
+            return global_mean(x)
         per_frame = x.mean(dim=(3, 4), keepdim=True)
         counts = torch.arange(1, x.shape[2] + 1, device=x.device, dtype=x.dtype).view(1, 1, -1, 1, 1)
         return per_frame.cumsum(dim=2) / counts

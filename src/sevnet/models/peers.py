@@ -7,6 +7,7 @@ PyTorchVideo (``scripts/setup.sh`` installs it for the benchmarks). sevnet never
 from __future__ import annotations
 
 import importlib.util
+import warnings
 
 from torch import nn
 
@@ -17,16 +18,18 @@ _X3D = {"xs": (4, 160, 2.2), "s": (13, 160, 2.2), "m": (16, 224, 2.2)}
 
 
 def _build_x3d(size: str, num_classes: int = 400, dropout: float = 0.5) -> nn.Module:
-    from pytorchvideo.models.x3d import create_x3d
-
     t, crop, depth_factor = _X3D[size]
-    model = create_x3d(
-        input_clip_length=t,
-        input_crop_size=crop,
-        depth_factor=depth_factor,
-        model_num_class=num_classes,
-        dropout_rate=dropout,
-    )
+    with warnings.catch_warnings():  # PyTorchVideo scripts a helper with torch.jit.script: a warning no user can act on
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning)
+        from pytorchvideo.models.x3d import create_x3d
+
+        model = create_x3d(
+            input_clip_length=t,
+            input_crop_size=crop,
+            depth_factor=depth_factor,
+            model_num_class=num_classes,
+            dropout_rate=dropout,
+        )
     # X3D's head pools with a fixed kernel equal to the whole final feature map at its reference
     # input; an adaptive pool is identical there and also accepts other clip sizes.
     model.blocks[-1].pool.pool = nn.AdaptiveAvgPool3d(1)

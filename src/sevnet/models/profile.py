@@ -59,8 +59,15 @@ def activation_megabytes(model: nn.Module, x: torch.Tensor) -> float:
 
 @torch.inference_mode()
 def latencies_ms(model: nn.Module, x: torch.Tensor, repeats: int = 5, warmup: int = 1) -> list[float]:
-    """Wall time (ms) of each of ``repeats`` forward passes after ``warmup`` untimed ones."""
-    return [t * 1e3 for t in wall_seconds(lambda: model(x), repeats, warmup)]
+    """Wall time (ms) of each of ``repeats`` forward passes after ``warmup`` untimed ones (on a GPU,
+    each pass waits for its kernels: CUDA calls return before the work is done)."""
+
+    def forward() -> None:
+        model(x)
+        if x.is_cuda:
+            torch.cuda.synchronize(x.device)
+
+    return [t * 1e3 for t in wall_seconds(forward, repeats, warmup)]
 
 
 def parse_input(text: str) -> tuple[int, int, int]:
@@ -74,12 +81,12 @@ def parse_input(text: str) -> tuple[int, int, int]:
 
 def profile_model(
     name: str, thw: tuple[int, int, int], repeats: int = 5, threads: int | None = None, reference: bool = True,
-    **overrides: object,
+    device: str | torch.device = "cpu", **overrides: object,
 ) -> ProfileRow:  # fmt: skip
     if threads:
         torch.set_num_threads(threads)
-    model = create_model(name, **overrides).eval()
-    x = torch.randn(1, 3, *thw)
+    model = create_model(name, **overrides).eval().to(device)
+    x = torch.randn(1, 3, *thw, device=device)
     times = latencies_ms(model, x, repeats=repeats)
     return ProfileRow(
         model=name,
@@ -96,12 +103,13 @@ def profile_model(
 
 
 def profile_models(
-    names: list[str], common_input: tuple[int, int, int] | None, repeats: int = 5, threads: int | None = None
-) -> list[ProfileRow]:
-    """Each model at its reference input, then (if given) all at the common input."""
-    rows = [profile_model(n, model_info(n).reference_input, repeats, threads) for n in names]
+    names: list[str], common_input: tuple[int, int, int] | None, repeats: int = 5, threads: int | None = None,
+    device: str | torch.device = "cpu",
+) -> list[ProfileRow]:  # fmt: skip
+    """Each model at its reference input, then (if given) all at the common input, on ``device``."""
+    rows = [profile_model(n, model_info(n).reference_input, repeats, threads, device=device) for n in names]
     if common_input is not None:
-        rows += [profile_model(n, common_input, repeats, threads, reference=False) for n in names]
+        rows += [profile_model(n, common_input, repeats, threads, False, device) for n in names]
     return rows
 
 

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .blocks import BLOCKS, ResidualBlock
-from .layers import ConvBN, MotionCorrelation
+from .layers import ConvBN, GlobalAvgPool, MotionCorrelation
 from .registry import register_model
 
 
@@ -122,7 +122,7 @@ class SEVNet(nn.Module):
         self.stem = Stem(cfg.stem_channels, cfg.stem_temporal_kernel, cfg.causal, cfg.stem_kernel)
         self.stages = self._make_stages(cfg)
         self.head_conv = ConvBN(cfg.stages[-1].out_channels, cfg.head_channels, (1, 1, 1))
-        self.pool = nn.AdaptiveAvgPool3d(1)
+        self.pool = GlobalAvgPool()
         self.dropout = nn.Dropout(cfg.dropout)
         self.fc = nn.Linear(cfg.head_channels, cfg.num_classes)
         self.init_weights()

@@ -1,0 +1,147 @@
+"""Feeding a fast model: ``data.repeats`` (one decode, k augmented clips, batches of train.batch_size
+clips) and the decoder thread rule (no worker's decoder takes every core), on real encoded videos."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from _videos import write_video
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from sevnet.data import DataConfig, SkipCounter, build_dataset, build_loader
+from sevnet.data import datasets as datasets_module
+from sevnet.data.video import _thread_count, decoder_threads
+from sevnet.engine import Trainer
+from sevnet.engine.config import EvalConfig, ExperimentConfig, OptimConfig, TrainConfig
+from sevnet.errors import ConfigError
+
+SMALL = {"num_frames": 4, "train_scale": [32, 48], "train_crop": 32, "eval_scale": 32, "eval_crop": 32}
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """root/<class>/: 4 videos of each of 2 classes, 24 frames of 64x96."""
+    root = tmp_path_factory.mktemp("feed")
+    for cls in ("left", "right"):
+        for i in range(4):
+            write_video(root / "train" / cls / f"v{i}.mp4", num_frames=24, size=(64, 96))
+        write_video(root / "val" / cls / "v.mp4", num_frames=24, size=(64, 96))
+    return root
+
+
+def data_cfg(root: Path, **kw: object) -> DataConfig:
+    return DataConfig(format="folder", root=str(root), num_workers=0, **{**SMALL, **kw})
+
+
+def test_repeats_give_k_differently_augmented_clips_from_one_decode(videos: Path, monkeypatch) -> None:
+    ds = build_dataset(data_cfg(videos, repeats=4, flip="on"), "train", train=True)
+    calls = []
+    real = datasets_module.read_frames
+    monkeypatch.setattr(datasets_module, "read_frames", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    item = ds[(3, 0)]
+    assert len(calls) == 1  # one decode of the union of the clips' frames
+    clips, target = item["clip"], item["target"]
+    assert clips.shape == (4, 3, 4, 32, 32) and target.tolist() == [ds.samples[3].target] * 4
+    for a in range(4):
+        for b in range(a + 1, 4):
+            assert not torch.equal(clips[a], clips[b])  # each its own frames, scale, crop and flip
+    again = ds[(3, 0)]
+    assert torch.equal(again["clip"], clips)  # seeded per (seed, epoch, index) as before
+
+
+def test_repeats_1_is_the_plain_item_and_evaluation_ignores_repeats(videos: Path) -> None:
+    plain = build_dataset(data_cfg(videos), "train", train=True)
+    one = build_dataset(data_cfg(videos, repeats=1), "train", train=True)
+    assert torch.equal(plain[(2, 1)]["clip"], one[(2, 1)]["clip"]) and one[(2, 1)]["clip"].shape == (3, 4, 32, 32)
+    val = build_dataset(data_cfg(videos, repeats=4), "val", train=False)
+    assert val.repeats == 1 and val[0]["clip"].shape == (1, 3, 4, 32, 32)
+    loader = build_loader(val, 2, train=False, cfg_data=val.cfg, num_workers=0)
+    assert loader.batch_size == 2 and len(next(iter(loader))["clip"]) == 2
+
+
+def test_loader_reads_batch_over_repeats_videos_and_flattens_their_clips(videos: Path) -> None:
+    cfg = data_cfg(videos, repeats=2)
+    ds = build_dataset(cfg, "train", train=True)
+    loader = build_loader(ds, 4, train=True, cfg_data=cfg, num_workers=0)
+    assert loader.batch_size == 2 and len(loader) == len(ds) // 2  # an epoch reads each video once
+    batch = next(iter(loader))
+    assert batch["clip"].shape == (4, 3, 4, 32, 32) and batch["clip"].dtype == torch.float32
+    index, target = batch["index"].tolist(), batch["target"].tolist()
+    assert index[0] == index[1] != index[2] == index[3]  # a video's clips side by side
+    assert target[0] == target[1] and target[2] == target[3]
+    with pytest.raises(ConfigError, match=r"train.batch_size \(6\) must be a multiple of data.repeats \(4\)"):
+        build_loader(build_dataset(data_cfg(videos, repeats=4), "train", train=True), 6, True, cfg, num_workers=0)
+    with pytest.raises(ConfigError, match=r"data\.repeats must be a positive int"):
+        data_cfg(videos, repeats=0)
+
+
+def test_skipped_videos_are_counted_against_videos_not_clips(videos: Path, tmp_path: Path) -> None:
+    """data.max_skip_fraction is a share of videos: with repeats 2 a bad file is 1 of the 8 videos read."""
+    import shutil
+
+    root = tmp_path / "root"
+    shutil.copytree(videos, root)
+    (root / "train" / "right" / "v3.mp4").unlink()
+    (root / "train" / "left" / "broken.mp4").write_text("not a video\n" * 10)
+    cfg = data_cfg(root, repeats=2)
+    loader = build_loader(build_dataset(cfg, "train", train=True), 4, train=True, cfg_data=cfg, num_workers=0)
+    counter = SkipCounter(max_fraction=0.5, min_seen=1)
+    for batch in loader:
+        counter.update(batch)
+    assert counter.num_skipped == 1 and counter.seen == 8  # 4 batches of 2 videos, one of them bad
+    assert counter.skipped[0][0].endswith("broken.mp4")
+
+
+def test_training_with_repeats_takes_steps_of_batch_size_clips(videos: Path, tmp_path: Path) -> None:
+    """8 videos, repeats 2, batch 4 clips: 4 steps an epoch of 4 clips each, the lr scaled for 4 clips
+    a step (base_batch 4: lr as given), and a mid-epoch resume skips videos, not clips."""
+    data = data_cfg(videos, repeats=2)
+    cfg = ExperimentConfig(
+        data=data,
+        optim=OptimConfig(base_batch=4, lr=0.1, warmup_epochs=0),
+        train=TrainConfig(out_dir=str(tmp_path / "a"), progress=False, batch_size=4, epochs=1, amp="off"),
+        eval=EvalConfig(batch_size=2),
+    )
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 32 * 32, 2))
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = Trainer(cfg, model=model, train_set=build_dataset(data, "train", True), val_set=None)
+    assert trainer.optimizer.param_groups[0]["initial_lr"] == pytest.approx(0.1)
+    trainer.fit()
+    assert trainer.state.step == 4 and trainer.state.clips_seen == 16
+    assert any(not torch.equal(a, b.detach().cpu()) for a, b in zip(before, model.parameters()))
+    cfg = replace(cfg, train=replace(cfg.train, out_dir=str(tmp_path / "b")))
+    resumed = Trainer(cfg, model=model, train_set=build_dataset(data, "train", True), val_set=None)
+    resumed.state.batch = 3  # resumed after 3 of the epoch's 4 batches: one batch (2 videos) is left
+    resumed.train_epoch()
+    assert resumed.state.step == 1 and resumed.state.clips_seen == 4
+
+
+# --- decoder threads ---------------------------------------------------------------------------------
+def test_decoder_threads_share_the_cores_between_workers() -> None:
+    assert decoder_threads(workers=2, cores=2) == 1
+    assert decoder_threads(workers=8, cores=16) == 2
+    assert decoder_threads(workers=15, cores=16) == 1
+    assert decoder_threads(workers=3, cores=2) == 1  # never 0
+    assert decoder_threads(workers=0, cores=4) == 4  # decoding in the main process: alone
+    assert decoder_threads(workers=1, cores=16) == 16
+
+
+class _Threads(Dataset):
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int) -> int:
+        return _thread_count()
+
+
+def test_each_loader_worker_decodes_with_its_share_of_the_cores() -> None:
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    seen = [int(x) for b in DataLoader(_Threads(), batch_size=2, num_workers=2) for x in b]
+    assert seen == [decoder_threads(2, cores)] * 4
+    assert _thread_count() == cores  # the main process decodes alone
