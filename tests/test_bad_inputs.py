@@ -148,6 +148,11 @@ BAD_VALUES = {
     "model.dropout=1.0": "model.dropout must be a number in [0, 1)",
     "data.val_fraction=1": "data.val_fraction must be a number in [0, 1)",
     "eval.batch_size=0": "eval.batch_size must be an integer >= 1",
+    "optim.betas=[0.9]": "optim.betas must be two numbers",
+    "data.train_scale=[160,128]": "data.train_scale must be [min, max] with min <= max",
+    "eval.split=bogus": "eval.split must be train, val or test, got 'bogus'",
+    "data.seed=-1": "data.seed must be an integer >= 0, got -1",
+    "train.seed=-5": "train.seed must be an integer >= 0, got -5",
 }
 
 

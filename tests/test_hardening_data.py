@@ -98,6 +98,12 @@ def test_run_folder_names_skipped_and_partial_samples_below_the_threshold(motion
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["skipped_files"] == [by_status["skipped"]["path"]]
     assert summary["partial_files"] == [by_status["partial"]["path"]]
+    # Issue 25 (a known limit closed): a resumed run's skipped.csv and summary cover the whole run
+    assert by_status["skipped"]["times"] == "1" and summary["skipped_samples"] == 1
+    train(load_config(None, [*overrides, "train.epochs=2"]), resume=True, allow_changed=["train.epochs"])
+    rows = {r["status"]: r for r in csv.DictReader((tmp_path / "run" / "skipped.csv").open())}
+    assert rows["skipped"]["times"] == "2" and rows["partial"]["times"] == "2"
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["skipped_samples"] == 2
 
 
 def test_predict_marks_a_file_that_decodes_only_in_part(tmp_path: Path, capsys) -> None:

@@ -123,3 +123,42 @@ def test_non_utf8_and_newline_file_names_are_skipped_or_escaped(tmp_path: Path, 
     assert main(["predict", str(forged), "--checkpoint", str(ckpt), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "x.mp4\\x0aforged.mp4: red (99.0%).mp4: " in out
+
+
+def test_max_pixels_guards_frame_folder_images_too(tmp_path: Path) -> None:
+    """Issue 25 item 10 (a known limit closed): data.max_pixels refused only video files; an image of a
+    frame folder is now checked from its header before it is decoded."""
+    from sevnet.data import DataConfig, build_dataset
+
+    root = tmp_path / "clips"
+    for cls in ("a", "b"):
+        write_frame_folder(root / cls / f"{cls}0", num_frames=10)  # 64x48 = 3072 pixels
+    small = {"format": "folder", "root": str(root), "num_frames": 4, "eval_scale": 32, "eval_crop": 32}
+    for fmt_kw in ({}, {"format": "frame_list", "num_classes": 2}):
+        if fmt_kw:
+            (root / "train_list.txt").write_text("a/a0 10 0\nb/b0 10 1\n")
+        ok = build_dataset(DataConfig(**{**small, "val_fraction": 0.0, **fmt_kw}), "train", train=False)
+        assert "clip" in ok[0]
+        capped = build_dataset(
+            DataConfig(**{**small, "val_fraction": 0.0, "max_pixels": 3000, **fmt_kw}), "train", False
+        )
+        assert "64x48 = 3072 pixels per frame is over the limit of 3000" in capped[0]["error"][1]
+
+
+def test_a_checkpoint_with_a_nan_mean_is_refused_naming_the_file(tmp_path: Path, capsys) -> None:
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    good = tiny_checkpoint(tmp_path / "m.safetensors")
+    with safe_open(str(good), framework="pt") as f:
+        header = f.metadata()
+    meta = json.loads(header["meta"])
+    meta["data"]["mean"] = [float("nan")] * 3
+    bad = tmp_path / "nan-mean.safetensors"
+    save_file(load_file(str(good)), str(bad), metadata={**header, "meta": json.dumps(meta)})
+    video = write_video(tmp_path / "v.mp4", num_frames=12)
+    assert main(["predict", str(video), "--checkpoint", str(bad), "--json"]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: its recorded preprocessing is invalid: data.mean must be" in err

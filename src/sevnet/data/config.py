@@ -151,6 +151,10 @@ def _check_sizes(cfg: DataConfig) -> None:
     if any(not (is_number(v) and v > 0) for v in cfg.std):  # also catches NaN
         raise ConfigError(f"data.std must be > 0 for every channel, got {cfg.std!r}")
     check_values("data", cfg, DATA_RULES)
+    if cfg.split_seed is not None:
+        check_values("data", cfg, {"split_seed": at_least(0, "an integer")})
+    if cfg.train_scale[0] > cfg.train_scale[1]:
+        raise ConfigError(f"data.train_scale must be [min, max] with min <= max, got {cfg.train_scale!r}")
 
 
 # Numeric keys beyond the sizes above: NaN, inf and out-of-range values are refused by key (not met later
@@ -162,6 +166,7 @@ DATA_RULES = {
     "num_workers": at_least(0, "an integer"),
     "max_skip_fraction": between(0, 1),
     "max_pixels": at_least(0, "an integer", " (0 = no limit)"),
+    "seed": at_least(0, "an integer"),  # NumPy's per-sample generators refuse a negative seed (every clip)
 }
 
 

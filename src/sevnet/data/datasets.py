@@ -104,7 +104,7 @@ class VideoDataset(Dataset):
         if self.cache is not None and index is not None:
             return self.cache.frames(index, indices)
         if sample.frames:
-            return read_frame_folder(sample.path, indices, self.cfg.frame_template)
+            return read_frame_folder(sample.path, indices, self.cfg.frame_template, max_pixels=self.cfg.max_pixels)
         return read_frames(sample.path, indices, self.cfg.max_pixels, getattr(self, "_problems", None))
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:

@@ -75,13 +75,13 @@ def list_frame_images(folder: str | Path) -> list[Path]:
     return [folder / n for n in sorted(images, key=natural_key)]
 
 
-def read_sorted_frames(folder: str | Path, indices: list[int]) -> Any:
+def read_sorted_frames(folder: str | Path, indices: list[int], max_pixels: int = 4096 * 2160) -> Any:
     """Frames ``indices`` (0-based) of a frame folder whose images need not follow
     ``data.frame_template``: the i-th image in name order, as uint8 (T, H, W, 3)."""
     import torch
     from torchvision.io import ImageReadMode, decode_image, read_file
 
-    from .video import DecodeError, stack_frames
+    from .video import DecodeError, check_image_pixels, stack_frames
 
     images = list_frame_images(folder)
     if not images:
@@ -89,6 +89,7 @@ def read_sorted_frames(folder: str | Path, indices: list[int]) -> Any:
     cache: dict[int, torch.Tensor] = {}
     for i in set(indices):
         path = images[min(int(i), len(images) - 1)]  # past the end: the last frame (as for videos)
+        check_image_pixels(path, max_pixels)
         try:
             cache[i] = decode_image(read_file(str(path)), mode=ImageReadMode.RGB).permute(1, 2, 0)
         except (RuntimeError, OSError) as err:

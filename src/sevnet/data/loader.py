@@ -198,6 +198,22 @@ class SkipCounter:
         )
         self.check()
 
+    def state(self, named_per_rank: list[tuple[list, list]]) -> dict[str, Any]:
+        """What a checkpoint keeps (JSON): the counts and every rank's (skipped, partial) lists, so that a
+        resumed run's skipped.csv and summary.json cover the whole run, not only its last session."""
+        return {"seen": self.seen, "num_skipped": self.num_skipped,
+                "named": [[list(map(list, s)), list(map(list, p))] for s, p in named_per_rank]}  # fmt: skip
+
+    def load_state(self, state: dict[str, Any] | None, rank: int, world_size: int) -> None:
+        """Restore ``state``'s counts, and this rank's lists (with another world size: all on rank 0)."""
+        if not isinstance(state, dict):
+            return  # a checkpoint from before the counts were kept
+        self.seen, self.num_skipped = int(state["seen"]), int(state["num_skipped"])
+        named = state["named"]
+        mine = named[rank : rank + 1] if len(named) == world_size else (named if rank == 0 else [])
+        self.skipped = [tuple(x) for s, _ in mine for x in s]
+        self.partial = [tuple(x) for _, p in mine for x in p]
+
     def update(self, batch: dict[str, Any]) -> None:
         """Count one collated batch of this process."""
         loaded = 0 if batch["clip"] is None else batch.get("videos", len(batch["clip"]))  # data.repeats: videos

@@ -249,10 +249,26 @@ def count_frame_files(folder: str | Path, suffixes: tuple[str, ...] = (".jpg", "
     return n
 
 
+def check_image_pixels(path: Path, max_pixels: int) -> None:
+    """``check_pixels`` for one image, from its header alone (PIL reads the size without decoding)."""
+    if not max_pixels:
+        return
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise DecodeError(f"{path}: cannot read frame ({err})") from None
+    check_pixels(path, width, height, max_pixels)
+
+
 def read_frame_folder(
-    folder: str | Path, indices: Sequence[int], template: str = "{:05d}.jpg", first: int = 1
-) -> torch.Tensor:
-    """Frames ``template.format(first + i)`` for each index, as uint8 (T, H, W, 3).
+    folder: str | Path, indices: Sequence[int], template: str = "{:05d}.jpg", first: int = 1,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> torch.Tensor:  # fmt: skip
+    """Frames ``template.format(first + i)`` for each index, as uint8 (T, H, W, 3); an image over
+    ``max_pixels`` is refused from its header, before it is decoded (as a video's frames are).
 
     ``template="sorted"``: the i-th image of the folder in name order (the folder format's frame
     folders, whose file names follow no template).
@@ -262,12 +278,14 @@ def read_frame_folder(
     if template == "sorted":
         from .folder import read_sorted_frames
 
-        return read_sorted_frames(folder, indices)
+        return read_sorted_frames(folder, indices, max_pixels)
 
     folder = Path(folder)
     cache: dict[int, torch.Tensor] = {}
     for i in set(indices):
         path = folder / template.format(first + int(i))
+        if path.is_file():  # a missing frame: the read below names it
+            check_image_pixels(path, max_pixels)
         try:
             cache[i] = decode_jpeg(read_file(str(path)), mode=ImageReadMode.RGB).permute(1, 2, 0)
         except (RuntimeError, OSError) as err:

@@ -267,6 +267,13 @@ def check_meta(meta: Any, path: str | Path) -> dict[str, Any]:
     missing = [k for k in META_DATA_KEYS if k not in meta["data"]]
     if missing:
         raise CheckpointError(f"{path}: metadata 'data' lacks {', '.join(missing)}")
+    from sevnet.data.config import inference_config
+    from sevnet.errors import ConfigError
+
+    try:  # a NaN mean or a zero crop recorded in the file: named with the file, before any video is read
+        inference_config(meta["data"])
+    except (ConfigError, TypeError) as err:
+        raise CheckpointError(f"{path}: its recorded preprocessing is invalid: {err}") from None
     return meta
 
 
@@ -396,7 +403,11 @@ def check_resume_config(
     CheckpointError naming each changed key with its old and new value, and how to go on."""
     if not isinstance(recorded, dict):  # a checkpoint from before configs were recorded: nothing to compare
         return []
-    old, new = _flatten(recorded), _flatten(current)
+    from .config import ExperimentConfig, to_container
+
+    # A key the run's sevnet did not have yet (a newer schema) counts as its default, not as a change.
+    old = _flatten(to_container(ExperimentConfig())) | _flatten(recorded)
+    new = _flatten(current)
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k, "<unset>") != new.get(k, "<unset>"))
     shown = {k: f"{k}: {_short(old.get(k, '<unset>'))} -> {_short(new.get(k, '<unset>'))}" for k in changed}
     refused = [k for k in changed if not _matches(k, RESUME_FREE) and not _matches(k, allow)]

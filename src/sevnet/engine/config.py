@@ -82,6 +82,7 @@ TRAIN_RULES = {
     "expected_steps": at_least(0, "an integer"),
     "ckpt_every_steps": at_least(0, "an integer"),
     "log_every": at_least(1, "an integer"),
+    "seed": at_least(0, "an integer"),
 }
 
 
@@ -112,6 +113,8 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         check_values("optim", self, OPTIM_RULES)
+        if len(self.betas) != 2:
+            raise ConfigError(f"optim.betas must be two numbers [beta1, beta2], got {self.betas!r}")
 
 
 @dataclass
@@ -158,6 +161,8 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         check_values("eval", self, {"every_epochs": at_least(0, "an integer"), "batch_size": at_least(1, "an integer")})
+        if self.split not in ("train", "training", "val", "validation", "validate", "valid", "test"):
+            raise ConfigError(f"eval.split must be train, val or test, got {self.split!r}")
 
 
 @dataclass

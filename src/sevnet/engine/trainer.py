@@ -60,7 +60,6 @@ from .optim import LRSchedule, build_optimizer, lr_factor
 from .rundir import (
     StopSignals,
     TrainingStopped,
-    check_folder,
     check_new_run,
     check_writable,
     refuse_existing_run,
@@ -91,7 +90,7 @@ def train(
     """Train as ``cfg`` says (continuing ``<out_dir>/checkpoints/last.safetensors`` if ``resume``, with the
     run's config but for the keys in ``allow_changed``; replacing a run already in ``train.out_dir`` if
     ``overwrite``, else refusing it)."""
-    out_dir = check_folder(cfg.train.out_dir, "train.out_dir")
+    out_dir = check_writable(cfg.train.out_dir, "train.out_dir")  # a read-only folder: named before any work
     if resume:  # before any data is read or cached: a changed config is refused in milliseconds
         last = out_dir / "checkpoints" / "last.safetensors"
         check_resume_config(last, read_recorded_config(last), to_container(cfg), allow_changed)
@@ -503,9 +502,10 @@ class Trainer:
 
     def save(self, path: Path | None = None) -> None:
         """Checkpoint the run at its current position (rank 0 writes; all ranks wait)."""
+        skips = self.skips.state(gather_objects((self.skips.skipped, self.skips.partial), self.info))
         if self.info.is_main:
             sd = self.state_dict()
-            extra = {**sd["train_state"], "scaler": sd["scaler"], "rng_cpu": sd["rng_cpu"]}
+            extra = {**sd["train_state"], "scaler": sd["scaler"], "rng_cpu": sd["rng_cpu"], "skips": skips}
             meta = {**self.meta, "epoch": self.state.epoch, "step": self.state.step}
             save_checkpoint(path or self.last_ckpt, self.model, meta, self.optimizer, extra)
         barrier(self.info)
@@ -523,6 +523,7 @@ class Trainer:
             say(f"note: resuming with changed config keys: {'; '.join(changes)}")
         plain, tensors = load_training_state(self.last_ckpt, self.model, self.optimizer, expect=self.meta)
         self.load_state_dict({"train_state": plain, "scaler": plain.get("scaler"), "rng_cpu": tensors["rng_cpu"]})
+        self.skips.load_state(plain.get("skips"), self.info.rank, self.info.world_size)  # skipped.csv: whole run
         s = self.state
         if self.info.is_main:
             say(f"resumed from {self.last_ckpt}: epoch {s.epoch}, batch {s.batch}, step {s.step}")
