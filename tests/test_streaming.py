@@ -264,9 +264,13 @@ def test_int8_step_model_has_the_accuracy_gate(causal_run: Path, tmp_path: Path)
     from sevnet.engine import load_config
 
     cfg = load_config(causal_run.parent.parent / "config.yaml")
-    # a gate nothing passes (int8 more than 100 points above float32: -1 could pass by one lucky clip)
-    with pytest.raises(QuantizationAccuracyError, match=r"drop of -?[0-9.]+ points > --max-drop -100.5"):
-        quantize_stream_checkpoint(causal_run, cfg, tmp_path / "s", calib_clips=4, max_drop=-100.5, flat4d=True)
+    # a gate nothing passes (int8 more than 100 points above float32: -1 could pass by one lucky clip):
+    # refused, and the rejected model removed
+    with pytest.raises(QuantizationAccuracyError, match=r"drop of -?[0-9.]+ points > --max-drop -100.5.*removed"):
+        quantize_stream_checkpoint(causal_run, cfg, tmp_path / "r", calib_clips=4, max_drop=-100.5, flat4d=True)
+    assert not (tmp_path / "r-int8.xml").exists() and (tmp_path / "r.xml").is_file()
+    # a gate everything passes: the int8 model stays, and is checked against float32 below
+    quantize_stream_checkpoint(causal_run, cfg, tmp_path / "s", calib_clips=4, max_drop=100.5, flat4d=True)
     assert "FakeQuantize" in (tmp_path / "s-int8.xml").read_text()
     fp32, int8 = (load_step_runner(model_file=tmp_path / name)[0] for name in ("s.xml", "s-int8.xml"))
     a, b = [], []  # every frame's logits of both models over real clips, as calibrated
