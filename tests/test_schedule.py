@@ -70,3 +70,20 @@ def test_validation_time_is_measured_and_kept_out_of_the_budget(tmp_path: Path, 
     assert summary["train_time_s"] >= budget_min * 60, "the budget counts training time only"
     assert summary["train_time_s"] + summary["eval_time_s"] <= wall
     assert "min more (outside the budget)" in capsys.readouterr().out
+
+
+def test_a_gpu_out_of_memory_names_the_batch_and_what_to_lower(tmp_path: Path) -> None:
+    import pytest
+    import torch
+
+    from sevnet.engine.trainer import OutOfMemoryError
+
+    class Hungry(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    trainer = Trainer(config(tmp_path, **{"train.batch_size": 4}), model=Hungry(), train_set=Clips(8))
+    with pytest.raises(
+        OutOfMemoryError, match=r"batches of 4 clips .*\(train\.batch_size=2 train\.grad_accum=2 .*--resume"
+    ):
+        trainer.fit()

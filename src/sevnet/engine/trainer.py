@@ -80,6 +80,10 @@ class NonFiniteLossError(SevnetError, RuntimeError):
     """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
 
 
+class OutOfMemoryError(SevnetError, RuntimeError):
+    """The GPU ran out of memory in a training step; the message names the batch and what to lower."""
+
+
 class WorkerCrashError(SevnetError, RuntimeError):
     """A data-loading worker died (e.g. the decoder crashed); the message names what it was loading."""
 
@@ -332,7 +336,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self._clock = (time.perf_counter(), s.elapsed_s)
         bar = self._progress(epoch, first)
-        with self._worker_errors():
+        with self._worker_errors(), self._memory_errors():
             for batch in bar:
                 before = s.step
                 self.train_step(batch)
@@ -636,6 +640,24 @@ class Trainer:
         if self.budget_s:
             shown["budget"] = budget_text(self.state.elapsed_s, self.budget_s)
         bar.set_postfix(shown)
+
+    @contextlib.contextmanager
+    def _memory_errors(self) -> Iterator[None]:
+        """A GPU out of memory becomes an OutOfMemoryError saying which batch ran and what to lower."""
+        try:
+            yield
+        except torch.cuda.OutOfMemoryError as err:
+            t, d = self.cfg.train, self.cfg.data
+            smaller = max(1, t.batch_size // 2)
+            raise OutOfMemoryError(
+                f"{self.info.device} ran out of memory training {self.cfg.model.name} on batches of "
+                f"{t.batch_size} clips of {d.num_frames}x{d.train_crop}x{d.train_crop} per process: lower "
+                f"train.batch_size (train.batch_size={smaller} "
+                f"train.grad_accum={t.grad_accum * t.batch_size // smaller} keeps the optimizer's batch), or "
+                f"data.num_frames / data.train_crop; train.amp=bf16 and train.channels_last=on also use less "
+                f"memory. Resume from the last checkpoint with --resume (name the changed keys in --allow-changed). "
+                f"({str(err).splitlines()[0]})"
+            ) from err
 
     @contextlib.contextmanager
     def _worker_errors(self) -> Iterator[None]:
