@@ -98,7 +98,7 @@ def test_a_sidecar_whose_preprocessing_does_not_fit_the_model_is_refused_at_load
         sevnet.load(model)
 
 
-def test_non_utf8_and_newline_file_names_are_skipped_or_escaped(tmp_path: Path, capsys) -> None:
+def test_non_utf8_and_newline_file_names_are_skipped_or_escaped(tmp_path: Path, capsys, caplog) -> None:
     """Issue 25 item 7: a Latin-1 file name failed split.csv's writing ("surrogates not allowed", no file
     named, a .split.csv.tmp left behind); a newline in a name was printed raw, forging a result line."""
     from sevnet.data import DataConfig, build_dataset
@@ -112,6 +112,9 @@ def test_non_utf8_and_newline_file_names_are_skipped_or_escaped(tmp_path: Path, 
     write_video(root / "a" / latin1, num_frames=10)
     cfg = DataConfig(format="folder", root=str(root), num_frames=4, eval_scale=32, eval_crop=32, val_fraction=0.0)
     assert len(build_dataset(cfg, "train", train=True)) == 4  # the undecodable name is ignored, named in the log
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "caf\\xe9.mp4 (its name is not valid UTF-8" in logged
+    logged.encode("utf-8")  # escaped: a UTF-8 log file (and pytest-xdist's report transport) takes it
     frozen = freeze_split(cfg, tmp_path / "run")
     assert Path(frozen.split_file).read_text().count(".mp4") == 4 and not list((tmp_path / "run").glob(".*.tmp"))
     assert main(["data", "check", str(root), "--workers", "0", "--no-progress", "--out", str(tmp_path / "dc")]) == 0

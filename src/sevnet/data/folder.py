@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..display import printable
 from .annotations import (
     Annotation,
     AnnotationError,
@@ -165,7 +166,7 @@ def _walk(folder: Path, root: Path, cls: str, scan: Scan) -> None:
         if entry.name.startswith("."):
             scan.ignored.append(_rel(path, root))
         elif not _utf8(entry.name):  # split.csv and reports are UTF-8 text: such a name cannot be recorded
-            scan.ignored.append(_rel(path, root) + " (its name is not valid UTF-8: rename it)")
+            scan.ignored.append(printable(_rel(path, root)) + " (its name is not valid UTF-8: rename it)")
         elif is_dir is None or (is_dir and not _first_visit(path, scan)):
             scan.ignored.append(_rel(path, root) + " (a symlink loop, or a folder already walked)")
         elif is_dir:
@@ -285,8 +286,9 @@ def _report_ignored(root: Path, ignored: list[str]) -> None:
     key = (str(root.resolve()), len(ignored))
     if ignored and key not in _reported:
         _reported.add(key)
-        shown = ", ".join(ignored[:3])
-        log.warning("%s: ignored %d files that are not videos or frame folders (e.g. %s)", root, len(ignored), shown)
+        shown = printable(", ".join(ignored[:3]))  # a log file is UTF-8: a non-UTF-8 name would break it
+        log.warning("%s: ignored %d files that are not videos or frame folders (e.g. %s)", printable(root),
+                    len(ignored), shown)  # fmt: skip
 
 
 def folder_items(cfg: DataConfig) -> tuple[list[str], list[tuple[Item, str]], list[str]]:
