@@ -121,9 +121,7 @@ elif [ "$SKIP_TESTS" = 0 ]; then
   rc=$?
   line=$(grep -E "^(=+ )?[0-9]+ [a-z]+.* in [0-9.]+s" "$REPORT/tests.log" | tail -1 | sed 's/=//g')
   [ "$rc" = 124 ] && line="stopped at the ${cap} s cap; $(grep -c '' "$REPORT/tests.log") lines of output"
-  optional=$(grep -cE "No module named '(openvino|nncf)'" "$REPORT/tests.log")
-  note=""; [ "$optional" -gt 0 ] && note=" ($optional output lines name a missing openvino/nncf: left out of the wheelhouse)"
-  say "- tests (${xdist[*]:-serial}, $(($(date +%s) - t0)) s): ${line:-no summary line, exit $rc}$note"
+  say "- tests (${xdist[*]:-serial}, $(($(date +%s) - t0)) s): ${line:-no summary line, exit $rc}"
   grep -E "^(FAILED|ERROR) " "$REPORT/tests.log" | head -20 | sed 's/^/    /' | tee -a "$SUMMARY"
 fi
 

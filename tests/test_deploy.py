@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ def trained(motion_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> t
 
 
 def test_export_onnx_and_openvino_agree_with_pytorch(trained, tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
     ckpt, _ = trained
     report = export_checkpoint(ckpt, "openvino", tmp_path / "m")
     assert report["onnx_max_rel_error"] < 1e-3 and report["openvino_max_rel_error"] < 1e-3
@@ -53,6 +55,8 @@ def test_export_check_fails_and_says_by_how_much(trained) -> None:
 
 
 def test_int8_agrees_with_float32_and_threshold_fails(trained, tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
     import sevnet.deploy.quantize as quantize
 
     ckpt, cfg_file = trained
@@ -90,6 +94,7 @@ def test_predict_on_real_files_every_backend(trained, tmp_path: Path, capsys, ba
     ckpt, _ = trained
     args = ["--checkpoint", str(ckpt)]
     if backend != "torch":
+        pytest.importorskip("openvino")
         export_checkpoint(ckpt, "openvino", tmp_path / "m")
         args = ["--model", str(tmp_path / ("m.onnx" if backend == "onnx" else "m.xml"))]
     videos = _videos(tmp_path)
@@ -141,3 +146,13 @@ def test_predict_refuses_mismatched_model_files(trained, tmp_path: Path, capsys)
     assert "junk.onnx: not among the files junk.sevnet.json was written for" in capsys.readouterr().err
     assert main(["predict", video, "--checkpoint", str(tmp_path / "missing.safetensors")]) == 2
     assert "missing.safetensors: no such checkpoint file" in capsys.readouterr().err
+
+
+def test_export_without_the_deploy_extra_says_how_to_install_it(trained, tmp_path: Path, monkeypatch, capsys):
+    """Without openvino (an optional extra), export stops with one line naming the package and the pip
+    command, not an ImportError traceback."""
+    monkeypatch.setitem(sys.modules, "openvino", None)  # what an absent package looks like to import
+    ckpt, _ = trained
+    assert main(["export", str(ckpt), "--format", "openvino", "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "OpenVINO export needs the package 'openvino'" in err and "pip install 'sevnet[deploy]'" in err

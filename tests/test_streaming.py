@@ -203,6 +203,7 @@ def test_causal_option_works_through_a_training_config(causal_run: Path) -> None
 
 
 def test_exported_step_equals_pytorch_over_a_sequence(tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
     from sevnet.deploy.stream_export import export_stream_model, load_step_runner
 
     model = tiny_causal()
@@ -259,6 +260,8 @@ def test_step_export_check_fails_and_says_by_how_much() -> None:
 
 
 def test_int8_step_model_has_the_accuracy_gate(causal_run: Path, tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
     from sevnet.deploy.quantize import QuantizationAccuracyError, calibration_clips
     from sevnet.deploy.stream_export import load_step_runner, quantize_stream_checkpoint
     from sevnet.engine import load_config

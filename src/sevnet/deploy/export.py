@@ -14,6 +14,7 @@ from torch import nn
 from sevnet.engine.checkpoint import load_model, read_checkpoint, weights_digest
 from sevnet.engine.rundir import check_writable
 from sevnet.errors import SevnetError
+from sevnet.extras import require
 
 from .runtime import Runner, onnx_runner, openvino_runner, torch_runner, write_sidecar
 
@@ -28,6 +29,7 @@ def export_onnx(model: nn.Module, path: str | Path, clip_shape: tuple[int, int, 
     """ONNX with dynamic batch (dim 0) and clip length T (dim 2): SEVNet never strides time."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    require("onnx", "ONNX export")
     model = model.eval()
     example = torch.randn(2, 3, *clip_shape)
     with warnings.catch_warnings():
@@ -46,8 +48,7 @@ def export_onnx(model: nn.Module, path: str | Path, clip_shape: tuple[int, int, 
 
 
 def export_openvino(onnx_path: str | Path, xml_path: str | Path) -> Path:
-    import openvino as ov
-
+    ov = require("openvino", "OpenVINO export")
     ov_model = ov.convert_model(str(onnx_path))
     ov.save_model(ov_model, str(xml_path), compress_to_fp16=False)
     return Path(xml_path)

@@ -25,6 +25,7 @@ from sevnet.engine.config import ExperimentConfig
 from sevnet.engine.distributed import init_distributed
 from sevnet.engine.evaluate import predict_loader
 from sevnet.errors import SevnetError
+from sevnet.extras import require
 from sevnet.timing import median_seconds
 
 from .export import export_checkpoint
@@ -64,7 +65,7 @@ class _NoCudaRuntimeNote(logging.Filter):
 def import_nncf() -> Any:
     """``nncf``, with the CUDA note above silenced (the filter stays: the loader may be imported later)."""
     logging.getLogger("torch.utils.cpp_extension").addFilter(_NoCudaRuntimeNote())
-    import nncf
+    nncf = require("nncf", "int8 quantization")
 
     return nncf
 
@@ -75,7 +76,7 @@ def quantize_openvino(
     """NNCF post-training static int8 (performance preset) of an OpenVINO model, calibrated on ``data``
     (its inputs: clips, or a step model's input dicts). ``ignored_scope(model)`` names the nodes to keep
     in float (e.g. a stream step's running sums)."""
-    import openvino as ov
+    ov = require("openvino", "int8 quantization")
 
     nncf = import_nncf()
     model = ov.Core().read_model(str(xml_path))

@@ -20,6 +20,7 @@ from sevnet.data.transforms import normalize_clips
 from sevnet.device import DeviceError, autocast, check_device_spec, inference_dtype, resolve_device
 from sevnet.engine.checkpoint import load_model, read_checkpoint, weights_digest
 from sevnet.errors import SevnetError
+from sevnet.extras import require
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
@@ -137,7 +138,7 @@ def torch_runner(model: torch.nn.Module, device: str = "cpu", precision: str = "
 
 def onnx_session(path: str | Path, threads: int | None = None) -> Any:
     """An ONNX Runtime CPU session; a file it cannot load is a ModelFileError naming it."""
-    import onnxruntime as ort
+    ort = require("onnxruntime", "Running an ONNX model")
 
     options = ort.SessionOptions()
     if threads:
@@ -155,7 +156,7 @@ def onnx_runner(path: str | Path, threads: int | None = None) -> Runner:
 
 
 def openvino_runner(path: str | Path, threads: int | None = None, hint: str = "LATENCY") -> Runner:
-    import openvino as ov
+    ov = require("openvino", "Running an OpenVINO model")
 
     core = ov.Core()
     # f32: on CPUs with bf16 units OpenVINO would otherwise run float layers in bf16 (~1e-2 error).
