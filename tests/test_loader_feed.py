@@ -14,10 +14,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from sevnet.data import DataConfig, SkipCounter, build_dataset, build_loader
 from sevnet.data import datasets as datasets_module
-from sevnet.data.video import _thread_count, decoder_threads
 from sevnet.engine import Trainer
 from sevnet.engine.config import EvalConfig, ExperimentConfig, OptimConfig, TrainConfig
 from sevnet.errors import ConfigError
+from sevnet.video import decoder_threads, thread_count
 
 SMALL = {"num_frames": 4, "train_scale": [32, 48], "train_crop": 32, "eval_scale": 32, "eval_crop": 32}
 
@@ -146,7 +146,7 @@ class _Threads(Dataset):
         return 4
 
     def __getitem__(self, i: int) -> int:
-        return _thread_count()
+        return thread_count()
 
 
 def test_each_loader_worker_decodes_with_its_share_of_the_cores() -> None:
@@ -155,4 +155,4 @@ def test_each_loader_worker_decodes_with_its_share_of_the_cores() -> None:
     cores = len(os.sched_getaffinity(0))
     seen = [int(x) for b in DataLoader(_Threads(), batch_size=2, num_workers=2) for x in b]
     assert seen == [decoder_threads(2, cores)] * 4
-    assert _thread_count() == cores  # the main process decodes alone
+    assert thread_count() == cores  # the main process decodes alone

@@ -372,7 +372,7 @@ def test_stream_from_a_local_http_server_and_one_that_stops_midway(causal_run: P
 def test_an_http_mp4_with_its_index_at_the_end_says_why_it_cannot_be_read(tmp_path: Path) -> None:
     """FFmpeg writes the MP4 index (moov) last; over HTTP from a server without range requests (as
     Python's http.server) reading it needs a seek the server refuses: the error says so and the fix."""
-    from sevnet.deploy.live import SourceError, decoded_frames, open_source
+    from sevnet.deploy.live import SourceError, open_source, source_frames
 
     rng = np.random.default_rng(0)  # noise: a file of ~1 MB, past what FFmpeg reads ahead without seeking
     frames = [rng.integers(0, 255, (120, 160, 3), dtype=np.uint8) for _ in range(60)]
@@ -382,7 +382,7 @@ def test_an_http_mp4_with_its_index_at_the_end_says_why_it_cannot_be_read(tmp_pa
         url = f"{base}/full.webm"  # the handler's name for "the whole file"
         with pytest.raises(SourceError, match=r"range requests.*-movflags faststart"):
             container = open_source(url)
-            for _ in decoded_frames(container, url):
+            for _ in source_frames(container, url):
                 pass
 
 

@@ -191,7 +191,7 @@ def test_cli_timelines_to_json_lines_with_resume(scenes: Path, tmp_path: Path, c
 
 def test_decoder_skips_unused_frames_but_never_a_wanted_one(scenes: Path) -> None:
     """H.264: frames no window samples and no frame refers to (B-frames) are not decoded at all."""
-    from sevnet.deploy.timeline import decoded_frames
+    from sevnet.video import decoded_frames
 
     every = [i for i, _ in decoded_frames(scenes)]
     assert every == sorted(every) and len(every) == 120

@@ -48,10 +48,11 @@ from av.video.reformatter import VideoReformatter
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 from torchvision.transforms.v2 import functional as F
 
+from sevnet.video import DecodeError, decoded_frames, fill_forward
+
 from ..errors import SevnetError
 from .annotations import Sample
 from .config import CacheMode, DataConfig
-from .video import DecodeError, _open, _stream_timing
 
 log = logging.getLogger(__name__)
 
@@ -118,33 +119,13 @@ def cache_key(samples: Sequence[Sample], cfg: DataConfig) -> str:
 
 # --- decoding a whole sample (runs in build workers) ---------------------------------------------
 def _decode_all(path: Path, num: int) -> Iterator[np.ndarray]:
-    """Frames 0..num-1 by ``read_frames``' rules (index from the timestamp; a gap gets the next
+    """Frames 0..num-1 by ``read_frames``' rules (``sevnet.video.fill_forward``: a gap gets the next
     frame; past the end, or after a broken tail, the last good frame), decoded once from the start."""
-    pending, last = 0, None
-    with _open(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        fps, time_base, start = _stream_timing(stream)
-        to_rgb = VideoReformatter()  # one swscale context for the file (video.py's reason)
-        try:
-            for n, frame in enumerate(container.decode(stream)):
-                pts = frame.pts if frame.pts is not None else frame.dts
-                index = round((pts - start) * time_base * fps) if pts is not None else n
-                if index < pending:
-                    continue
-                last = to_rgb.reformat(frame, format="rgb24").to_ndarray()
-                while pending < num and pending <= index:
-                    yield last
-                    pending += 1
-                if pending == num:
-                    return
-        except av.FFmpegError as err:
-            if last is None:
-                raise DecodeError(f"{path}: decoding failed ({err})") from None
-    if last is None:
-        raise DecodeError(f"{path}: no decodable frame at or after index 0")
-    for _ in range(num - pending):
-        yield last
+    to_rgb = VideoReformatter()  # one swscale context for the file (video.py's reason)
+    for frame, filled in fill_forward(decoded_frames(path), range(num), str(path)):
+        rgb = to_rgb.reformat(frame, format="rgb24").to_ndarray()
+        for _ in filled:
+            yield rgb
 
 
 class FrameSource(Protocol):

@@ -62,7 +62,7 @@ def _verdict(found: Finding, problems: list[tuple[str, str]]) -> Finding:
 
 
 def _file_problem(path: Path) -> Finding | None:
-    from .video import not_a_file
+    from sevnet.video import not_a_file
 
     if not path.exists():
         return Finding("missing", "no such file")
@@ -101,16 +101,6 @@ def _timing(stamps: list[int], time_base: float, fps: float) -> tuple[float, flo
     return typical, covered, intervals
 
 
-def _truncation(decoded: int, header_frames: int, covered: float, duration: float, typical: float) -> str | None:
-    """Why the file holds less than its container says, or None. Containers over-report a frame
-    or so (docs/data.md), hence the tolerances."""
-    if header_frames and decoded < header_frames - max(1, round(0.02 * header_frames)):
-        return f"{decoded} of the {header_frames} frames the container lists decode"
-    if duration and covered < duration - max(2 * typical, 0.05 * duration):
-        return f"frames cover {covered:.2f} s of the {duration:.2f} s the container claims ({decoded} frames decode)"
-    return None
-
-
 def _vfr(intervals: list[float], typical: float) -> str | None:
     odd = [d for d in intervals if d > 1.5 * typical or d < 0.5 * typical]
     if len(intervals) < 2 or not odd:
@@ -120,36 +110,30 @@ def _vfr(intervals: list[float], typical: float) -> str | None:
 
 
 def inspect_video(path: Path, min_frames: int, max_pixels: int) -> Finding:
-    """Open and decode a whole video; find what is wrong with it, if anything."""
-    import av
+    """Open and decode a whole video; find what is wrong with it, if anything. Opening, timing and the
+    truncation rule are ``sevnet.video``'s (a frame size over the limit is reported, not refused)."""
+    from sevnet.video import DecodeError, frame_timing, open_video, stream_duration, truncation_reason
 
     found = _file_problem(path)
     if found is not None:
         return found
     try:
-        container = av.open(str(path))
-    except (av.FFmpegError, OSError, ValueError) as err:
-        return Finding("unreadable", f"cannot open as video ({err})")
+        container = open_video(path, max_pixels=0)
+    except DecodeError as err:
+        return Finding("unreadable", str(err).removeprefix(f"{path}: "))
     with container:
-        if not container.streams.video:
-            return Finding("unreadable", "no video stream")
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        fps = float(stream.average_rate or stream.guessed_rate or stream.base_rate or 0) or 25.0
-        time_base = float(stream.time_base) if stream.time_base else 1.0 / fps
-        if stream.duration:
-            duration = stream.duration * time_base
-        else:
-            duration = container.duration / av.time_base if container.duration else 0.0
-        found = Finding(width=stream.codec_context.width, height=stream.codec_context.height, fps=round(fps, 3))
+        timing = frame_timing(stream)
+        duration = stream_duration(container, stream, timing)
+        found = Finding(width=stream.codec_context.width, height=stream.codec_context.height, fps=round(timing.fps, 3))
         decoded, stamps, error = _decode_all(container, stream)
         header_frames = stream.frames
     found.frames = decoded
     if decoded == 0:
         return dataclasses.replace(found, status="unreadable", reason=f"no frame decodes ({error or 'no frames'})")
     problems: list[tuple[str, str]] = []
-    typical, covered, intervals = _timing(stamps, time_base, fps)
-    cut = _truncation(decoded, header_frames, covered, duration, typical)
+    typical, covered, intervals = _timing(stamps, timing.time_base, timing.fps)
+    cut = truncation_reason(decoded, header_frames, covered, duration, typical, verb="decode")
     if cut:
         _add(problems, "truncated", cut + (f" ({error})" if error else ""))
     elif error:

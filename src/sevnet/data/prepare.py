@@ -40,7 +40,7 @@ from .video import decoder_threads
 
 # The candidates benchmarks/loader_bench.py measures: name -> (encoder, options, pixel format).
 # mjpeg is the default, the measured winner (docs/data.md, "Preparing a dataset"): every frame is a JPEG
-# of its own, so a clip decodes only its 16 frames (``video._frames``), where H.264 decodes every frame
+# of its own, so a clip decodes only its 16 frames (``sevnet.video.decoded_frames``), where H.264 decodes every frame
 # from the keyframe on; it costs about 2.4x the bytes of a released SSv2 webm.
 CODECS: dict[str, tuple[str, dict[str, str], str]] = {
     "h264": ("libx264", {"g": "16", "bf": "0", "crf": "23", "preset": "veryfast"}, "yuv420p"),

@@ -26,6 +26,7 @@ from sevnet.data.config import inference_config
 from sevnet.data.transforms import build_transform
 from sevnet.engine.metrics import class_scores
 from sevnet.errors import SevnetError
+from sevnet.video import frame_timing
 
 from .stream_export import StepRunner
 from .timeline import Timeline, build_timeline
@@ -68,13 +69,15 @@ def open_source(source: str, input_format: str | None = None, timeout: float = 1
 
 
 def frame_rate(container: av.container.InputContainer) -> float:
-    """The video stream's frame rate as FFmpeg reports it; 25 when it reports none."""
-    stream = container.streams.video[0]
-    return float(stream.average_rate or stream.guessed_rate or 0) or 25.0
+    """The video stream's frame rate, by the rule every decoder uses (``sevnet.video.frame_timing``)."""
+    return frame_timing(container.streams.video[0]).fps
 
 
-def decoded_frames(container: av.container.InputContainer, source: str) -> Iterator[tuple[int, float, np.ndarray]]:
-    """(index, time in seconds, RGB uint8 frame) for each frame; a decoding failure is a SourceError."""
+def source_frames(container: av.container.InputContainer, source: str) -> Iterator[tuple[int, float, np.ndarray]]:
+    """(position, time in seconds, RGB uint8 frame) for each frame as the source delivers it; a decoding
+    failure is a SourceError. Not ``sevnet.video.decoded_frames``: a camera's or network stream's
+    timestamps need not start at 0 nor keep to a rate, so a live frame is numbered by its arrival (0,
+    1, 2, ...) and timed from the first frame, instead of indexed from its timestamp."""
     stream = container.streams.video[0]
     fps = frame_rate(container)
     start = None
@@ -201,7 +204,7 @@ def run_stream(
     stats.fps = frame_rate(container)
     runner.reset()
     with deferred_interrupt() as interrupted, contextlib.closing(container):
-        for index, t, rgb in decoded_frames(container, source):
+        for index, t, rgb in source_frames(container, source):
             stats.decoded, stats.media_time = index + 1, t
             if index % stats.stride == 0:
                 if realtime:  # a file played at its own pace, as a camera would deliver it

@@ -10,7 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from .timeline import Timeline, decoded_frames, window_cores
+from sevnet.video import decoded_frames
+
+from .timeline import Timeline, window_cores
 
 CSV_FIELDS = ("video", "kind", "start", "end", "rank", "label", "score")
 

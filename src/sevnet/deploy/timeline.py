@@ -19,20 +19,19 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Full, Queue
 from typing import TYPE_CHECKING, Any
 
-import av
 import numpy as np
 import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from sevnet.data.sampling import dense_indices, segment_indices
-from sevnet.data.video import DecodeError, _open, _stream_timing, probe_video
+from sevnet.video import DecodeError, decoded_frames, fill_forward, probe_video
 
 if TYPE_CHECKING:
     from .predictor import ClipSpec, Predictor
@@ -118,40 +117,6 @@ class FrameRing:
         return self.buffer[[p % self.capacity for p in positions]]
 
 
-# Decoders that honour skip_frame=NONREF: frames no other frame refers to (most B-frames) and that no
-# window samples are then not decoded at all.
-SKIPPABLE_CODECS = frozenset({"h264", "hevc"})
-
-
-def decoded_frames(path: str | Path, keep: Callable[[int], bool] | None = None) -> Iterator[tuple[int, av.VideoFrame]]:
-    """(frame index, frame) in decoding order, indices from timestamps as ``read_frames`` computes
-    them. A file that breaks after some frames ends there (a truncated tail), as in ``read_frames``.
-
-    ``keep(index)``: False for a frame nobody will use, so that an H.264 / HEVC decoder may skip it
-    when no other frame refers to it; such frames may then be missing from the output."""
-    seen = False
-    with _open(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        fps, time_base, start = _stream_timing(stream)
-        context = stream.codec_context
-        skip = keep is not None and context.name in SKIPPABLE_CODECS
-        try:
-            n = 0
-            for packet in container.demux(stream):
-                if skip:
-                    used = packet.pts is None or keep(round((packet.pts - start) * time_base * fps))
-                    context.skip_frame = "DEFAULT" if used else "NONREF"
-                for frame in packet.decode():
-                    pts = frame.pts if frame.pts is not None else frame.dts
-                    seen = True
-                    yield (round((pts - start) * time_base * fps) if pts is not None else n), frame
-                    n += 1
-        except av.FFmpegError as err:
-            if not seen:
-                raise DecodeError(f"{path}: decoding failed ({err})") from None
-
-
 _DONE = object()
 
 
@@ -210,27 +175,18 @@ class WindowStream:
             put(err)
 
     def _produce(self) -> Iterator[tuple[list[WindowPlan], np.ndarray]]:
-        filled = emitted = 0
+        emitted = 0
         pending: list[int] = []
-        latest: np.ndarray | None = None
         self._filled = 0
-        for index, frame in decoded_frames(self.path, keep=self._wanted):
-            if filled == len(self.needed):
-                break
-            if self.needed[filled] > index:
-                continue  # not sampled by any window: never converted
-            latest = self.prep.frame(frame.to_ndarray(format="rgb24")).numpy()
-            while filled < len(self.needed) and self.needed[filled] <= index:  # a timestamp gap fills forward
-                self.ring.put(filled, latest)
-                filled = self._filled = filled + 1
-                emitted = yield from self._emit(filled, emitted, pending)
-        if filled < len(self.needed):
-            if latest is None:
-                raise DecodeError(f"{self.path}: no decodable frame at or after index {self.needed[filled]}")
-            while filled < len(self.needed):  # past the last decodable frame: the last frame, as in read_frames
-                self.ring.put(filled, latest)
-                filled += 1
-                emitted = yield from self._emit(filled, emitted, pending)
+        converted, latest = None, None
+        frames = decoded_frames(self.path, keep=self._wanted)
+        for frame, filled in fill_forward(frames, self.needed, str(self.path)):  # a gap or the tail: fills forward
+            if frame is not converted:  # frames no window samples are never converted
+                converted, latest = frame, self.prep.frame(frame.to_ndarray(format="rgb24")).numpy()
+            for _ in filled:
+                self.ring.put(self._filled, latest)
+                self._filled += 1
+                emitted = yield from self._emit(self._filled, emitted, pending)
         if pending:
             yield self._batch(pending)
 
