@@ -71,6 +71,8 @@ OPTIM_RULES = {
     "warmup_factor": between(0, 1),
     "min_lr_factor": between(0, 1),
     "label_smoothing": between(0, 1, high_open=True),
+    "mixup_alpha": at_least(0),
+    "cutmix_alpha": at_least(0),
 }
 TRAIN_RULES = {
     "epochs": at_least(1, "an integer"),
@@ -110,6 +112,10 @@ class OptimConfig:
     warmup_factor: float = 0.1
     min_lr_factor: float = 0.0  # cosine decays to min_lr_factor * lr
     label_smoothing: float = 0.0
+    # Mixup / CutMix on the batch where the model is (engine/mixing.py): Beta(alpha, alpha) ratios,
+    # 0 = off; with both on, each batch uses one of them
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
 
     def __post_init__(self) -> None:
         check_values("optim", self, OPTIM_RULES)

@@ -56,6 +56,7 @@ from .config import AmpMode, ChannelsLast, ExperimentConfig, NanPolicy, TrainCon
 from .distributed import DistInfo, all_reduce_sum, barrier, gather_objects, init_distributed
 from .evaluate import compute_metrics, predict_loader
 from .finetune import init_from_checkpoint
+from .mixing import ClipMixer
 from .optim import LRSchedule, build_optimizer, lr_factor
 from .rundir import (
     StopSignals,
@@ -213,6 +214,7 @@ class Trainer:
         self.model = _prepare_model(model, cfg.train, info, self.channels_last)
         self.amp_dtype = amp_dtype(cfg.train.amp, info.device)
         self.scaler = torch.amp.GradScaler(info.device.type, enabled=self.amp_dtype == torch.float16)
+        self.mixer = _mixer(cfg, len(self.train_set.classes), info.rank)
         self.criterion: nn.Module = (
             nn.BCEWithLogitsLoss()
             if self.train_set.multi_label
@@ -370,12 +372,13 @@ class Trainer:
             clip = clip.contiguous(memory_format=torch.channels_last_3d)
         if self._clip_stats is not None:
             clip = normalize_clips(clip, *self._clip_stats)
+        mixed_clip, loss_target = self.mixer(clip, target) if self.mixer else (clip, target)
         last_micro = self._micro + 1 >= self.accum
         no_sync = self.info.distributed and not last_micro
         with self.model.no_sync() if no_sync else contextlib.nullcontext():
             with self._autocast():
-                logits = self.model(clip)
-                loss = self.criterion(logits.float(), target)
+                logits = self.model(mixed_clip)
+                loss = self.criterion(logits.float(), loss_target)
             if not self._loss_is_finite(loss):
                 return None
             self.scaler.scale(loss / self.accum).backward()
@@ -712,6 +715,14 @@ def cpu_has_amx() -> bool:
             return any(line.startswith("flags") and " amx_bf16" in line for line in f)
     except OSError:
         return False
+
+
+def _mixer(cfg: ExperimentConfig, num_classes: int, rank: int) -> ClipMixer | None:
+    """Mixup / CutMix when either alpha is set; each process draws its own ratios."""
+    o = cfg.optim
+    if o.mixup_alpha == 0 and o.cutmix_alpha == 0:
+        return None
+    return ClipMixer(o.mixup_alpha, o.cutmix_alpha, num_classes, seed=cfg.train.seed * 1000 + rank)
 
 
 def _seed_everything(seed: int, deterministic: bool) -> None:

@@ -1,0 +1,69 @@
+"""Mixup / CutMix on the device batch (engine/mixing.py): the arithmetic, the tube, the targets, and a
+Trainer that trains with them from a config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from test_trainer import Clips, batch, config, linear_model
+
+from sevnet.engine import Trainer
+from sevnet.engine.config import OptimConfig
+from sevnet.engine.mixing import ClipMixer
+from sevnet.errors import ConfigError
+
+
+def _clips(b: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    clip = torch.arange(b, dtype=torch.float32).view(b, 1, 1, 1, 1).expand(b, 3, 4, 16, 20).contiguous()
+    return clip, torch.tensor([0, 1, 2, 1])[:b]
+
+
+def test_mixup_blends_each_clip_with_the_reversed_batch_and_its_target_alike() -> None:
+    clip, target = _clips()
+    mixed, soft = ClipMixer(mixup_alpha=0.4, cutmix_alpha=0.0, num_classes=3, seed=1)(clip, target)
+    lam = 1 - mixed[0, 0, 0, 0, 0].item() / 3  # clip 0 (all 0) with clip 3 (all 3)
+    assert 0 <= lam <= 1
+    assert torch.allclose(mixed, clip * lam + clip.flip(0) * (1 - lam))
+    assert torch.allclose(soft.sum(1), torch.ones(4))
+    assert soft[0].tolist() == pytest.approx([lam, 1 - lam, 0.0], abs=1e-6)  # class 0 with clip 3's class 1
+    assert torch.equal(clip, _clips()[0])  # out of place
+
+
+def test_cutmix_pastes_one_box_through_every_frame_and_targets_follow_the_area() -> None:
+    clip, target = _clips()
+    clip = clip.contiguous(memory_format=torch.channels_last_3d)
+    for seed in range(20):
+        mixed, soft = ClipMixer(mixup_alpha=0.0, cutmix_alpha=1.0, num_classes=3, seed=seed)(clip, target)
+        pasted = mixed[0] == 3  # clip 0 is all 0; its partner, clip 3, all 3
+        assert torch.equal(pasted, pasted[:, :1].expand_as(pasted)), "the box moved between frames"
+        kept = 1 - pasted[0, 0].float().mean().item()
+        assert soft[0, 0].item() == pytest.approx(kept) and soft[0, 1].item() == pytest.approx(1 - kept)
+
+
+def test_multi_hot_targets_mix_as_given() -> None:
+    clip, _ = _clips()
+    multi = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]])
+    _, soft = ClipMixer(mixup_alpha=1.0, cutmix_alpha=1.0, num_classes=3, seed=0)(clip, multi)
+    # row 0 [1, 0, 1] with its partner row 3 [0, 0, 1]: [lam, 0, 1]
+    assert soft[0, 1].item() == 0 and soft[0, 2].item() == pytest.approx(1.0) and 0 <= soft[0, 0].item() <= 1
+    assert ((soft >= 0) & (soft <= 1)).all()
+
+
+def test_negative_alpha_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"optim\.mixup_alpha"):
+        OptimConfig(mixup_alpha=-0.2)
+
+
+@pytest.mark.parametrize("alphas", [{"optim.mixup_alpha": 0.8}, {"optim.mixup_alpha": 0.8, "optim.cutmix_alpha": 1.0}])
+def test_trainer_trains_with_mixing_and_keeps_the_true_labels_for_its_accuracy(tmp_path: Path, alphas: dict) -> None:
+    data = Clips(16, num_classes=3)
+    t = Trainer(config(tmp_path, **alphas), model=linear_model(3), train_set=data)
+    assert t.mixer is not None
+    before = [p.detach().clone() for p in t.model.parameters()]
+    for i in range(0, 16, 4):
+        loss = t.train_step(batch(data.x[i : i + 4], data.y[i : i + 4]))
+        assert loss is not None and loss == loss
+    assert any(not torch.equal(a, b) for a, b in zip(before, t.model.parameters()))
+    assert Trainer(config(tmp_path / "plain"), model=linear_model(3), train_set=data).mixer is None
