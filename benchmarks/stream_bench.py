@@ -31,22 +31,19 @@ import torch
 from sevnet.deploy.export import export_onnx, export_openvino
 from sevnet.deploy.quantize import quantize_openvino
 from sevnet.deploy.runtime import onnx_runner, openvino_runner, torch_runner
-from sevnet.deploy.stream_export import (
-    OpenVINOStateRunner,
-    StepModule,
-    StepRunner,
-    calibration_feeds,
-    compile_stateful,
-    eager_step_fn,
-    export_stream_model,
-    io_names,
-    onnx_step_fn,
-    openvino_step_fn,
-    running_sum_nodes,
-    torch_step_fn,
-)
 from sevnet.models import create_model, model_info
 from sevnet.streaming import init_state
+from sevnet.streaming.export import StepModule, export_stream_model, torch_step_fn
+from sevnet.streaming.quantize import calibration_feeds, running_sum_nodes
+from sevnet.streaming.runners import (
+    OpenVINOStateRunner,
+    StepRunner,
+    compile_stateful,
+    eager_step_fn,
+    onnx_step_fn,
+    openvino_step_fn,
+)
+from sevnet.streaming.state import io_names
 from sevnet.timing import wall_seconds
 
 BACKENDS = ["pytorch", "pytorch-plain", "onnxruntime", "openvino"]

@@ -121,8 +121,8 @@ def test_train_evaluate_predict_stream_and_export_on_each_device(
 ) -> None:
     import sevnet
     from sevnet.deploy.export import export_checkpoint
-    from sevnet.deploy.stream_export import load_step_runner
     from sevnet.engine import evaluate, load_config
+    from sevnet.streaming.runners import load_step_runner
 
     ckpt = cpu_run if device == "cpu" else _train(motion_dataset, tmp_path / "run", device)
     cfg = load_config(ckpt.parent.parent / "config.yaml")

@@ -134,7 +134,7 @@ def test_non_causal_models_are_refused_with_the_reason() -> None:
     [({}, 0), ({"temporal_conv": "grouped", "spatial_kernel_t": 3}, 3), ({"block": "r2plus1d"}, 0)],
 )
 def test_frame_step_equals_the_plain_step_on_an_unfolded_model(kw: dict, window: int) -> None:
-    from sevnet.frame_step import FrameStep
+    from sevnet.streaming import FrameStep
 
     model = tiny_causal(**kw)
     fast = FrameStep(model, window)  # folds BN itself; grouped / k x 3 x 3 temporal convs take the conv2d path
@@ -153,7 +153,8 @@ def test_frame_step_equals_the_plain_step_on_an_unfolded_model(kw: dict, window:
 
 
 def test_eager_step_fn_drives_the_explicit_state_like_the_plain_step() -> None:
-    from sevnet.deploy.stream_export import StepModule, StepRunner, eager_step_fn, torch_step_fn
+    from sevnet.streaming.export import StepModule, torch_step_fn
+    from sevnet.streaming.runners import StepRunner, eager_step_fn
 
     model = tiny_causal()
     layout = state_layout(model, (32, 32))
@@ -204,7 +205,8 @@ def test_causal_option_works_through_a_training_config(causal_run: Path) -> None
 
 def test_exported_step_equals_pytorch_over_a_sequence(tmp_path: Path) -> None:
     pytest.importorskip("openvino")
-    from sevnet.deploy.stream_export import export_stream_model, load_step_runner
+    from sevnet.streaming.export import export_stream_model
+    from sevnet.streaming.runners import load_step_runner
 
     model = tiny_causal()
     report = export_stream_model(model, tmp_path / "step", (32, 32), "openvino", meta={"class_names": ["a", "b", "c"]})
@@ -230,7 +232,8 @@ def test_exported_step_equals_pytorch_over_a_sequence(tmp_path: Path) -> None:
 def test_4d_export_runs_in_onnxruntime_with_every_boundary_tensor_at_most_4d(tmp_path: Path) -> None:
     import onnxruntime as ort
 
-    from sevnet.deploy.stream_export import export_stream_model, load_step_runner
+    from sevnet.streaming.export import export_stream_model
+    from sevnet.streaming.runners import load_step_runner
 
     model = tiny_causal(block="r3d")
     report = export_stream_model(model, tmp_path / "flat", (32, 32), "onnx", window=4, flat4d=True)
@@ -249,7 +252,8 @@ def test_4d_export_runs_in_onnxruntime_with_every_boundary_tensor_at_most_4d(tmp
 
 def test_step_export_check_fails_and_says_by_how_much() -> None:
     from sevnet.deploy.export import ExportMismatchError
-    from sevnet.deploy.stream_export import StepModule, StepRunner, check_step_agreement, torch_step_fn
+    from sevnet.streaming.export import StepModule, check_step_agreement, torch_step_fn
+    from sevnet.streaming.runners import StepRunner
 
     model = tiny_causal()
     layout = state_layout(model, (32, 32))
@@ -263,8 +267,9 @@ def test_int8_step_model_has_the_accuracy_gate(causal_run: Path, tmp_path: Path)
     pytest.importorskip("openvino")
     pytest.importorskip("nncf")
     from sevnet.deploy.quantize import QuantizationAccuracyError, calibration_clips
-    from sevnet.deploy.stream_export import load_step_runner, quantize_stream_checkpoint
     from sevnet.engine import load_config
+    from sevnet.streaming.quantize import quantize_stream_checkpoint
+    from sevnet.streaming.runners import load_step_runner
 
     cfg = load_config(causal_run.parent.parent / "config.yaml")
     # a gate nothing passes (int8 more than 100 points above float32: -1 could pass by one lucky clip):

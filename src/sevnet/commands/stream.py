@@ -102,8 +102,9 @@ def _check_outputs(args: argparse.Namespace) -> str | None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from sevnet.deploy.stream_export import export_stream_checkpoint, quantize_stream_checkpoint
     from sevnet.engine import load_config
+    from sevnet.streaming.export import export_stream_checkpoint
+    from sevnet.streaming.quantize import quantize_stream_checkpoint
 
     if args.int8:
         report = quantize_stream_checkpoint(args.checkpoint, load_config(args.int8), args.out, args.calib_clips,
@@ -116,7 +117,8 @@ def _export(args: argparse.Namespace) -> int:
 
 def _runner(args: argparse.Namespace, workdir: str) -> tuple[Any, dict[str, Any]]:
     from sevnet.deploy.runtime import ModelFileError
-    from sevnet.deploy.stream_export import export_stream_checkpoint, load_step_runner
+    from sevnet.streaming.export import export_stream_checkpoint
+    from sevnet.streaming.runners import load_step_runner
 
     if args.model:
         runner, meta = load_step_runner(model_file=args.model, threads=args.threads)

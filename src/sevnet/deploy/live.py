@@ -26,9 +26,9 @@ from sevnet.data.config import inference_config
 from sevnet.data.transforms import build_transform
 from sevnet.engine.metrics import class_scores
 from sevnet.errors import SevnetError
+from sevnet.streaming.runners import StepRunner
 from sevnet.video import frame_timing
 
-from .stream_export import StepRunner
 from .timeline import Timeline, build_timeline
 
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp")

@@ -1,7 +1,7 @@
-"""The eager one-frame step, made cheap: BatchNorm folded into the convs, every op on 4-D tensors.
+"""The lowered one-frame step: BatchNorm folded into the convs, every op on 4-D tensors.
 
 Why: fed one frame at a time, a causal SEVNet pays its per-op costs once per frame instead of
-once per clip, and the plain ``sevnet.streaming.step`` runs about 200 ops per frame on 5-D
+once per clip, and the eager ``sevnet.streaming.step`` runs about 200 ops per frame on 5-D
 tensors (conv3d, often on PyTorch's slow reference CPU kernel, then BatchNorm, ReLU, and the
 cat/slice of each temporal buffer). Here a frame is (N, C, H, W) in channels-last memory
 throughout, and every conv + BN is one op with the BN folded into its weights and bias:
@@ -11,10 +11,11 @@ throughout, and every conv + BN is one op with the BN folded into its weights an
 - any other conv (the spatial 1x3x3 convs, grouped or k x 3 x 3 temporal convs) is one conv2d,
   buffered frames stacked as input channels (the 3-D weight reshaped).
 
-The state tuple and its layout are ``step``'s (only the buffers' strides differ), so the two
-interleave freely: ``Stream`` runs chunks through ``step`` and single frames here.
-Eval only (BN uses its running statistics, dropout is off), and the weights are read once: build
-a new ``FrameStep`` after changing the model's weights.
+The ops are made from the state plan (``sevnet.streaming.plan``): each module's registered
+``lower`` gives its ops, with the plan's slot indices, so the state tuple and its layout are
+``step``'s (only the buffers' strides differ) and the two interleave freely: ``Stream`` runs
+chunks through ``step`` and single frames here. Eval only (BN uses its running statistics,
+dropout is off), and the weights are read once: build a new ``FrameStep`` after changing them.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-from sevnet.models.blocks import ResidualBlock, Shortcut
-from sevnet.models.layers import ConvBN, MotionCorrelation, SqueezeExcite, local_correlation
-from sevnet.models.sevnet import Stem
+from sevnet.models.layers import ConvBN, local_correlation
 
-State = tuple[Tensor, ...]
+from .plan import Node, StatePlan, first, state_plan
+from .state import State
+
 # A lowered op: (frame features, input state, new state being filled, frame count before) -> features.
 Op = Callable[[Tensor, Sequence[Tensor], list[Tensor], Tensor], Tensor]
 
@@ -111,15 +112,10 @@ class _Conv:
         return y.relu_() if self.relu else y
 
 
-def _conv(m: ConvBN, slot: int | None) -> Op:
-    dense_1x1 = m.conv.kernel_size[1:] == (1, 1) and m.conv.stride == (1, 1, 1) and m.conv.groups == 1
-    return _Linear(m, slot) if dense_1x1 else _Conv(m, slot)
-
-
 class _SqueezeExcite:
     """A causal SE unit on one frame: the running mean pooled over frames 0..t gates this frame."""
 
-    def __init__(self, m: SqueezeExcite, slot: int) -> None:
+    def __init__(self, m: nn.Module, slot: int) -> None:
         self.fc1 = (m.fc1.weight.detach().flatten(1), m.fc1.bias.detach())
         self.fc2 = (m.fc2.weight.detach().flatten(1), m.fc2.bias.detach())
         self.slot = slot
@@ -134,14 +130,14 @@ class _SqueezeExcite:
 class _Motion:
     """A MotionCorrelation unit on one frame: its keys against the buffered last frame's, projected, added."""
 
-    def __init__(self, key: Op, slot: int, proj: Op, radius: int) -> None:
+    def __init__(self, key: list[Op], slot: int, proj: list[Op], radius: int) -> None:
         self.key, self.slot, self.proj, self.radius = key, slot, proj, radius
 
     def __call__(self, x: Tensor, state: Sequence[Tensor], new: list[Tensor], count: Tensor) -> Tensor:
-        key = self.key(x, state, new, count).unsqueeze(2)  # (N, C, 1, H, W)
+        key = chain(self.key, x, state, new, count).unsqueeze(2)  # (N, C, 1, H, W)
         new[self.slot] = key
         corr = local_correlation(key, state[self.slot], self.radius).squeeze(2)
-        return x + self.proj(corr, state, new, count)
+        return x + chain(self.proj, corr, state, new, count)
 
 
 class _Block:
@@ -151,84 +147,93 @@ class _Block:
         self.residual, self.shortcut = residual, shortcut
 
     def __call__(self, x: Tensor, state: Sequence[Tensor], new: list[Tensor], count: Tensor) -> Tensor:
-        y = _chain(self.residual, x, state, new, count)
-        return y.add_(_chain(self.shortcut, x, state, new, count)).relu_()
+        y = chain(self.residual, x, state, new, count)
+        return y.add_(chain(self.shortcut, x, state, new, count)).relu_()
 
 
-def _chain(ops: list[Op], x: Tensor, state: Sequence[Tensor], new: list[Tensor], count: Tensor) -> Tensor:
+def chain(ops: list[Op], x: Tensor, state: Sequence[Tensor], new: list[Tensor], count: Tensor) -> Tensor:
     for op in ops:
         x = op(x, state, new, count)
     return x
 
 
-def _avg_pool(m: nn.AvgPool3d) -> Op:
+# --- the built-in module types' lowerings (registered in sevnet.streaming.handlers) --------------
+
+Lower = Callable[[Node], list[Op]]
+
+
+def lower(node: Node) -> list[Op]:
+    """``node``'s ops on one frame, by its registered handler."""
+    return node.handler.lower(node, lower)
+
+
+def per_frame(node: Node, lower: Lower) -> list[Op]:
+    """Any other per-frame module (check_streamable vetted it), applied to the frame as a 1-frame clip."""
+    m = node.module
+    return [lambda x, state, new, count: m(x.unsqueeze(2)).squeeze(2)]
+
+
+def identity(node: Node, lower: Lower) -> list[Op]:
+    return []
+
+
+def sequence(node: Node, lower: Lower) -> list[Op]:
+    return [op for child in node.children.values() for op in lower(child)]
+
+
+def residual(node: Node, lower: Lower) -> list[Op]:
+    parts = [op for name, child in node.children.items() if name != "shortcut" for op in lower(child)]
+    return [_Block(parts, lower(node.children["shortcut"]))]
+
+
+def conv_bn(node: Node, lower: Lower) -> list[Op]:
+    m, slot = node.module, node.slots.get("buffer")
+    dense_1x1 = m.conv.kernel_size[1:] == (1, 1) and m.conv.stride == (1, 1, 1) and m.conv.groups == 1
+    return [_Linear(m, slot) if dense_1x1 else _Conv(m, slot)]
+
+
+def squeeze_excite(node: Node, lower: Lower) -> list[Op]:
+    return [_SqueezeExcite(node.module, node.slots["sum"])]
+
+
+def motion(node: Node, lower: Lower) -> list[Op]:
+    key, proj = (lower(node.children[name]) for name in ("key", "proj"))
+    return [_Motion(key, node.slots["previous"], proj, node.module.radius)]
+
+
+def avg_pool(node: Node, lower: Lower) -> list[Op]:
+    m = node.module
+    if first(m.kernel_size) != 1 or first(m.stride) != 1:
+        return per_frame(node, lower)
     k, s, p = (tuple(v)[1:] if isinstance(v, Sequence) else (v, v) for v in (m.kernel_size, m.stride, m.padding))
     args = (k, s, p, m.ceil_mode, m.count_include_pad, m.divisor_override)
-    return lambda x, state, new, count: F.avg_pool2d(x, *args)
+    return [lambda x, state, new, count: F.avg_pool2d(x, *args)]
 
 
-def _per_frame(m: nn.Module) -> Op:
-    """Any other per-frame module (check_streamable vetted it), applied to the frame as a 1-frame clip."""
-    return lambda x, state, new, count: m(x.unsqueeze(2)).squeeze(2)
-
-
-class _Lowering:
-    """Walks the model in ``step``'s order, so each stateful op gets its state slot (index)."""
-
-    def __init__(self) -> None:
-        self.slots = 1  # slot 0: the frame count
-
-    def slot(self) -> int:
-        self.slots += 1
-        return self.slots - 1
-
-    def ops(self, m: nn.Module) -> list[Op]:
-        if isinstance(m, ConvBN):
-            return [_conv(m, self.slot() if m.causal_pad else None)]
-        if isinstance(m, SqueezeExcite):
-            return [_SqueezeExcite(m, self.slot())]
-        if isinstance(m, MotionCorrelation):  # slots in step's order: key (none), previous keys, proj (none)
-            key = _conv(m.key, None)
-            return [_Motion(key, self.slot(), _conv(m.proj, None), m.radius)]
-        if isinstance(m, ResidualBlock):
-            parts = [p for n, p in m.named_children() if n not in ("shortcut", "act")]
-            return [_Block([op for p in parts for op in self.ops(p)], self.ops(m.shortcut))]
-        if isinstance(m, nn.Sequential | Stem | Shortcut):
-            return [op for child in m.children() for op in self.ops(child)]
-        if isinstance(m, nn.Identity):
-            return []
-        if isinstance(m, nn.AvgPool3d) and _first(m.kernel_size) == 1 and _first(m.stride) == 1:
-            return [_avg_pool(m)]
-        return [_per_frame(m)]
-
-
-def _first(v: int | Sequence[int]) -> int:
-    return v if isinstance(v, int) else v[0]
+# --- the step ------------------------------------------------------------------------------------
 
 
 class FrameStep:
     """``frame_step(state, frame) -> (logits, new_state)`` for one frame (N, 3, H, W) in eval mode.
 
     The same function as ``sevnet.streaming.step(model, state, frame[:, :, None], window,
-    every_frame=False)``, on the same state tuple, at a fraction of the ops.
+    every_frame=False)``, on the same state tuple, at a fraction of the ops. ``plan``: the
+    model's state plan, if already made (``state_plan(model, window)``).
     """
 
-    def __init__(self, model: nn.Module, window: int = 0) -> None:
-        from sevnet.streaming import check_streamable  # here: sevnet.streaming imports this module
-
-        check_streamable(model)
-        lowering = _Lowering()
-        self.ops = lowering.ops(model.stem) + lowering.ops(model.stages) + lowering.ops(model.head_conv)
-        self.pool_slot, self.window = lowering.slot(), window
+    def __init__(self, model: nn.Module, window: int = 0, plan: StatePlan | None = None) -> None:
+        plan = state_plan(model, window) if plan is None else plan
+        self.ops = [op for node in plan.body for op in lower(node)]
+        self.slots, self.pool_slot, self.window = len(plan.slots), plan.pool_slot, plan.window
         self.fc = (model.fc.weight.detach(), model.fc.bias.detach())
 
     def __call__(self, state: Sequence[Tensor], frame: Tensor) -> tuple[Tensor, State]:
-        if len(state) != self.pool_slot + 1:
-            raise ValueError(f"state has {len(state)} tensors, the model uses {self.pool_slot + 1}")
+        if len(state) != self.slots:
+            raise ValueError(f"state has {len(state)} tensors, the model uses {self.slots}")
         count, new = state[0], list(state)
         new[0] = count + 1
         x = frame.contiguous(memory_format=torch.channels_last)  # conv2d's fast layout; rows for matmuls
-        feats = _chain(self.ops, x, state, new, count).mean((2, 3))  # (N, C): this frame's head features
+        feats = chain(self.ops, x, state, new, count).mean((2, 3))  # (N, C): this frame's head features
         pooled = state[self.pool_slot]
         if self.window:
             joined = torch.cat([pooled, feats.unsqueeze(2)], 2)[:, :, 1:]  # the last W frames
