@@ -167,6 +167,73 @@ def test_eager_step_fn_drives_the_explicit_state_like_the_plain_step() -> None:
     assert abs(fast.step(clip[:, :, :3]) - plain.step(clip[:, :, :3])).max() <= 1e-4  # a chunk
 
 
+class _Difference(torch.nn.Module):
+    """A toy layer that mixes time, unknown to streaming: each frame minus the one before (zeros before the first)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x - torch.nn.functional.pad(x, (0, 0, 0, 0, 1, 0))[:, :, :-1]
+
+
+def _difference_eager(node, x: torch.Tensor, ctx) -> torch.Tensor:  # new frames (N, C, t, H, W)
+    last = ctx.read(node, "last", (x.shape[1], 1, *x.shape[3:]), x)
+    joined = torch.cat([last, x], 2)
+    ctx.write(node, "last", joined[:, :, -1:])
+    return x - joined[:, :, :-1]
+
+
+def _difference_lower(node, lower) -> list:  # ops on one frame (N, C, H, W)
+    slot = node.slots["last"]
+
+    def op(x: torch.Tensor, state, new: list, count: torch.Tensor) -> torch.Tensor:
+        new[slot] = x.unsqueeze(2)
+        return x - state[slot].squeeze(2)
+
+    return [op]
+
+
+@pytest.fixture
+def difference_registered() -> Iterator[None]:
+    from sevnet.streaming import Handler, Slot, register
+    from sevnet.streaming.plan import HANDLERS
+
+    register(_Difference, Handler(lambda m: [Slot("last", "conv_buffer")], _difference_eager, _difference_lower))
+    yield
+    del HANDLERS[_Difference]
+
+
+def test_one_registration_streams_a_new_module_type_eager_lowered_and_exported(
+    difference_registered: None, tmp_path: Path
+) -> None:
+    from sevnet.streaming import state_plan
+    from sevnet.streaming.export import export_stream_model
+    from sevnet.streaming.runners import load_step_runner
+
+    model = tiny_causal()
+    model.stages[1].add_module("difference", _Difference())  # after stage 2's blocks
+    names = [s.name for s in state_plan(model).slots]  # the plan: one walk, the slots in state order
+    layout = state_layout(model, (32, 32))
+    assert [e.name for e in layout] == names and names.index("stages.1.difference.last") < names.index(
+        "stages.2.0.se.sum"
+    )
+    assert layout[names.index("stages.1.difference.last")].shape == (32, 1, 4, 4)
+    clip = torch.randn(2, 3, 6, 32, 32)
+    with torch.no_grad():
+        expected = [model(clip[:, :, : t + 1]) for t in range(6)]
+    frames, chunk = Stream(model), Stream(model)
+    for t in range(6):  # one frame at a time: the lowered step
+        assert torch.allclose(frames.step(clip[:, :, t]), expected[t], atol=1e-4), t
+    assert torch.allclose(chunk.step(clip), expected[-1], atol=1e-4)  # a chunk: the eager step
+    for a, b, entry in zip(frames.state, chunk.state, frames.layout):  # both executors fill the same slots
+        assert torch.allclose(a, b, atol=1e-5), entry.name
+    report = export_stream_model(model, tmp_path / "step", (32, 32), "onnx", flat4d=True)
+    assert report["onnx_max_rel_error"] < 1e-3
+    runner, meta = load_step_runner(model_file=tmp_path / "step.onnx")
+    assert [s["name"] for s in meta["streaming"]["state"]] == names
+    for t in range(6):
+        out = runner.frame(clip[:, :, t].numpy())
+    assert abs(out - expected[-1].numpy()).max() <= 1e-4
+
+
 @pytest.fixture(scope="module")
 def causal_run(motion_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny causal SEVNet with a motion unit trained through a config (model.overrides.causal: true): its
