@@ -18,6 +18,7 @@ from torch import nn
 
 from sevnet.deploy.runtime import ModelFileError, onnx_session, read_sidecar
 from sevnet.device import resolve_device
+from sevnet.extras import require
 
 from .eager import init_state
 from .state import StateEntry, boundary_shape
@@ -82,7 +83,7 @@ def onnx_step_fn(path: str | Path, threads: int | None = None) -> StepFn:
 
 
 def openvino_step_fn(path: str | Path, threads: int | None = None) -> StepFn:
-    import openvino as ov
+    ov = require("openvino", "An OpenVINO stream step")
 
     core = ov.Core()
     config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}  # see runtime.py
@@ -108,8 +109,8 @@ def compile_stateful(
 ) -> Any:
     """An OpenVINO step model compiled for static ``frames_shape`` with its state inside the infer
     requests (OpenVINO's ``MakeStateful``): every request made from it carries its own stream's state."""
-    import openvino as ov
-    from openvino import passes
+    ov = require("openvino", "An OpenVINO stream step")
+    passes = require("openvino.passes", "An OpenVINO stream step")
 
     core = ov.Core()
     model = core.read_model(str(path))
