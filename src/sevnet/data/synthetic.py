@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .annotations import register_format
 from .config import DataConfig
+from .registry import register_dataset_format
 
 # (forward class, its time reversal); "template" is the SSv2-style name of each class.
 PAIRS: list[tuple[str, str]] = [
@@ -193,6 +193,7 @@ class SyntheticVideoDataset(Dataset):
 _CACHE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 
+@register_dataset_format("synthetic")
 def build_synthetic_dataset(cfg: DataConfig, split: str, train: bool) -> SyntheticVideoDataset:
     """``data.format: synthetic``; options in ``data.synthetic``: num_train, num_val, seed, size,
     noise, distractors, clutter. The clip length is ``data.num_frames``."""
@@ -217,9 +218,6 @@ def build_synthetic_dataset(cfg: DataConfig, split: str, train: bool) -> Synthet
         _CACHE[key] = make_split(count, seed, spec)
     clips, labels = _CACHE[key]
     return SyntheticVideoDataset(clips, labels, list(cfg.mean), list(cfg.std), train)
-
-
-register_format("synthetic", dataset=build_synthetic_dataset)
 
 
 def write_ssv2_layout(root: str | Path, num_train: int, num_val: int, seed: int = 0,
