@@ -36,7 +36,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from sevnet.data import DataConfig, build_dataset, build_loader, collate_skipping, normalize_clips
-from sevnet.data.annotations import FORMATS
+from sevnet.data.formats import FORMATS
 from sevnet.engine.config import load_config
 from sevnet.engine.trainer import amp_dtype, use_channels_last
 from sevnet.models import create_model

@@ -227,7 +227,7 @@ def test_unknown_config_key() -> None:
 
 def test_inference_reads_frame_folders_with_the_checkpoints_template(tmp_path: Path) -> None:
     from sevnet.data.config import INFERENCE_KEYS
-    from sevnet.deploy.predict import inference_dataset
+    from sevnet.deploy.predictor import inference_dataset
 
     folder = write_frame_folder(tmp_path / "clip", num_frames=6)
     for i in range(1, 7):  # a dataset whose frames are named frame_<i>.jpg, not 00001.jpg
@@ -240,7 +240,8 @@ def test_inference_reads_frame_folders_with_the_checkpoints_template(tmp_path: P
 
 def test_format_registry_names_every_format_once() -> None:
     from sevnet.data import DataFormat
-    from sevnet.data.annotations import FORMAT_REGISTRY, FORMATS, register_format
+    from sevnet.data.formats import FORMATS
+    from sevnet.data.registry import FORMAT_REGISTRY, register_format
 
     assert set(FORMATS) == set(DataFormat) and FORMAT_REGISTRY["synthetic"].dataset is not None
     assert FORMAT_REGISTRY["folder"].parse is not None and FORMAT_REGISTRY["folder"].dataset is None

@@ -76,8 +76,22 @@ def run_demo(
     model = result.model.eval()
     val = build_synthetic_dataset(cfg.data, "val", train=False)
     checks, (main_metrics, main_probs, main_targets) = temporal_check(model, val, cfg)
-    t, h, w = cfg.data.num_frames, size, size
-    report = {
+    report = _report(cfg, result, model, checks, main_metrics, num_train, num_val, describe(where))
+    _save_figures(out, val, main_probs, main_targets, result.out_dir)
+    report["wall_time_s"] = time.time() - started
+    (out / "metrics.json").write_text(json.dumps(report, indent=2))
+    print(format_report(report, out))
+    if quick:
+        print("(--quick is a smoke test of every step on a few clips for one epoch: accuracy near chance, "
+              "8.3%, is expected; run `sevnet demo` for the real figures)")  # fmt: skip
+    return report
+
+
+def _report(cfg: ExperimentConfig, result: Any, model: torch.nn.Module, checks: dict[str, dict[str, float]],
+            main_metrics: dict[str, float], num_train: int, num_val: int, device: str) -> dict[str, Any]:  # fmt: skip
+    """metrics.json, less the wall time: the forward clips' metrics, the temporal check and the costs."""
+    t, h, w = cfg.data.num_frames, cfg.data.eval_crop, cfg.data.eval_crop
+    return {
         "model": cfg.model.name,
         "input": f"{t}x{h}x{w}",
         "top1": main_metrics["top1"],
@@ -95,21 +109,20 @@ def run_demo(
         "num_train": num_train,
         "num_val": num_val,
         "threads": torch.get_num_threads(),
-        "device": describe(where),
+        "device": device,
         "checkpoint": str(result.checkpoint),
     }
-    save_confusion_png(main_probs, main_targets, CLASSES, out / "confusion_matrix.png")
-    save_sample_strip(val, main_probs.argmax(1), out / "samples.png")
-    curves = result.out_dir / "training_curves.png"
+
+
+def _save_figures(
+    out: Path, val: SyntheticVideoDataset, probs: torch.Tensor, targets: torch.Tensor, run_dir: Path
+) -> None:
+    """The confusion matrix, a strip of sample clips with their predictions, and the run's training curves."""
+    save_confusion_png(probs, targets, CLASSES, out / "confusion_matrix.png")
+    save_sample_strip(val, probs.argmax(1), out / "samples.png")
+    curves = run_dir / "training_curves.png"
     if curves.is_file():
         (out / "training_curves.png").write_bytes(curves.read_bytes())
-    report["wall_time_s"] = time.time() - started
-    (out / "metrics.json").write_text(json.dumps(report, indent=2))
-    print(format_report(report, out))
-    if quick:
-        print("(--quick is a smoke test of every step on a few clips for one epoch: accuracy near chance, "
-              "8.3%, is expected; run `sevnet demo` for the real figures)")  # fmt: skip
-    return report
 
 
 def temporal_check(

@@ -14,15 +14,14 @@ import logging
 import os
 import posixpath
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from sevnet.errors import SevnetError
 
-from .config import DataConfig, DataFormat
+from .config import DataConfig
+from .registry import format_spec, register_format
 
 log = logging.getLogger(__name__)
 
@@ -47,39 +46,6 @@ class Annotation:
     missing: list[str] = field(default_factory=list)  # listed but absent on disk (reported, not fatal)
     ignored: list[str] = field(default_factory=list)  # format folder: stray files under root, not samples
     excluded: int = 0  # samples dropped because data.exclude_list names them
-
-
-# --- the format registry: data.format -> how its samples are read --------------------------------------
-AnnotationParser = Callable[[DataConfig, str], Annotation]  # (cfg, split) -> Annotation
-DatasetBuilder = Callable[[DataConfig, str, bool], Any]  # (cfg, split, train) -> Dataset
-
-
-@dataclass(frozen=True)
-class FormatSpec:
-    """One ``data.format``: an annotation parser (samples on disk, read by ``VideoDataset``), or for a
-    format with no files (``synthetic``) a dataset builder."""
-
-    name: str
-    parse: AnnotationParser | None = None
-    dataset: DatasetBuilder | None = None
-
-
-FORMAT_REGISTRY: dict[str, FormatSpec] = {}
-
-
-def register_format(name: str, parse: AnnotationParser | None = None, dataset: DatasetBuilder | None = None) -> None:
-    """Register ``name`` (a ``DataFormat`` value) with exactly one of ``parse`` / ``dataset``."""
-    if (parse is None) == (dataset is None):
-        raise TypeError(f"format {name!r}: give exactly one of parse= or dataset=")
-    if name in FORMAT_REGISTRY:
-        raise ValueError(f"format {name!r} is registered twice")
-    FORMAT_REGISTRY[str(name)] = FormatSpec(str(name), parse, dataset)
-
-
-def format_spec(name: str) -> FormatSpec:
-    if name not in FORMAT_REGISTRY:
-        raise ValueError(f"no parser registered for data.format {str(name)!r}; registered: {', '.join(FORMATS)}")
-    return FORMAT_REGISTRY[name]
 
 
 def _file(root: Path, name: str | None, default: str) -> Path:
@@ -179,6 +145,7 @@ def _list_name(cfg: DataConfig, split: str) -> str | None:
 
 
 # --- Something-Something V2: JSON labels + JSON lists + webm -------------------------------------
+@register_format("ssv2")
 def parse_ssv2(cfg: DataConfig, split: str) -> Annotation:
     root = Path(cfg.root)
     labels_path = _file(root, cfg.labels_file, "something-something-v2-labels.json")
@@ -219,6 +186,7 @@ def parse_ssv2(cfg: DataConfig, split: str) -> Annotation:
 
 
 # --- Something-Something V1: CSV + JPEG frame folders --------------------------------------------
+@register_format("ssv1")
 def parse_ssv1(cfg: DataConfig, split: str) -> Annotation:
     root = Path(cfg.root)
     labels_path = _file(root, cfg.labels_file, "something-something-v1-labels.csv")
@@ -245,6 +213,7 @@ def parse_ssv1(cfg: DataConfig, split: str) -> Annotation:
 _K400_DIRS = {"train": ("train",), "val": ("val", "validate", "validation", "valid"), "test": ("test",)}
 
 
+@register_format("kinetics400")
 def parse_kinetics(cfg: DataConfig, split: str) -> Annotation:
     root = Path(cfg.root)
     default = {"train": "train.csv", "val": "validate.csv", "test": "test.csv"}[split]
@@ -310,6 +279,7 @@ def _mit_categories(path: Path) -> list[str]:
     return classes
 
 
+@register_format("mit")
 def parse_mit(cfg: DataConfig, split: str, multi_label: bool = False) -> Annotation:
     root = Path(cfg.root)
     classes = _mit_categories(_file(root, cfg.labels_file, "moments_categories.txt"))
@@ -496,15 +466,29 @@ def apply_exclude_list(annotation: Annotation, cfg: DataConfig, split: str) -> A
     return annotation
 
 
-register_format("ssv2", parse_ssv2)
-register_format("ssv1", parse_ssv1)
-register_format("kinetics400", parse_kinetics)
-register_format("mit", parse_mit)
-register_format("mmit", partial(parse_mit, multi_label=True))
-register_format("gym99", partial(parse_gym, num_classes=99))
-register_format("gym288", partial(parse_gym, num_classes=288))
-register_format("video_list", partial(parse_generic, frames=False))
-register_format("frame_list", partial(parse_generic, frames=True))
+@register_format("mmit")
+def parse_mmit(cfg: DataConfig, split: str) -> Annotation:
+    return parse_mit(cfg, split, multi_label=True)
+
+
+@register_format("gym99")
+def parse_gym99(cfg: DataConfig, split: str) -> Annotation:
+    return parse_gym(cfg, split, num_classes=99)
+
+
+@register_format("gym288")
+def parse_gym288(cfg: DataConfig, split: str) -> Annotation:
+    return parse_gym(cfg, split, num_classes=288)
+
+
+@register_format("video_list")
+def parse_video_list(cfg: DataConfig, split: str) -> Annotation:
+    return parse_generic(cfg, split, frames=False)
+
+
+@register_format("frame_list")
+def parse_frame_list(cfg: DataConfig, split: str) -> Annotation:
+    return parse_generic(cfg, split, frames=True)
 
 
 def parse_annotation(cfg: DataConfig, split: str) -> Annotation:
@@ -520,12 +504,3 @@ def parse_annotation(cfg: DataConfig, split: str) -> Annotation:
     if cfg.exclude_list:
         annotation = apply_exclude_list(annotation, cfg, split)
     return annotation
-
-
-# folder and synthetic register themselves like the formats above; FORMATS is what is registered.
-from . import folder as _folder  # noqa: E402, F401  (they import the names above)
-from . import synthetic as _synthetic  # noqa: E402, F401
-
-FORMATS: tuple[str, ...] = tuple(FORMAT_REGISTRY)
-if set(FORMATS) != {f.value for f in DataFormat}:  # the config's Enum and the registry name the same formats
-    raise ImportError(f"data formats registered {sorted(FORMATS)} != DataFormat {sorted(f.value for f in DataFormat)}")

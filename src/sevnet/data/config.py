@@ -14,21 +14,7 @@ from typing import Any
 from sevnet.errors import ConfigError
 from sevnet.validate import at_least, between, check_values, is_number
 
-
-class DataFormat(StrEnum):
-    """Which on-disk layout ``data.root`` holds (parsers: ``sevnet.data.annotations.FORMAT_REGISTRY``)."""
-
-    ssv2 = "ssv2"
-    ssv1 = "ssv1"
-    kinetics400 = "kinetics400"
-    mit = "mit"
-    mmit = "mmit"
-    gym99 = "gym99"
-    gym288 = "gym288"
-    video_list = "video_list"
-    frame_list = "frame_list"
-    folder = "folder"
-    synthetic = "synthetic"
+from .registry import format_names
 
 
 class Sampling(StrEnum):
@@ -56,12 +42,12 @@ class CacheMode(StrEnum):
     disk = "disk"
 
 
-_ENUMS: dict[str, type[StrEnum]] = {"format": DataFormat, "sampling": Sampling, "cache": CacheMode, "flip": Flip}
+_ENUMS: dict[str, type[StrEnum]] = {"sampling": Sampling, "cache": CacheMode, "flip": Flip}
 
 
 @dataclass
 class DataConfig:
-    format: DataFormat = DataFormat.video_list  # which on-disk layout ``root`` holds
+    format: str = "video_list"  # which on-disk layout ``root`` holds: a registered format (sevnet.data.registry)
     root: str = ""  # the dataset folder, as released (annotations + videos or frames)
     # Annotation files relative to root; None = the format's released file name (docs/data.md).
     train_list: str | None = None
@@ -119,6 +105,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         """Check every key and resolve the derived ones (idempotent: a resolved config stays as it is)."""
+        self.format = _format_name(self.format)
         for key, kind in _ENUMS.items():
             setattr(self, key, _enum_value(key, kind, getattr(self, key)))
         if not 0 <= self.worker_nice <= 19:
@@ -126,9 +113,9 @@ class DataConfig:
         if self.eval_crops not in (1, 3):
             raise ConfigError(f"data.eval_crops must be 1 or 3, got {self.eval_crops}")
         _check_sizes(self)
-        if self.format == DataFormat.folder:  # frame folders of any naming: frames in name order
+        if self.format == "folder":  # frame folders of any naming: frames in name order
             self.frame_template = "sorted"
-        if self.format == DataFormat.synthetic:  # clips are rendered at their final size: no resize, no crop
+        if self.format == "synthetic":  # clips are rendered at their final size: no resize, no crop
             size = int((self.synthetic or {}).get("size", 64))
             self.train_scale, self.train_crop, self.eval_scale, self.eval_crop = [size, size], size, size, size
 
@@ -170,6 +157,14 @@ DATA_RULES = {
 }
 
 
+def _format_name(value: Any) -> str:
+    """``data.format`` as a registered format's name (a ``DataFormat`` member is its name)."""
+    name = str(value)
+    if name not in format_names():
+        raise ConfigError(f"data.format: invalid value {value!r}; valid values: {', '.join(format_names())}")
+    return name
+
+
 def _enum_value(key: str, kind: type[StrEnum], value: Any) -> StrEnum:
     """``value`` as a member of ``kind`` by name; YAML's bare ``off``/``on`` (booleans) read as the words."""
     if isinstance(value, bool) or str(value).lower() in ("false", "true"):
@@ -190,7 +185,7 @@ def inference_config(data: dict[str, Any], **overrides: Any) -> DataConfig:
     """The evaluation preprocessing a checkpoint recorded (``meta["data"]``), as a DataConfig for any
     file (one spatial crop; ``overrides`` e.g. ``eval_clips``)."""
     recorded = {k: data[k] for k in INFERENCE_KEYS if k in data}
-    return DataConfig(**{"format": DataFormat.video_list, "eval_crops": 1, **recorded, **overrides})
+    return DataConfig(**{"format": "video_list", "eval_crops": 1, **recorded, **overrides})
 
 
 def to_data_config(cfg: DataConfig | dict[str, Any]) -> DataConfig:

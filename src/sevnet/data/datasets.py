@@ -17,10 +17,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from .annotations import Annotation, Sample, format_spec, parse_annotation
+from .annotations import Annotation, Sample, parse_annotation
 from .cache import FrameCache, open_cache
 from .config import CacheMode, DataConfig, Flip, Sampling
 from .mirror import has_names, mirror_labels
+from .registry import format_spec
 from .sampling import dense_indices, segment_indices
 from .transforms import build_transform
 from .video import DecodeError, count_frame_files, probe_video, read_frame_folder, read_frames

@@ -20,12 +20,10 @@ import hashlib
 import json
 import logging
 import os
-import re
 import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..display import printable
 from .annotations import (
@@ -35,17 +33,18 @@ from .annotations import (
     _check_unique,
     _split_key,
     inside_root,
-    register_format,
     resolve_data_file,
 )
 from .config import DataConfig
+from .frames import list_frame_images, natural_key
+from .registry import register_format
+from .video import read_sorted_frames as read_sorted_frames  # decoded there; importable here too
 
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ogv"}
 )
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png"})
 SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "validation", "valid"), "test": ("test",)}
 SPLIT_FILE_NAME = "split.csv"
 _reported: set[tuple[object, ...]] = set()  # stray-file and single-video reports already logged
@@ -54,48 +53,6 @@ _reported: set[tuple[object, ...]] = set()  # stray-file and single-video report
 def is_video_file(path: str | Path) -> bool:
     """A video by its extension (case-insensitive); the decoder decides later whether it really is one."""
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
-
-
-def natural_key(name: str) -> tuple[Any, ...]:
-    """Sort key that compares digit runs as numbers, so ``frame_2.jpg`` comes before ``frame_10.jpg``
-    (zero-padded names sort as they would alphabetically)."""
-    return tuple(
-        (0, int(part), part) if part.isdigit() else (1, part.lower(), part) for part in re.split(r"(\d+)", name)
-    )
-
-
-def list_frame_images(folder: str | Path) -> list[Path]:
-    """The frames of a frame folder: its .jpg/.jpeg/.png files (not hidden), in natural name order."""
-    folder = Path(folder)
-    try:
-        with os.scandir(folder) as it:
-            names = [e.name for e in it if e.is_file() and not e.name.startswith(".")]
-    except OSError:
-        return []
-    images = [n for n in names if Path(n).suffix.lower() in IMAGE_EXTENSIONS]
-    return [folder / n for n in sorted(images, key=natural_key)]
-
-
-def read_sorted_frames(folder: str | Path, indices: list[int], max_pixels: int = 4096 * 2160) -> Any:
-    """Frames ``indices`` (0-based) of a frame folder whose images need not follow
-    ``data.frame_template``: the i-th image in name order, as uint8 (T, H, W, 3)."""
-    import torch
-    from torchvision.io import ImageReadMode, decode_image, read_file
-
-    from .video import DecodeError, check_image_pixels, stack_frames
-
-    images = list_frame_images(folder)
-    if not images:
-        raise DecodeError(f"{folder}: no .jpg/.jpeg/.png frames")
-    cache: dict[int, torch.Tensor] = {}
-    for i in set(indices):
-        path = images[min(int(i), len(images) - 1)]  # past the end: the last frame (as for videos)
-        check_image_pixels(path, max_pixels)
-        try:
-            cache[i] = decode_image(read_file(str(path)), mode=ImageReadMode.RGB).permute(1, 2, 0)
-        except (RuntimeError, OSError) as err:
-            raise DecodeError(f"{path}: cannot read frame ({err})") from None
-    return stack_frames(cache, indices, lambda i: images[min(int(i), len(images) - 1)])
 
 
 # --- walking the tree --------------------------------------------------------------------------
@@ -394,6 +351,7 @@ def _from_split_file(cfg: DataConfig, split: str) -> Annotation:
     return Annotation(samples, classes, missing=missing)
 
 
+@register_format("folder")
 def parse_folder(cfg: DataConfig, split: str) -> Annotation:
     """The ``split`` (train / val / test) of a folder dataset: from ``data.split_file`` when set,
     else from the split folders, else from the seeded stratified split of the class folders."""
@@ -412,9 +370,6 @@ def parse_folder(cfg: DataConfig, split: str) -> Annotation:
         if s == split
     ]
     return Annotation(samples, classes, ignored=ignored)
-
-
-register_format("folder", parse_folder)
 
 
 def freeze_split(cfg: DataConfig, out_dir: str | Path, reuse: bool = False) -> DataConfig:

@@ -35,7 +35,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from .folder import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, natural_key
+from .folder import VIDEO_EXTENSIONS
+from .frames import IMAGE_EXTENSIONS, natural_key
 from .video import decoder_threads
 
 # The candidates benchmarks/loader_bench.py measures: name -> (encoder, options, pixel format).

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .annotations import register_format
 from .config import DataConfig
+from .registry import register_dataset_format
 
 # (forward class, its time reversal); "template" is the SSv2-style name of each class.
 PAIRS: list[tuple[str, str]] = [
@@ -87,16 +87,45 @@ def render_clip(label: int, index: int, seed: int, spec: SyntheticSpec = Synthet
     return frames[::-1].copy() if label % 2 else frames
 
 
-def _render_forward(pair: int, rng: np.random.Generator, spec: SyntheticSpec) -> np.ndarray:
-    t_count, s = spec.num_frames, spec.size
-    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
-    # background: a random gradient plus static clutter blobs
+def _background(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, spec: SyntheticSpec) -> np.ndarray:
+    """A random gradient plus static clutter blobs: float (H, W, 3)."""
+    s = spec.size
     g0, g1 = rng.uniform(10, 120, 3), rng.uniform(10, 120, 3)
     axis = xx if rng.random() < 0.5 else yy
     background = g0 + (g1 - g0) * (axis / s)[..., None]
     for _ in range(spec.clutter):
         m = _shape_mask(rng.integers(3), yy, xx, rng.uniform(0, s), rng.uniform(0, s), rng.uniform(2, 5))
         background[m] = rng.uniform(20, 160, 3)
+    return background
+
+
+def _object_masks(pair: int, p: float, offset: float, kind: int, yy: np.ndarray, xx: np.ndarray, cy0: float,
+                  cx0: float, r: float) -> tuple[list[np.ndarray], float]:  # fmt: skip
+    """The moving object's masks at progress ``p`` along pair ``pair``'s forward process, and its opacity."""
+    s = yy.shape[0]
+    if pair == 0:  # left -> right
+        return [_shape_mask(kind, yy, xx, cy0, r + p * (s - 2 * r), r)], 1.0
+    if pair == 1:  # bottom -> top (rising)
+        return [_shape_mask(kind, yy, xx, s - r - p * (s - 2 * r), cx0, r)], 1.0
+    if pair == 2:  # growing: approaching the camera
+        return [_shape_mask(kind, yy, xx, cy0, cx0, r * (0.45 + 1.3 * p))], 1.0
+    if pair == 3:  # clock hand turning clockwise (image y points down)
+        angle = 2 * np.pi * (0.75 * p + offset)
+        ey, ex = cy0 + np.sin(angle) * 1.6 * r, cx0 + np.cos(angle) * 1.6 * r
+        dist = np.abs((yy - cy0) * np.cos(angle) - (xx - cx0) * np.sin(angle))
+        along = (yy - cy0) * np.sin(angle) + (xx - cx0) * np.cos(angle)
+        hand = (dist <= r * 0.3) & (along >= 0) & (along <= 1.6 * r)
+        return [hand, _shape_mask(0, yy, xx, ey, ex, r * 0.55)], 1.0
+    if pair == 4:  # fading in: appearing
+        return [_shape_mask(kind, yy, xx, cy0, cx0, r * 1.2)], min(1.0, p * 1.2)
+    gap = p * 0.3 * s  # one object splitting into two halves that move apart
+    return [_shape_mask(kind, yy, xx, cy0, cx0 - gap, r), _shape_mask(kind, yy, xx, cy0, cx0 + gap, r)], 1.0
+
+
+def _render_forward(pair: int, rng: np.random.Generator, spec: SyntheticSpec) -> np.ndarray:
+    t_count, s = spec.num_frames, spec.size
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
+    background = _background(rng, yy, xx, spec)
     distractors = [
         (
             rng.integers(3),
@@ -120,30 +149,7 @@ def _render_forward(pair: int, rng: np.random.Generator, spec: SyntheticSpec) ->
         for dk, dy, dx, dr, dc in distractors:  # distractors jitter in place
             m = _shape_mask(dk, yy, xx, dy + rng.normal(0, 0.7), dx + rng.normal(0, 0.7), dr)
             frame[m] = dc
-        alpha = 1.0
-        masks: list[np.ndarray] = []
-        if pair == 0:  # left -> right
-            masks = [_shape_mask(kind, yy, xx, cy0, r + p * (s - 2 * r), r)]
-        elif pair == 1:  # bottom -> top (rising)
-            masks = [_shape_mask(kind, yy, xx, s - r - p * (s - 2 * r), cx0, r)]
-        elif pair == 2:  # growing: approaching the camera
-            masks = [_shape_mask(kind, yy, xx, cy0, cx0, r * (0.45 + 1.3 * p))]
-        elif pair == 3:  # clock hand turning clockwise (image y points down)
-            angle = 2 * np.pi * (0.75 * p + offset)
-            ey, ex = cy0 + np.sin(angle) * 1.6 * r, cx0 + np.cos(angle) * 1.6 * r
-            dist = np.abs((yy - cy0) * np.cos(angle) - (xx - cx0) * np.sin(angle))
-            along = (yy - cy0) * np.sin(angle) + (xx - cx0) * np.cos(angle)
-            hand = (dist <= r * 0.3) & (along >= 0) & (along <= 1.6 * r)
-            masks = [hand, _shape_mask(0, yy, xx, ey, ex, r * 0.55)]
-        elif pair == 4:  # fading in: appearing
-            alpha = min(1.0, p * 1.2)
-            masks = [_shape_mask(kind, yy, xx, cy0, cx0, r * 1.2)]
-        else:  # one object splitting into two halves that move apart
-            gap = p * 0.3 * s
-            masks = [
-                _shape_mask(kind, yy, xx, cy0, cx0 - gap, r),
-                _shape_mask(kind, yy, xx, cy0, cx0 + gap, r),
-            ]
+        masks, alpha = _object_masks(pair, p, offset, kind, yy, xx, cy0, cx0, r)
         for m in masks:
             frame[m] = alpha * texture[m] + (1 - alpha) * frame[m]
         frames[t] = frame
@@ -193,6 +199,7 @@ class SyntheticVideoDataset(Dataset):
 _CACHE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 
+@register_dataset_format("synthetic")
 def build_synthetic_dataset(cfg: DataConfig, split: str, train: bool) -> SyntheticVideoDataset:
     """``data.format: synthetic``; options in ``data.synthetic``: num_train, num_val, seed, size,
     noise, distractors, clutter. The clip length is ``data.num_frames``."""
@@ -217,9 +224,6 @@ def build_synthetic_dataset(cfg: DataConfig, split: str, train: bool) -> Synthet
         _CACHE[key] = make_split(count, seed, spec)
     clips, labels = _CACHE[key]
     return SyntheticVideoDataset(clips, labels, list(cfg.mean), list(cfg.std), train)
-
-
-register_format("synthetic", dataset=build_synthetic_dataset)
 
 
 def write_ssv2_layout(root: str | Path, num_train: int, num_val: int, seed: int = 0,

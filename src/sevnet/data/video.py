@@ -35,6 +35,8 @@ from sevnet.video import (  # noqa: F401
     thread_count,
 )
 
+from .frames import list_frame_images
+
 
 def read_frames(
     path: str | Path, indices: Sequence[int], max_pixels: int = DEFAULT_MAX_PIXELS, problems: list[str] | None = None
@@ -126,8 +128,6 @@ def read_frame_folder(
     from torchvision.io import ImageReadMode, decode_jpeg, read_file
 
     if template == "sorted":
-        from .folder import read_sorted_frames
-
         return read_sorted_frames(folder, indices, max_pixels)
 
     folder = Path(folder)
@@ -141,6 +141,25 @@ def read_frame_folder(
         except (RuntimeError, OSError) as err:
             raise DecodeError(f"{path}: cannot read frame ({err})") from None
     return stack_frames(cache, indices, lambda i: folder / template.format(first + int(i)))
+
+
+def read_sorted_frames(folder: str | Path, indices: list[int], max_pixels: int = 4096 * 2160) -> torch.Tensor:
+    """Frames ``indices`` (0-based) of a frame folder whose images need not follow
+    ``data.frame_template``: the i-th image in name order, as uint8 (T, H, W, 3)."""
+    from torchvision.io import ImageReadMode, decode_image, read_file
+
+    images = list_frame_images(folder)
+    if not images:
+        raise DecodeError(f"{folder}: no .jpg/.jpeg/.png frames")
+    cache: dict[int, torch.Tensor] = {}
+    for i in set(indices):
+        path = images[min(int(i), len(images) - 1)]  # past the end: the last frame (as for videos)
+        check_image_pixels(path, max_pixels)
+        try:
+            cache[i] = decode_image(read_file(str(path)), mode=ImageReadMode.RGB).permute(1, 2, 0)
+        except (RuntimeError, OSError) as err:
+            raise DecodeError(f"{path}: cannot read frame ({err})") from None
+    return stack_frames(cache, indices, lambda i: images[min(int(i), len(images) - 1)])
 
 
 def stack_frames(frames: dict[int, torch.Tensor], indices: Sequence[int], name: Callable[[int], Path]) -> torch.Tensor:

@@ -25,8 +25,8 @@ from sevnet.data.video import probe_video
 from sevnet.engine.rundir import check_folder
 from sevnet.errors import SevnetError
 
-from .predict import inference_dataset
 from .predictor import Predictor, long_video_warning
+from .runtime import Runner
 
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts", ".ogv"}
@@ -198,7 +198,7 @@ def make_loader(
     predictor: Predictor, paths: list[Path], clips: int = 1, batch_size: int = 8, workers: int = 0
 ) -> DataLoader:
     """The loader ``predict_files`` reads: items decoded and preprocessed in ``workers`` processes."""
-    dataset = inference_dataset(list(paths), predictor.meta, clips, ProbedDataset)
+    dataset = predictor.dataset(list(paths), clips, ProbedDataset)
     dataset.uint8_clips = predictor.uint8_input  # normalised where the model runs (a GPU: a quarter of the bytes)
     return DataLoader(
         dataset, batch_size=batch_size, num_workers=workers, collate_fn=list,
@@ -230,3 +230,11 @@ def predict_files(
             if "partial" in it:  # decodes only in part: the clip repeats its last good frame past the cut
                 result["partial"] = it["partial"][1]
             yield result
+
+
+def predict_videos(
+    paths: list[str | Path], runner: Runner, meta: dict[str, Any], topk: int = 5, clips: int = 1
+) -> list[dict[str, Any]]:
+    """One entry per path: ``{"video", "top": [{"label", "score"}, ...]}`` or ``{"video", "error"}``
+    (kept for callers with a runner; ``sevnet.load(...).predict`` and ``predict_files`` are the API)."""
+    return list(predict_files(Predictor(runner, meta), [Path(p) for p in paths], topk=topk, clips=clips))

@@ -11,7 +11,6 @@ frames written to a file get the same answer up to compression.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,13 +18,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from sevnet.data.annotations import Annotation, Sample
+from sevnet.data.config import inference_config
+from sevnet.data.datasets import VideoDataset
 from sevnet.data.transforms import build_transform, normalize_clips
-from sevnet.data.video import DecodeError
+from sevnet.data.video import DEFAULT_MAX_PIXELS, DecodeError
 from sevnet.engine.checkpoint import load_weights as _load
 from sevnet.engine.checkpoint import read_checkpoint, unwrap_model
 from sevnet.engine.metrics import class_scores
 
-from .predict import inference_dataset
+from .clip_spec import ClipSpec
 from .runtime import ModelFileError, Runner, TorchRunner, load_runner, torch_runner
 
 if TYPE_CHECKING:
@@ -34,52 +36,18 @@ if TYPE_CHECKING:
 MODEL_SUFFIXES = {".safetensors": "torch", ".onnx": "onnx", ".xml": "openvino"}
 
 
-@dataclass(frozen=True)
-class ClipSpec:
-    """The clip a model was trained on, as stored in its checkpoint metadata.
-
-    The clip's *duration* is not stored by training: dense sampling spans ``span_frames`` frames
-    (``(num_frames - 1) * frame_stride + 1``), so its duration is ``span_frames / fps`` of the
-    training videos; segment sampling spreads the frames over each whole training video, whose
-    length is a property of the dataset (Something-Something: 2-6 s). ``clip_seconds`` is read from
-    the metadata key of that name when present (add it to the sidecar, or pass it to ``load``).
-    """
-
-    num_frames: int
-    size: int  # side of the square centre crop
-    scale: int  # short side the frames are resized to before the crop
-    sampling: str  # "segment" (frames spread over the clip) or "dense" (frames ``frame_stride`` apart)
-    frame_stride: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    clip_seconds: float | None = None
-
-    @classmethod
-    def from_meta(cls, meta: dict[str, Any]) -> ClipSpec:
-        d = meta["data"]
-        seconds = meta.get("clip_seconds", d.get("clip_seconds"))
-        return cls(
-            num_frames=int(d["num_frames"]),
-            size=int(d["eval_crop"]),
-            scale=int(d["eval_scale"]),
-            sampling=str(d["sampling"]),
-            frame_stride=int(d["frame_stride"]),
-            mean=tuple(d["mean"]),
-            std=tuple(d["std"]),
-            clip_seconds=None if seconds is None else float(seconds),
-        )
-
-    @property
-    def span_frames(self) -> int | None:
-        """Frames one clip spans with dense sampling; None for segment sampling (the whole video)."""
-        return (self.num_frames - 1) * self.frame_stride + 1 if self.sampling == "dense" else None
-
-    def seconds_at(self, fps: float) -> float | None:
-        """The training clip's duration for a video at ``fps``, when it can be known."""
-        if self.clip_seconds is not None:
-            return self.clip_seconds
-        span = self.span_frames
-        return None if span is None else span / fps
+def inference_dataset(
+    paths: list[str | Path], meta: dict[str, Any], clips: int = 1, dataset_class: type[VideoDataset] = VideoDataset
+) -> VideoDataset:
+    """A dataset over arbitrary files with the checkpoint's evaluation preprocessing: each video is
+    decoded and sampled exactly as in evaluation (``clips`` evenly spaced clips); one that cannot be
+    read gives an item with an error naming the file."""
+    data = meta["data"]  # its frame_template too: frame folders are read as in training
+    max_pixels = int(data.get("max_pixels", DEFAULT_MAX_PIXELS))  # the sidecar or checkpoint may set its own
+    cfg = inference_config(data, eval_clips=clips, max_pixels=max_pixels)
+    no_label: int | list[int] = [] if meta.get("multi_label") else -1
+    samples = [Sample(Path(p), no_label, frames=Path(p).is_dir()) for p in paths]
+    return dataset_class(Annotation(samples, list(meta["class_names"]), bool(meta.get("multi_label"))), cfg, False)
 
 
 def _check_count(name: str, value: int) -> int:
@@ -116,7 +84,7 @@ class Predictor:
         self.classes: list[str] = list(meta["class_names"])
         self.multi_label = bool(meta.get("multi_label"))
         self.clip_spec = ClipSpec.from_meta(meta)
-        self._datasets: dict[int, Any] = {1: inference_dataset([], meta, 1)}
+        self._datasets: dict[int, VideoDataset] = {1: inference_dataset([], meta, 1)}
 
     @classmethod
     def from_model(
@@ -142,9 +110,16 @@ class Predictor:
             f"clip {s.num_frames}x{s.size}x{s.size} {s.sampling})"
         )
 
-    def _dataset(self, clips: int) -> Any:
+    def dataset(
+        self, paths: list[str | Path], clips: int = 1, dataset_class: type[VideoDataset] = VideoDataset
+    ) -> VideoDataset:
+        """The files ``paths`` as this model's input: decoded and sampled as in its evaluation."""
+        return inference_dataset(paths, self.meta, clips, dataset_class)
+
+    def _dataset(self, clips: int) -> VideoDataset:
+        """The (empty) dataset whose sampling and transform frames in memory go through."""
         if clips not in self._datasets:
-            self._datasets[clips] = inference_dataset([], self.meta, clips)
+            self._datasets[clips] = self.dataset([], clips)
         return self._datasets[clips]
 
     def preprocess(self, x: str | Path | np.ndarray, clips: int = 1) -> np.ndarray:
@@ -155,7 +130,7 @@ class Predictor:
         """(clips, 3, T, size, size): normalised float, or uint8 to be normalised where the model runs."""
         frames = _as_frames(x)
         if frames is None:
-            dataset = inference_dataset([x], self.meta, clips)
+            dataset = self.dataset([x], clips)
             dataset.uint8_clips = uint8
             item = dataset[0]
             if "error" in item:

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Full, Queue
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,8 +33,7 @@ from torchvision.transforms.v2 import functional as F
 from sevnet.data.sampling import dense_indices, segment_indices
 from sevnet.video import DecodeError, decoded_frames, fill_forward, probe_video
 
-if TYPE_CHECKING:
-    from .predictor import ClipSpec, Predictor
+from .clip_spec import ClipScorer, ClipSpec
 
 
 @dataclass(frozen=True)
@@ -328,7 +327,7 @@ def make_segments(
 
 
 def run_timeline(
-    predictor: Predictor, path: str | Path, window: float, stride: float | None = None, smooth: int = 3,
+    predictor: ClipScorer, path: str | Path, window: float, stride: float | None = None, smooth: int = 3,
     threshold: float | None = None, min_duration: float = 0.0, batch_size: int = 8,
 ) -> Timeline:  # fmt: skip
     """Per-window scores over ``path`` (one decoding pass) and the segments merged from them.
