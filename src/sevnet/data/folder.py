@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..display import printable
+from ..errors import ConfigError, NotFoundError
 from .annotations import (
     Annotation,
     AnnotationError,
@@ -260,7 +261,7 @@ def stratified_split(items: list[Item], fraction: float, seed: int) -> dict[str,
     """``{rel: "train" | "val"}``, per class. Files are ranked by a hash of (seed, path), not by a
     shuffle, so the split is the same on every machine and adding a video moves at most one other."""
     if not 0 <= fraction < 1:
-        raise ValueError(f"data.val_fraction must be in [0, 1), got {fraction}")
+        raise ConfigError(f"data.val_fraction must be in [0, 1), got {fraction}")
     by_class: dict[str, list[Item]] = defaultdict(list)
     for item in items:
         by_class[item.cls].append(item)
@@ -296,7 +297,7 @@ def folder_items(cfg: DataConfig) -> tuple[list[str], list[tuple[Item, str]], li
     (classes, [(item, split)], ignored)."""
     root = Path(cfg.root)
     if not root.is_dir():
-        raise FileNotFoundError(f"data.root is not a folder: {root}")
+        raise NotFoundError(f"data.root is not a folder: {root}")
     folders = split_folders(root)
     if folders is None:
         classes, scan = scan_classes(root, root)
@@ -401,7 +402,7 @@ def parse_folder(cfg: DataConfig, split: str) -> Annotation:
         return _from_split_file(cfg, split)
     root = Path(cfg.root)
     if split == "test" and (root.is_dir() and "test" not in (split_folders(root) or {})):
-        raise FileNotFoundError(f"{root}: no test split: add {root / 'test'}/<class>/... or rows with split 'test' "
+        raise NotFoundError(f"{root}: no test split: add {root / 'test'}/<class>/... or rows with split 'test' "
                                 "to a data.split_file")  # fmt: skip
     classes, pairs, ignored = folder_items(cfg)
     _report_ignored(root, ignored)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import ConfigError
 from .annotations import register_format
 from .config import DataConfig
 
@@ -199,7 +200,7 @@ def build_synthetic_dataset(cfg: DataConfig, split: str, train: bool) -> Synthet
     opts = dict(cfg.synthetic or {})
     known = {"num_train", "num_val", "seed", "size", "noise", "distractors", "clutter"}
     if set(opts) - known:
-        raise ValueError(f"unknown data.synthetic option(s) {sorted(set(opts) - known)}; valid: {sorted(known)}")
+        raise ConfigError(f"unknown data.synthetic option(s) {sorted(set(opts) - known)}; valid: {sorted(known)}")
     spec = SyntheticSpec(
         num_frames=cfg.num_frames,
         size=int(opts.get("size", 64)),
