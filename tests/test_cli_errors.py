@@ -161,3 +161,20 @@ def test_debug_is_accepted_after_a_sub_verb(tmp_path: Path, capsys) -> None:
     assert "Traceback" in err and err.splitlines()[-1].startswith("sevnet data: error: no such folder, and config file")
     assert cli.main(["data", "check", str(tmp_path / "nope"), "--no-progress"]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_bad_input_found_deep_in_the_library_is_a_typed_sevnet_error(tmp_path: Path, capsys) -> None:
+    """Library code raises the typed errors (still the built-ins: ``except ValueError`` holds)."""
+    import sevnet
+    from sevnet.data.folder import read_split_file
+
+    with pytest.raises(ConfigError, match="unknown model name 'bogus'"):
+        sevnet.create_model("bogus", num_classes=2)
+    with pytest.raises(ValueError, match="block must be one of"):
+        sevnet.create_model("sevnet_xs", num_classes=2, block="foo")
+    split = tmp_path / "split.csv"
+    split.write_bytes(b"path,class,split\n\xff\xfe.mp4,a,train\n")
+    with pytest.raises(AnnotationError, match=r"split\.csv:2: not UTF-8 text"):
+        read_split_file(split)
+    assert cli.main(["profile", "--input", "16x"]) == 2  # an InputError, no traceback
+    assert capsys.readouterr().err == "sevnet profile: error: input must look like TxHxW (e.g. 16x160x160), got '16x'\n"

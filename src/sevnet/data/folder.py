@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 import os
@@ -36,6 +37,7 @@ from .annotations import (
     _check_unique,
     _split_key,
     inside_root,
+    read_text,
     register_format,
     resolve_data_file,
 )
@@ -339,7 +341,7 @@ def read_split_file(path: Path) -> list[tuple[str, str, str]]:
             raise AnnotationError(f"{path}: expected a list of {{'path', 'class', 'split'}} objects")
         raw = [(f"{path}: entry {n}", n, e) for n, e in enumerate(entries, 1)]
     else:
-        with path.open(newline="", encoding="utf-8-sig") as f:
+        with io.StringIO(read_text(path).removeprefix("\ufeff"), newline="") as f:  # not UTF-8: AnnotationError
             reader = csv.DictReader(f)
             if not reader.fieldnames or not {"path", "class", "split"} <= set(reader.fieldnames):
                 raise AnnotationError(f"{path}:1: header must name path, class and split, got {reader.fieldnames}")
