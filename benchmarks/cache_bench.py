@@ -6,8 +6,8 @@ for every row:
   (a) clips held in memory as one tensor (the reference: no loader at all),
   (b) from the video files (decoding every epoch in the loader workers),
   (c) from the frame cache, after it is built (its build time is reported separately),
-on a 720-clip class-folder dataset of 24-frame webm videos (12 classes): ``sevnet.data.photo_motion``
-when it is installed, else moving-pattern videos written here. The target is (c)/(a) >= 0.9.
+on a 720-clip class-folder dataset of 24-frame webm videos (12 classes): ``tools/photo_motion.py``
+when scikit-image is installed, else moving-pattern videos written here. The target is (c)/(a) >= 0.9.
 The cache rows run with the config's loader workers and with 0 (the loader in the training process).
 Loader batches are what the Trainer gets: uint8 clips, normalised per batch in the training process.
 Beside clips/s, the loader's CPU ms per clip (one thread: read, transform, collate, and its share of
@@ -24,6 +24,7 @@ import argparse
 import gc
 import itertools
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -78,7 +79,8 @@ def make_dataset(root: Path, videos: str) -> DataConfig:
     try:
         if videos == "pattern":
             raise ImportError
-        from sevnet.data.photo_motion import write_folder_dataset
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+        from photo_motion import write_folder_dataset
 
         write_folder_dataset(root, "objects", train_per_class=PER_CLASS, val_per_class=2, num_frames=FRAMES,
                              size=SIZE, seed=0)  # fmt: skip
@@ -191,7 +193,7 @@ def main() -> None:
     parser.add_argument("--cache", default="disk,memory", help="cache modes to measure, comma-separated")
     parser.add_argument("--workers", help="loader workers of the cache rows, comma-separated; default: the config's,0")
     parser.add_argument("--videos", choices=["auto", "pattern"], default="auto",
-                        help="auto: sevnet.data.photo_motion when installed; pattern: moving stripes")  # fmt: skip
+                        help="auto: tools/photo_motion.py (needs scikit-image); pattern: stripes")  # fmt: skip
     args = parser.parse_args()
     exp = load_config(args.config, ["data.root=unused"])
     SETUP["data"] = {key: getattr(exp.data, key) for key in DATA_KEYS}

@@ -1,7 +1,7 @@
 """Choose the small-data recipe by measurement: variants x datasets -> top-1, reversed top-1, clips/s.
 
 Each dataset is a class-folder layout of real video files (``root/{train,val}/<class>/<video>``,
-e.g. written by ``python -m sevnet.data.photo_motion``). Its clips are decoded once into memory,
+e.g. written by ``python tools/photo_motion.py``). Its clips are decoded once into memory,
 so every variant sees the same data at in-memory speed; the training loop is the library's
 recipe reduced to its parts (TSN segment sampling, scale jitter + random crop, AdamW or SGD,
 label smoothing, warm-up + cosine), and each variant trains for the number of steps it would

@@ -1,7 +1,7 @@
 """Does a trained model read temporal order? Top-1 of a checkpoint on its validation split with the
 frames as they are and played backwards, and each class's top-1 (where the errors are).
 
-On a dataset whose classes come in time-reversed pairs (``sevnet.data.photo_motion``, the demo's),
+On a dataset whose classes come in time-reversed pairs (``tools/photo_motion.py``, the demo's),
 a model that reads temporal order scores near 0% on reversed clips (it predicts the partner), one
 that ignores it scores about its forward top-1 / 2 or more.
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tools"))  # dataset generators: photo_motion, ssv2_layout
 from _videos import write_video
 
 

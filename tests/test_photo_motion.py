@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("skimage")
 
-from sevnet.data import photo_motion as pm
+import photo_motion as pm  # tools/photo_motion.py (tests/conftest.py puts tools/ on sys.path)
 
 SMALL = {"num_frames": 8, "size": (64, 64)}
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ssv2_layout import write_ssv2_layout  # tools/ssv2_layout.py (tests/conftest.py puts tools/ on sys.path)
 
 from sevnet.data import DataConfig, build_dataset
 from sevnet.data.synthetic import (
@@ -15,7 +16,6 @@ from sevnet.data.synthetic import (
     make_split,
     partner,
     render_clip,
-    write_ssv2_layout,
 )
 
 SPEC = SyntheticSpec(num_frames=8, size=32)

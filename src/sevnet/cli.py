@@ -8,6 +8,7 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 
 # (verb, one-line help). Add a verb here when its module exists.
 VERBS: list[tuple[str, str]] = [
@@ -29,14 +30,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="sevnet", description="Efficient video action recognition with SEVNets.")
     parser.add_argument("--version", action="version", version=f"sevnet {__version__}")
+    parser.add_argument("--debug", action="store_true", help="on an error, print its traceback too")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for verb, help_text in VERBS:
         module = importlib.import_module(f"sevnet.commands.{verb}")
         p = sub.add_parser(verb, help=help_text, description=(module.__doc__ or help_text).strip())
         module.add_arguments(p)
-        # USER_ERRORS: built-in exceptions that mean bad input for this verb (until raised as SevnetError)
-        p.set_defaults(_run=module.run, _user_errors=getattr(module, "USER_ERRORS", ()))
+        _accept_debug(p)
+        p.set_defaults(_run=module.run)
     return parser
+
+
+def _accept_debug(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` after the verb too (``sevnet train CFG --debug``, ``sevnet data check DIR --debug``), in
+    the verb's parser and any of its sub-verbs'; default SUPPRESS: when absent there, the global flag stays."""
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                _accept_debug(sub)
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
@@ -53,8 +65,9 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
 
 def main(argv: list[str] | None = None) -> int:
     """Run one verb. A ``SevnetError`` (bad input, named) prints one line and exits 2 (a training run
-    stopped by SIGTERM/SIGINT after saving: 143/130); Ctrl-C elsewhere exits 130 without a traceback;
-    any other exception is a bug and keeps its traceback."""
+    stopped by SIGTERM/SIGINT after saving: 143/130), with its traceback first under ``--debug``;
+    Ctrl-C elsewhere exits 130 without a traceback; any other exception (a bug, out of memory) is
+    not caught here and keeps its traceback."""
     from .errors import SevnetError
 
     args = parse_args(build_parser(), argv)
@@ -63,9 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `sevnet configs | head`: the reader left; not an error worth a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
         return 141  # what a shell reports for SIGPIPE
-    except (SevnetError, *getattr(args, "_user_errors", ())) as err:  # messages quote files: control chars escaped
+    except SevnetError as err:  # messages quote files: control chars escaped
         from .display import printable
 
+        if getattr(args, "debug", False):
+            traceback.print_exc()
         status = getattr(err, "exit_status", 2)  # a run stopped by a signal: 128 + the signal, after its save
         if not getattr(err, "quiet", False):
             kind = "stopped" if status != 2 else "error"

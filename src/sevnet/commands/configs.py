@@ -12,9 +12,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", nargs="?", default=None, help="print this config (a name from the list)")
 
 
-USER_ERRORS = (FileNotFoundError,)  # cli.main reports these (and every SevnetError) in one line
-
-
 def run(args: argparse.Namespace) -> int:
     from sevnet.engine.config import config_purpose, resolve_config, shipped_configs
 

@@ -79,10 +79,6 @@ def _add_prepare(sub: Any) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-# cli.main reports these (and every SevnetError) in one line
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError)
-
-
 def run(args: argparse.Namespace) -> int:
     return _prepare(args) if args.data_verb == "prepare" else _check(args)
 
@@ -119,7 +115,9 @@ def _data_config(target: Path, overrides: list[str]) -> tuple[DataConfig, Path]:
     try:  # a shipped config's name: its report goes to the current folder, not into the installed package
         return load_config(target, overrides).data, Path.cwd() / "data_check"
     except FileNotFoundError as err:
-        raise FileNotFoundError(f"no such folder, and {err}") from None
+        from sevnet.errors import NotFoundError
+
+        raise NotFoundError(f"no such folder, and {err}") from None
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -20,9 +20,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: the config's train.device)")
 
 
-USER_ERRORS = (ValueError, FileNotFoundError, RuntimeError)  # cli.main reports these (and every SevnetError)
-
-
 def run(args: argparse.Namespace) -> int:
     from sevnet.engine import evaluate, load_config
 

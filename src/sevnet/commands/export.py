@@ -16,9 +16,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="output path without suffix (default: beside the checkpoint)")
 
 
-USER_ERRORS = (ValueError,)  # cli.main reports these (and every SevnetError) in one line
-
-
 def run(args: argparse.Namespace) -> int:
     from sevnet.deploy.export import export_checkpoint
 

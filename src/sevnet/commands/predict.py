@@ -15,9 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-# cli.main reports these (and every SevnetError, e.g. CheckpointError, ModelFileError) in one line, exit 2
-USER_ERRORS = (ValueError, RuntimeError)
-
 
 def _positive_int(text: str) -> int:
     try:

@@ -29,9 +29,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
-USER_ERRORS = (ValueError, FileNotFoundError)  # cli.main reports these (and every SevnetError) in one line
-
-
 def run(args: argparse.Namespace) -> int:
     from sevnet.deploy.quantize import format_quantize_report, quantize_checkpoint
     from sevnet.engine import load_config

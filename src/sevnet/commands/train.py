@@ -23,17 +23,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-USER_ERRORS = (ValueError, FileNotFoundError)  # cli.main reports these (and every SevnetError) in one line
-
-
 def run(args: argparse.Namespace) -> int:
     from sevnet.engine import load_config, train
+    from sevnet.errors import InputError
 
     if args.resume and args.overwrite:
-        raise ValueError("--resume continues the run in train.out_dir and --overwrite replaces it: give one")
+        raise InputError("--resume continues the run in train.out_dir and --overwrite replaces it: give one")
     allow = [k.strip() for k in args.allow_changed.split(",") if k.strip()]
     if allow and not args.resume:
-        raise ValueError("--allow-changed applies to --resume (the keys a resumed run may change)")
+        raise InputError("--allow-changed applies to --resume (the keys a resumed run may change)")
     result = train(load_config(args.config, args.overrides), args.resume, args.overwrite, allow)
     if result.metrics:
         shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.metrics.items()}

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sevnet.errors import SevnetError
+from sevnet.errors import ConfigError, NotFoundError, SevnetError
 
 from .config import DataConfig
 from .registry import format_spec, register_format
@@ -51,7 +51,7 @@ class Annotation:
 def _file(root: Path, name: str | None, default: str) -> Path:
     path = root / (name or default)
     if not path.is_file():
-        raise FileNotFoundError(f"annotation file not found: {path}")
+        raise NotFoundError(f"annotation file not found: {path}")
     return path
 
 
@@ -99,7 +99,7 @@ def resolve_data_file(root: Path, name: str, key: str) -> Path:
     for candidate in (path,) if path.is_absolute() else (root / path, path):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"data.{key} not found: {name} (looked in {root} and in {Path.cwd()})")
+    raise NotFoundError(f"data.{key} not found: {name} (looked in {root} and in {Path.cwd()})")
 
 
 def inside_root(cfg: DataConfig, sample_path: Path, where: str) -> Path:
@@ -137,7 +137,7 @@ def _split_key(split: str) -> str:
         return "val"
     if split == "test":
         return "test"
-    raise ValueError(f"unknown split {split!r}: use train, val or test")
+    raise ConfigError(f"unknown split {split!r}: use train, val or test")
 
 
 def _list_name(cfg: DataConfig, split: str) -> str | None:
@@ -325,7 +325,7 @@ def parse_gym(cfg: DataConfig, split: str, num_classes: int) -> Annotation:
     prefix = f"gym{num_classes}"
     default = {"train": f"{prefix}_train_element_v1.1.txt", "val": f"{prefix}_val_element.txt"}.get(split)
     if default is None:
-        raise ValueError("FineGym has no test split list; use train or val")
+        raise ConfigError("FineGym has no test split list; use train or val")
     path = _file(root, _list_name(cfg, split), default)
     classes = _gym_classes(root / (cfg.labels_file or f"{prefix}_categories.txt"), num_classes)
     video_dir = root / (cfg.video_dir or "subactions")
@@ -362,7 +362,7 @@ def _generic_classes(cfg: DataConfig, root: Path, path: Path) -> tuple[list[str]
         return classes, {name: i for i, name in enumerate(classes)}, labels_path
     if cfg.num_classes:
         return [f"class_{i}" for i in range(cfg.num_classes)], {}, None
-    raise ValueError(
+    raise ConfigError(
         f"{cfg.format}: {path.name} needs a class list: write the class names one per line (line i = class i) "
         "and set data.labels_file; the labels in the list may then be class names or 0-based indices. "
         "(With integer labels only, data.num_classes also works.)"
@@ -496,10 +496,10 @@ def parse_annotation(cfg: DataConfig, split: str) -> Annotation:
     Samples named by ``data.exclude_list`` are dropped (and counted) whatever the format."""
     split = _split_key(split)
     if cfg.split_file and cfg.format != "folder":
-        raise ValueError(f"data.split_file is read by format 'folder' only (format is '{cfg.format}')")
+        raise ConfigError(f"data.split_file is read by format 'folder' only (format is '{cfg.format}')")
     spec = format_spec(cfg.format)
     if spec.parse is None:
-        raise ValueError(f"data.format '{cfg.format}' has no annotation files (it builds its dataset itself)")
+        raise ConfigError(f"data.format '{cfg.format}' has no annotation files (it builds its dataset itself)")
     annotation = spec.parse(cfg, split)
     if cfg.exclude_list:
         annotation = apply_exclude_list(annotation, cfg, split)

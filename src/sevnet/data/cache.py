@@ -50,7 +50,7 @@ from torchvision.transforms.v2 import functional as F
 
 from sevnet.video import DecodeError, decoded_frames, fill_forward
 
-from ..errors import SevnetError
+from ..errors import ConfigError, SevnetError
 from .annotations import Sample
 from .config import CacheMode, DataConfig
 
@@ -360,7 +360,7 @@ def open_cache(source: FrameSource, cfg: DataConfig, name: str = "data", progres
             _write_cache(Path(tmp), source, cfg, key, progress, name)
             return FrameCache(Path(tmp), in_memory=True)
     if cfg.cache != CacheMode.disk:
-        raise ValueError(f"data.cache must be 'off', 'memory' or 'disk', got {cfg.cache!r}")
+        raise ConfigError(f"data.cache must be 'off', 'memory' or 'disk', got {cfg.cache!r}")
     root = default_cache_dir(cfg)
     root.mkdir(parents=True, exist_ok=True)
     prefix = f"{name}-{hashlib.sha256(f'{cfg.format}|{cfg.root}'.encode()).hexdigest()[:8]}"

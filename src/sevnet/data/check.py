@@ -24,6 +24,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError, InputError
 from .annotations import AnnotationError, parse_annotation
 from .config import DataConfig
 from .folder import list_frame_images
@@ -369,7 +370,7 @@ def collect_entries(cfg: DataConfig) -> tuple[list[Entry], list[str], list[str]]
     """Every sample of every split that exists (the exclude list is not applied: a check looks at
     everything). Returns (entries, ignored stray files, notes on splits not checked)."""
     if cfg.format == "synthetic":
-        raise ValueError("data.format 'synthetic' is rendered in memory: there are no files to check")
+        raise ConfigError("data.format 'synthetic' is rendered in memory: there are no files to check")
     cfg = dataclasses.replace(cfg, exclude_list=None)
     root = Path(cfg.root)
     entries, ignored, notes = [], [], []
@@ -410,7 +411,7 @@ def check_dataset(cfg: DataConfig, out_dir: str | Path, max_pixels: int = DEFAUL
     files whose status is in ``exclude``) to ``out_dir``."""
     unknown = sorted(set(exclude) - set(STATUSES))
     if unknown:
-        raise ValueError(f"unknown status(es) {unknown} to exclude; choose from {', '.join(STATUSES)}")
+        raise InputError(f"unknown status(es) {unknown} to exclude; choose from {', '.join(STATUSES)}")
     from sevnet.engine.rundir import check_writable
 
     check_writable(out_dir, "data check --out")  # before the files are read, not after

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..display import printable
+from ..errors import ConfigError, NotFoundError
 from .annotations import (
     Annotation,
     AnnotationError,
@@ -33,6 +35,7 @@ from .annotations import (
     _check_unique,
     _split_key,
     inside_root,
+    read_text,
     resolve_data_file,
 )
 from .config import DataConfig
@@ -217,7 +220,7 @@ def stratified_split(items: list[Item], fraction: float, seed: int) -> dict[str,
     """``{rel: "train" | "val"}``, per class. Files are ranked by a hash of (seed, path), not by a
     shuffle, so the split is the same on every machine and adding a video moves at most one other."""
     if not 0 <= fraction < 1:
-        raise ValueError(f"data.val_fraction must be in [0, 1), got {fraction}")
+        raise ConfigError(f"data.val_fraction must be in [0, 1), got {fraction}")
     by_class: dict[str, list[Item]] = defaultdict(list)
     for item in items:
         by_class[item.cls].append(item)
@@ -253,7 +256,7 @@ def folder_items(cfg: DataConfig) -> tuple[list[str], list[tuple[Item, str]], li
     (classes, [(item, split)], ignored)."""
     root = Path(cfg.root)
     if not root.is_dir():
-        raise FileNotFoundError(f"data.root is not a folder: {root}")
+        raise NotFoundError(f"data.root is not a folder: {root}")
     folders = split_folders(root)
     if folders is None:
         classes, scan = scan_classes(root, root)
@@ -295,7 +298,7 @@ def read_split_file(path: Path) -> list[tuple[str, str, str]]:
             raise AnnotationError(f"{path}: expected a list of {{'path', 'class', 'split'}} objects")
         raw = [(f"{path}: entry {n}", n, e) for n, e in enumerate(entries, 1)]
     else:
-        with path.open(newline="", encoding="utf-8-sig") as f:
+        with io.StringIO(read_text(path).removeprefix("\ufeff"), newline="") as f:  # not UTF-8: AnnotationError
             reader = csv.DictReader(f)
             if not reader.fieldnames or not {"path", "class", "split"} <= set(reader.fieldnames):
                 raise AnnotationError(f"{path}:1: header must name path, class and split, got {reader.fieldnames}")
@@ -359,7 +362,7 @@ def parse_folder(cfg: DataConfig, split: str) -> Annotation:
         return _from_split_file(cfg, split)
     root = Path(cfg.root)
     if split == "test" and (root.is_dir() and "test" not in (split_folders(root) or {})):
-        raise FileNotFoundError(f"{root}: no test split: add {root / 'test'}/<class>/... or rows with split 'test' "
+        raise NotFoundError(f"{root}: no test split: add {root / 'test'}/<class>/... or rows with split 'test' "
                                 "to a data.split_file")  # fmt: skip
     classes, pairs, ignored = folder_items(cfg)
     _report_ignored(root, ignored)

@@ -35,6 +35,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError, NotAFolderError, NotFoundError
 from .folder import VIDEO_EXTENSIONS
 from .frames import IMAGE_EXTENSIONS, natural_key
 from .video import decoder_threads
@@ -298,18 +299,18 @@ class Plan:
 def check_paths(src: Path, dst: Path, short_side: int) -> None:
     """Clear errors before any work: SRC must be a folder, DST outside it (and it outside DST)."""
     if not src.exists():
-        raise FileNotFoundError(f"SRC not found: {src}")
+        raise NotFoundError(f"SRC not found: {src}")
     if not src.is_dir():
-        raise NotADirectoryError(f"SRC is not a folder: {src} (give the dataset's root folder)")
+        raise NotAFolderError(f"SRC is not a folder: {src} (give the dataset's root folder)")
     if short_side < 2:
-        raise ValueError(f"--short-side must be at least 2 pixels, got {short_side}")
+        raise InputError(f"--short-side must be at least 2 pixels, got {short_side}")
     s, d = src.resolve(), dst.resolve()
     if d == s or s in d.parents:
-        raise ValueError(f"DST {dst} is inside SRC {src}: choose a folder outside the dataset")
+        raise InputError(f"DST {dst} is inside SRC {src}: choose a folder outside the dataset")
     if d in s.parents:
-        raise ValueError(f"SRC {src} is inside DST {dst}: choose a DST that does not contain the dataset")
+        raise InputError(f"SRC {src} is inside DST {dst}: choose a DST that does not contain the dataset")
     if dst.exists() and not dst.is_dir():
-        raise NotADirectoryError(f"DST exists and is not a folder: {dst}")
+        raise NotAFolderError(f"DST exists and is not a folder: {dst}")
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -363,7 +364,7 @@ def check_settings(dst: Path, settings: dict[str, Any]) -> None:
     if path.is_file():
         earlier = json.loads(path.read_text(encoding="utf-8"))
         if earlier != settings:
-            raise ValueError(
+            raise InputError(
                 f"{dst} was prepared with {earlier} ({path}); this run asks for {settings}: finished files would "
                 "be kept as they are. Choose another DST, or delete it and its .prepare.* files to start again"
             )
@@ -396,7 +397,7 @@ def prepare_dataset(src: str | Path, dst: str | Path, short_side: int, codec: st
 
     src, dst = Path(src), Path(dst)
     if codec not in CODECS:
-        raise ValueError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
+        raise InputError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
     check_paths(src, dst, short_side)
     check_settings(dst, {"short_side": short_side, "codec": codec, "quality": quality})
     threads = decoder_threads(workers, os.cpu_count() or 1)  # no worker's codecs oversubscribe the cores

@@ -9,22 +9,21 @@ gives the class away. Nuisances: object shape, colour and texture, background gr
 distractor objects, speed, start position, sensor noise.
 
 Every clip is a pure function of (seed, index): deterministic, and cheap enough (about 1 ms for
-8 frames of 64x64) to build thousands in seconds. ``write_ssv2_layout`` saves the benchmark as
-real VP9 .webm files in the Something-Something V2 layout, so the same reader that reads the real
-dataset reads it.
+8 frames of 64x64) to build thousands in seconds. ``tools/ssv2_layout.py`` (in a checkout, not in the
+package) saves the benchmark as real VP9 .webm files in the Something-Something V2 layout, so the same
+reader that reads the real dataset reads it.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import ConfigError
 from .config import DataConfig
 from .registry import register_dataset_format
 
@@ -206,7 +205,7 @@ def build_synthetic_dataset(cfg: DataConfig, split: str, train: bool) -> Synthet
     opts = dict(cfg.synthetic or {})
     known = {"num_train", "num_val", "seed", "size", "noise", "distractors", "clutter"}
     if set(opts) - known:
-        raise ValueError(f"unknown data.synthetic option(s) {sorted(set(opts) - known)}; valid: {sorted(known)}")
+        raise ConfigError(f"unknown data.synthetic option(s) {sorted(set(opts) - known)}; valid: {sorted(known)}")
     spec = SyntheticSpec(
         num_frames=cfg.num_frames,
         size=int(opts.get("size", 64)),
@@ -226,36 +225,3 @@ def build_synthetic_dataset(cfg: DataConfig, split: str, train: bool) -> Synthet
     return SyntheticVideoDataset(clips, labels, list(cfg.mean), list(cfg.std), train)
 
 
-def write_ssv2_layout(root: str | Path, num_train: int, num_val: int, seed: int = 0,
-                      spec: SyntheticSpec = SyntheticSpec(), fps: int = 12) -> Path:  # fmt: skip
-    """Write the benchmark as Something-Something V2 is released: labels JSON, train/validation
-    JSON lists with templates, and ``20bn-something-something-v2/<id>.webm`` (VP9) videos."""
-    import av
-
-    root = Path(root)
-    video_dir = root / "20bn-something-something-v2"
-    video_dir.mkdir(parents=True, exist_ok=True)
-    labels = {name: str(i) for i, name in enumerate(CLASSES)}
-    (root / "something-something-v2-labels.json").write_text(json.dumps(labels, indent=1))
-    next_id = 1
-    for split, count, split_seed in (("train", num_train, seed * 2), ("validation", num_val, seed * 2 + 1)):
-        entries = []
-        for i in range(count):
-            label = i % len(CLASSES)
-            clip = render_clip(label, i, split_seed, spec)
-            vid = str(next_id)
-            next_id += 1
-            with av.open(str(video_dir / f"{vid}.webm"), "w") as out:
-                stream = out.add_stream("libvpx-vp9", rate=fps)
-                stream.width = stream.height = spec.size
-                stream.pix_fmt = "yuv420p"
-                stream.options = {"crf": "20", "b:v": "0", "deadline": "realtime", "cpu-used": "8"}
-                for frame in clip:
-                    for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                        out.mux(packet)
-                for packet in stream.encode():
-                    out.mux(packet)
-            template = CLASSES[label].replace("something", "[something]").replace("Something", "[Something]")
-            entries.append({"id": vid, "label": CLASSES[label].lower(), "template": template, "placeholders": []})
-        (root / f"something-something-v2-{split}.json").write_text(json.dumps(entries))
-    return root

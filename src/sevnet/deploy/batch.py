@@ -23,7 +23,7 @@ from sevnet.data.annotations import Sample
 from sevnet.data.datasets import VideoDataset
 from sevnet.data.video import probe_video
 from sevnet.engine.rundir import check_folder
-from sevnet.errors import SevnetError
+from sevnet.errors import InputError, SevnetError
 
 from .predictor import Predictor, long_video_warning
 from .runtime import Runner
@@ -51,7 +51,7 @@ def expand_inputs(inputs: list[str | Path], recursive: bool = False) -> list[Pat
         elif recursive and frame_folders and item not in frame_folders:
             out.extend(frame_folders)
         elif not recursive and not frame_folders and any(p.suffix.lower() in VIDEO_SUFFIXES for p in item.rglob("*")):
-            raise ValueError(f"{item}: no videos directly in it, but its subfolders hold some: add --recursive")
+            raise InputError(f"{item}: no videos directly in it, but its subfolders hold some: add --recursive")
         else:
             out.append(item)  # a frame folder (an empty folder is reported as unreadable)
     return list(dict.fromkeys(out))

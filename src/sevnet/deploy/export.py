@@ -13,7 +13,7 @@ from torch import nn
 
 from sevnet.engine.checkpoint import load_model, read_checkpoint, weights_digest
 from sevnet.engine.rundir import check_writable
-from sevnet.errors import SevnetError
+from sevnet.errors import InputError, SevnetError
 from sevnet.extras import require
 
 from .runtime import Runner, onnx_runner, openvino_runner, torch_runner, write_sidecar
@@ -108,5 +108,5 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None =
         report["openvino_max_rel_error"] = check_agreement(reference, openvino_runner(xml), clip_shape, xml)
         write_sidecar(xml, meta)
     elif fmt != "onnx":
-        raise ValueError(f"format must be 'onnx' or 'openvino', got {fmt!r}")
+        raise InputError(f"format must be 'onnx' or 'openvino', got {fmt!r}")
     return report

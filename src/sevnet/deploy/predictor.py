@@ -26,6 +26,7 @@ from sevnet.data.video import DEFAULT_MAX_PIXELS, DecodeError
 from sevnet.engine.checkpoint import load_weights as _load
 from sevnet.engine.checkpoint import read_checkpoint, unwrap_model
 from sevnet.engine.metrics import class_scores
+from sevnet.errors import InputError
 
 from .clip_spec import ClipSpec
 from .runtime import ModelFileError, Runner, TorchRunner, load_runner, torch_runner
@@ -52,7 +53,7 @@ def inference_dataset(
 
 def _check_count(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        raise InputError(f"{name} must be an integer >= 1, got {value!r}")
     return int(value)
 
 
@@ -157,7 +158,7 @@ class Predictor:
 
     def _scores(self, logits: np.ndarray) -> np.ndarray:
         if logits.shape[-1] != len(self.classes):
-            raise RuntimeError(f"model outputs {logits.shape[-1]} classes but its metadata names {len(self.classes)}")
+            raise ModelFileError(f"model outputs {logits.shape[-1]} classes but its metadata names {len(self.classes)}")
         if not np.isfinite(logits).all():  # never a "(nan%)" prediction: the model, not the video, is broken
             raise ModelFileError(
                 f"{self.source or 'the model'}: its output holds NaN/inf (its weights or its input normalisation "

@@ -23,8 +23,8 @@ from sevnet.data import DataConfig, build_dataset, build_loader
 from sevnet.engine.checkpoint import load_model
 from sevnet.engine.config import ExperimentConfig
 from sevnet.engine.distributed import init_distributed
-from sevnet.engine.evaluate import predict_loader
-from sevnet.errors import SevnetError
+from sevnet.engine.evaluate import NoEvaluationSampleError, predict_loader
+from sevnet.errors import InputError, SevnetError
 from sevnet.extras import require
 from sevnet.timing import median_seconds
 
@@ -47,7 +47,7 @@ def calibration_clips(cfg: DataConfig, count: int) -> list[np.ndarray]:
         if "error" not in item:
             clips.append(item["clip"][:1].numpy())
     if not clips:
-        raise RuntimeError("no calibration clip could be loaded from the training set")
+        raise NoEvaluationSampleError("no calibration clip could be loaded from the training set")
     if len(clips) < count:
         why = f"the training set has {len(dataset)} clips" if len(dataset) < count else "some could not be loaded"
         print(f"note: calibrating on {len(clips)} clips, not the {count} asked ({why})", file=sys.stderr, flush=True)
@@ -133,7 +133,7 @@ def accuracy_pair(
     for key, runner in (("fp32", fp32), ("int8", int8)):
         _, probs, targets, _ = predict_loader(runner_model(runner), loader, dataset.multi_label, info)
         if len(targets) == 0:
-            raise RuntimeError("no evaluation clip could be loaded")
+            raise NoEvaluationSampleError("no evaluation clip could be loaded")
         preds[key] = probs.argmax(1)
     truth = targets if targets.ndim == 1 else targets.argmax(1)
     return {
@@ -155,7 +155,7 @@ def quantize_checkpoint(
 ) -> dict[str, Any]:
     """Export (float32 OpenVINO), quantize to int8, compare side by side; raise past ``max_drop`` points."""
     if calib_clips < 1:
-        raise ValueError(f"--calib-clips must be >= 1, got {calib_clips}")
+        raise InputError(f"--calib-clips must be >= 1, got {calib_clips}")
     load_model(checkpoint)  # a bad checkpoint, then missing data, are found before anything is written
     clips = calibration_clips(cfg.data, calib_clips)
     evaluation = build_dataset(cfg.data, cfg.eval.split, train=False)  # found before anything is written

@@ -19,7 +19,7 @@ import torch
 from sevnet.data.transforms import normalize_clips
 from sevnet.device import DeviceError, autocast, check_device_spec, inference_dtype, resolve_device
 from sevnet.engine.checkpoint import load_model, read_checkpoint, weights_digest
-from sevnet.errors import SevnetError
+from sevnet.errors import InputError, SevnetError
 from sevnet.extras import require
 
 Runner = Callable[[np.ndarray], np.ndarray]
@@ -183,9 +183,9 @@ def load_runner(
     ``device`` / ``precision``: where and how a checkpoint runs (exported models run on the CPU)."""
     if model_file is None:
         if checkpoint is None:
-            raise ValueError("give a checkpoint or an exported model file")
+            raise InputError("give a checkpoint or an exported model file")
         if backend not in (None, "torch"):
-            raise ValueError(f"backend {backend!r} needs an exported --model file (see `sevnet export`)")
+            raise InputError(f"backend {backend!r} needs an exported --model file (see `sevnet export`)")
         model, meta = load_model(checkpoint)
         return torch_runner(model, device, precision), meta
     if check_device_spec(device, "device") not in ("cpu", "auto"):

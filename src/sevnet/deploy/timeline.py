@@ -31,6 +31,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from sevnet.data.sampling import dense_indices, segment_indices
+from sevnet.errors import InputError
 from sevnet.video import DecodeError, decoded_frames, fill_forward, probe_video
 
 from .clip_spec import ClipScorer, ClipSpec
@@ -46,7 +47,7 @@ class WindowPlan:
 def plan_windows(num_frames: int, fps: float, window: float, stride: float, spec: ClipSpec) -> list[WindowPlan]:
     """Windows of ``window`` s every ``stride`` s; a last window is aligned to the end so the tail is covered."""
     if not window > 0 or not stride > 0:
-        raise ValueError(f"window and stride must be > 0 seconds, got {window} and {stride}")
+        raise InputError(f"window and stride must be > 0 seconds, got {window} and {stride}")
     size = max(1, round(window * fps))
     step = max(1, round(stride * fps))
     if num_frames <= size:
@@ -342,7 +343,7 @@ def run_timeline(
         )
     stride = window / 2 if stride is None else stride
     if smooth < 1:
-        raise ValueError(f"smooth must be >= 1 windows, got {smooth}")
+        raise InputError(f"smooth must be >= 1 windows, got {smooth}")
     path = Path(path)
     if path.is_dir():
         raise DecodeError(f"{path}: a timeline needs a video file (a frame folder has no frame rate)")
@@ -369,7 +370,7 @@ def build_timeline(
     depend on where the scores came from (windows of a file here, a live stream's results in
     ``sevnet stream --csv``), so both give the same segments from the same scores."""
     if smooth < 1:
-        raise ValueError(f"smooth must be >= 1 windows, got {smooth}")
+        raise InputError(f"smooth must be >= 1 windows, got {smooth}")
     sm = smooth_scores(scores, smooth)
     thr = (0.5 if multi_label else 0.0) if threshold is None else threshold
     segments = make_segments(classes, starts, ends, sm, num_frames / fps, thr, min_duration, multi_label)

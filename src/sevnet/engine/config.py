@@ -25,7 +25,7 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 
 from sevnet.data.config import DataConfig
 from sevnet.device import check_device_spec
-from sevnet.errors import ConfigError
+from sevnet.errors import ConfigError, NotFoundError
 from sevnet.validate import above, at_least, between, check_values
 
 
@@ -230,7 +230,7 @@ def resolve_config(ref: str | Path) -> Path:
     named = path.parent == Path(".") or path.parent.name == "configs"  # a name, or a checkout's configs/NAME.yaml
     if named and name in shipped:
         return shipped[name]
-    raise FileNotFoundError(f"config file not found: {ref} (a path, or a shipped config: {', '.join(shipped)})")
+    raise NotFoundError(f"config file not found: {ref} (a path, or a shipped config: {', '.join(shipped)})")
 
 
 def _read_yaml(path: Path) -> DictConfig:

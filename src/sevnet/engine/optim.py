@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from sevnet.errors import ConfigError
+
 from .config import OptimConfig, OptimName
 
 
@@ -36,7 +38,7 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, global_batch: int) -> to
     lr = scaled_lr(cfg, global_batch)
     if cfg.name == OptimName.adamw:
         if len(cfg.betas) != 2:
-            raise ValueError(f"optim.betas must be two numbers, got {list(cfg.betas)}")
+            raise ConfigError(f"optim.betas must be two numbers, got {list(cfg.betas)}")
         betas = (float(cfg.betas[0]), float(cfg.betas[1]))
         optimizer: torch.optim.Optimizer = torch.optim.AdamW(groups, lr=lr, betas=betas)
     else:

@@ -39,7 +39,7 @@ from sevnet.data.config import INFERENCE_KEYS, Flip
 from sevnet.data.folder import freeze_split
 from sevnet.data.mirror import describe as describe_flip
 from sevnet.device import describe as describe_device
-from sevnet.errors import SevnetError
+from sevnet.errors import ConfigError, SevnetError
 from sevnet.models import create_model
 from sevnet.models.sevnet import recorded_defaults
 from sevnet.progress import log_to, progress_bar, say
@@ -226,7 +226,7 @@ class Trainer:
         cfg = self.cfg
         self.accum = cfg.train.grad_accum
         if self.accum < 1 or cfg.train.max_minutes < 0:
-            raise ValueError("train.grad_accum must be >= 1 and train.max_minutes >= 0")
+            raise ConfigError("train.grad_accum must be >= 1 and train.max_minutes >= 0")
         self.optimizer = build_optimizer(
             self.model, cfg.optim, cfg.train.batch_size * self.info.world_size * self.accum
         )
@@ -236,7 +236,7 @@ class Trainer:
         if cfg.train.max_steps:
             self.total_steps = min(self.total_steps, cfg.train.max_steps)
         if self.total_steps <= 0:
-            raise ValueError(
+            raise ConfigError(
                 f"this config trains for zero steps: {len(self.train_set)} training clips, batch "
                 f"{cfg.train.batch_size} x {self.info.world_size} process(es) -> {self.batches_per_epoch} "
                 f"batches per epoch, train.grad_accum={self.accum}, train.epochs={cfg.train.epochs}, "
@@ -754,7 +754,7 @@ def use_channels_last(setting: ChannelsLast, device: torch.device) -> bool:
 def _prepare_model(model: nn.Module, cfg: TrainConfig, info: DistInfo, channels_last: bool) -> nn.Module:
     if cfg.sync_bn and info.distributed:
         if info.device.type != "cuda":
-            raise ValueError("train.sync_bn needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel)")
+            raise ConfigError("train.sync_bn needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel)")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(info.device)
     if channels_last:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from sevnet.errors import ConfigError
+
 from .layers import ConvBN, SpatialAvgPool, SqueezeExcite
 
 
@@ -45,16 +47,16 @@ def resolve_group_width(group_width: int | str, channels: int) -> int:
     if group_width == "dense":
         return channels
     if not isinstance(group_width, int) or group_width < 1:
-        raise ValueError(f"group_width must be a positive int, 'depthwise' or 'dense', got {group_width!r}")
+        raise ConfigError(f"group_width must be a positive int, 'depthwise' or 'dense', got {group_width!r}")
     if channels % group_width:
-        raise ValueError(f"group_width={group_width} does not divide the {channels} channels of the conv")
+        raise ConfigError(f"group_width={group_width} does not divide the {channels} channels of the conv")
     return group_width
 
 
 def _check_odd(**kernels: int) -> None:
     for name, k in kernels.items():
         if k < 1 or k % 2 == 0:
-            raise ValueError(f"{name} must be a positive odd int, got {k}")
+            raise ConfigError(f"{name} must be a positive odd int, got {k}")
 
 
 def _squeeze_excite(channels: int, se_ratio: float, causal: bool) -> nn.Module:
@@ -69,7 +71,7 @@ class ResidualBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, spatial_stride: int) -> None:
         super().__init__()
         if spatial_stride not in (1, 2):
-            raise ValueError(f"spatial_stride must be 1 or 2, got {spatial_stride}")
+            raise ConfigError(f"spatial_stride must be 1 or 2, got {spatial_stride}")
         self.shortcut = Shortcut(in_channels, out_channels, spatial_stride)
         self.act = nn.ReLU(inplace=True)
 
@@ -119,9 +121,9 @@ class SEVModule(ResidualBlock):
         _check_odd(temporal_kernel=temporal_kernel, spatial_kernel_t=spatial_kernel_t)
         groups = mid_channels // resolve_group_width(group_width, mid_channels)
         if temporal_conv not in ("dense", "grouped"):
-            raise ValueError(f"temporal_conv must be 'dense' or 'grouped', got {temporal_conv!r}")
+            raise ConfigError(f"temporal_conv must be 'dense' or 'grouped', got {temporal_conv!r}")
         if temporal_conv == "grouped" and out_channels % groups:
-            raise ValueError(f"temporal_conv='grouped' needs out_channels={out_channels} divisible by the "
+            raise ConfigError(f"temporal_conv='grouped' needs out_channels={out_channels} divisible by the "
                              f"{groups} groups of group_width={group_width}")  # fmt: skip
         stride = (1, spatial_stride, spatial_stride)
         self.channel = ConvBN(in_channels, mid_channels, (1, 1, 1))

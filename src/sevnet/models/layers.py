@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sevnet.errors import ConfigError
+
 Triple = tuple[int, int, int]
 
 
@@ -145,7 +147,7 @@ class MotionCorrelation(nn.Module):
     def __init__(self, channels: int, key_channels: int = 16, radius: int = 2) -> None:
         super().__init__()
         if radius < 1 or key_channels < 1:
-            raise ValueError(f"radius and key_channels must be >= 1, got {radius}, {key_channels}")
+            raise ConfigError(f"radius and key_channels must be >= 1, got {radius}, {key_channels}")
         self.radius = radius
         self.key = ConvBN(channels, key_channels, (1, 1, 1), relu=False)
         self.proj = ConvBN((2 * radius + 1) ** 2, channels, (1, 1, 1), relu=False)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sevnet.errors import InputError
 from sevnet.timing import wall_seconds
 
 from .complexity import count_gmacs, count_params
@@ -75,7 +76,7 @@ def parse_input(text: str) -> tuple[int, int, int]:
     try:
         t, h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise ValueError(f"input must look like TxHxW (e.g. 16x160x160), got {text!r}") from None
+        raise InputError(f"input must look like TxHxW (e.g. 16x160x160), got {text!r}") from None
     return t, h, w
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from sevnet.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -42,7 +44,7 @@ def model_info(name: str) -> ModelInfo:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown model name {name!r}; available: {', '.join(list_models())}") from None
+        raise ConfigError(f"unknown model name {name!r}; available: {', '.join(list_models())}") from None
 
 
 def create_model(name: str, num_classes: int = 400, **overrides: object) -> nn.Module:

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from sevnet.errors import ConfigError
+
 from .blocks import BLOCKS, ResidualBlock
 from .layers import ConvBN, GlobalAvgPool, MotionCorrelation
 from .registry import register_model
@@ -98,7 +100,7 @@ class Stem(nn.Module):
         super().__init__()
         for name, k in (("stem_temporal_kernel", temporal_kernel), ("stem_kernel", kernel)):
             if k < 1 or k % 2 == 0:
-                raise ValueError(f"{name} must be a positive odd int, got {k}")
+                raise ConfigError(f"{name} must be a positive odd int, got {k}")
         self.spatial = ConvBN(3, channels, (1, kernel, kernel), stride=(1, 2, 2))
         self.temporal: nn.Module = (
             ConvBN(channels, channels, (temporal_kernel, 1, 1), causal=causal) if temporal_kernel > 1 else nn.Identity()
@@ -140,7 +142,7 @@ class SEVNet(nn.Module):
                     blocks[str(j)] = block_cls(in_ch, stage.out_channels, stage.mid_channels, stride,
                                                **kwargs, **cfg.block_args)  # fmt: skip
                 except ValueError as err:
-                    raise ValueError(f"stage {i + 1} (mid_channels={stage.mid_channels}): {err}") from None
+                    raise ConfigError(f"stage {i + 1} (mid_channels={stage.mid_channels}): {err}") from None
                 in_ch = stage.out_channels
             if i + 1 in cfg.motion_stages:
                 blocks["motion"] = MotionCorrelation(stage.out_channels, radius=cfg.motion_radius)
@@ -202,19 +204,19 @@ def difference_init(conv: nn.Conv3d, causal: bool) -> None:
 
 def _check_config(cfg: SEVNetConfig) -> None:
     if cfg.stem_temporal_init not in ("he", "difference"):
-        raise ValueError(f"stem_temporal_init must be 'he' or 'difference', got {cfg.stem_temporal_init!r}")
+        raise ConfigError(f"stem_temporal_init must be 'he' or 'difference', got {cfg.stem_temporal_init!r}")
     if not all(isinstance(i, int) and 1 <= i <= len(cfg.stages) for i in cfg.motion_stages):
-        raise ValueError(f"motion_stages must be stage numbers 1-{len(cfg.stages)}, got {list(cfg.motion_stages)}")
+        raise ConfigError(f"motion_stages must be stage numbers 1-{len(cfg.stages)}, got {list(cfg.motion_stages)}")
     if cfg.block not in BLOCKS:
-        raise ValueError(f"block must be one of {sorted(BLOCKS)}, got {cfg.block!r}")
+        raise ConfigError(f"block must be one of {sorted(BLOCKS)}, got {cfg.block!r}")
     if not 0.0 <= cfg.dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout}")
+        raise ConfigError(f"dropout must be in [0, 1), got {cfg.dropout}")
     if cfg.num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {cfg.num_classes}")
+        raise ConfigError(f"num_classes must be >= 1, got {cfg.num_classes}")
     accepted = set(inspect.signature(BLOCKS[cfg.block]).parameters) - _SKELETON_ARGS
     unknown = sorted(set(cfg.block_args) - accepted)
     if unknown:
-        raise ValueError(f"{unknown} not accepted by block={cfg.block!r} ({BLOCKS[cfg.block].__name__}); "
+        raise ConfigError(f"{unknown} not accepted by block={cfg.block!r} ({BLOCKS[cfg.block].__name__}); "
                          f"its options: {sorted(accepted)}")  # fmt: skip
 
 
@@ -231,7 +233,7 @@ def build_sevnet(size: str, **overrides: Any) -> SEVNet:
     (e.g. ``group_width``) are block options and go to ``block_args``.
     """
     if size not in SIZES:
-        raise ValueError(f"unknown SEVNet size {size!r}; known: {sorted(SIZES)}")
+        raise ConfigError(f"unknown SEVNet size {size!r}; known: {sorted(SIZES)}")
     if "depths" in overrides:
         overrides["stages"] = _with_depths(overrides.get("stages", SIZES[size].stages), overrides.pop("depths"))
     fields = {f.name for f in dataclasses.fields(SEVNetConfig)}
@@ -277,5 +279,5 @@ def _with_depths(stages: Any, depths: Any) -> tuple[Stage, ...]:
         or len(depths) != len(rows)
         or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in depths)
     ):
-        raise ValueError(f"depths must be {len(rows)} positive ints (one per stage), got {depths!r}")
+        raise ConfigError(f"depths must be {len(rows)} positive ints (one per stage), got {depths!r}")
     return tuple(dataclasses.replace(row, depth=d) for row, d in zip(rows, depths, strict=True))

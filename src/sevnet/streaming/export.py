@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from sevnet.deploy.export import TOLERANCE, ExportMismatchError, export_openvino
 from sevnet.deploy.runtime import write_sidecar
 from sevnet.engine.checkpoint import load_model, read_checkpoint, weights_digest
+from sevnet.errors import InputError
 
 from .eager import init_state, run_step
 from .plan import state_plan
@@ -146,7 +147,7 @@ def export_stream_model(
 ) -> dict[str, Any]:  # fmt: skip
     """Export the step of ``model`` to ``<base>.onnx`` (and ``.xml``), check each, write the sidecars."""
     if fmt not in ("onnx", "openvino"):
-        raise ValueError(f"format must be 'onnx' or 'openvino', got {fmt!r}")
+        raise InputError(f"format must be 'onnx' or 'openvino', got {fmt!r}")
     base = Path(base)
     _, layout = init_state(model, frame_size, 1, window)
     module = StepModule(model, layout, window, flat4d)

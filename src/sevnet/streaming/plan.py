@@ -25,7 +25,7 @@ from typing import Any
 
 from torch import nn
 
-from sevnet.errors import SevnetError
+from sevnet.errors import InputError, SevnetError
 from sevnet.models.blocks import BLOCKS, ResidualBlock
 from sevnet.models.layers import ConvBN, SqueezeExcite
 
@@ -123,7 +123,7 @@ def state_plan(model: nn.Module, window: int = 0) -> StatePlan:
     """Check that ``model`` streams, and walk it once: the node tree and the state slots."""
     check_streamable(model)
     if window < 0:
-        raise ValueError(f"window must be >= 0 (0 = since reset), got {window}")
+        raise InputError(f"window must be >= 0 (0 = since reset), got {window}")
     slots = [PlannedSlot("frames", "count")]
     body = tuple(_visit(getattr(model, name), name, slots) for name in HEAD)
     slots.append(PlannedSlot("head.pool.window", "pool_window") if window else PlannedSlot("head.pool.sum", "pool_sum"))

@@ -18,6 +18,7 @@ from torch import nn
 
 from sevnet.deploy.runtime import ModelFileError, onnx_session, read_sidecar
 from sevnet.device import resolve_device
+from sevnet.errors import InputError
 from sevnet.extras import require
 
 from .eager import init_state
@@ -191,7 +192,7 @@ def load_step_runner(
     results); False drives its explicit state inputs and outputs, as any runtime would."""
     if model_file is None:
         if checkpoint is None:
-            raise ValueError("give a checkpoint or an exported step model file")
+            raise InputError("give a checkpoint or an exported step model file")
         from sevnet.engine.checkpoint import load_model
 
         model, meta = load_model(checkpoint)

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from sevnet.errors import InputError
+
 from .eager import as_frames, plan_layout, run_step, zero_state
 from .lowered import FrameStep, fold_batchnorm
 from .plan import check_streamable, state_plan
@@ -26,7 +28,7 @@ class Stream:
     def __init__(self, model: nn.Module, window: int = 0) -> None:
         check_streamable(model)
         if window < 0:
-            raise ValueError(f"window must be >= 0 (0 = since reset), got {window}")
+            raise InputError(f"window must be >= 0 (0 = since reset), got {window}")
         self.model, self.window = model.eval(), window
         self.folded = fold_batchnorm(model)
         self.plan = state_plan(self.folded, window)

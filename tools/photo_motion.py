@@ -1,5 +1,8 @@
 """Small video classification datasets built from real photographs, written as real VP9 videos.
 
+A dataset generator, not part of the ``sevnet`` package: ``python tools/photo_motion.py OUT --look
+objects|scenes`` from a checkout (needs scikit-image: ``pip install scikit-image``, or the dev extra).
+
 Why: the built-in benchmark (``sevnet.data.synthetic``) is flat coloured shapes on gradients. Training
 defaults (augmentation, learning rate, epochs, clip length) chosen on it alone may only suit that one
 look. These datasets keep its key property, 12 classes in 6 pairs whose second class is exactly the
@@ -143,7 +146,7 @@ def partner(label: int) -> int:
 
 # --- images ----------------------------------------------------------------------------------------
 NEEDS_SKIMAGE = (
-    "sevnet.data.photo_motion renders its clips from scikit-image's sample photographs, which sevnet does not "
+    "tools/photo_motion.py renders its clips from scikit-image's sample photographs, which sevnet does not "
     "otherwise need: pip install scikit-image (scripts/setup.sh and the dev extra, pip install '.[dev]', have it)"
 )
 
@@ -551,8 +554,8 @@ def write_folder_dataset(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m sevnet.data.photo_motion OUT --look objects|scenes [...]``."""
-    parser = argparse.ArgumentParser(prog="python -m sevnet.data.photo_motion", description=__doc__.split("\n")[0])
+    """``python tools/photo_motion.py OUT --look objects|scenes [...]``."""
+    parser = argparse.ArgumentParser(prog="python tools/photo_motion.py", description=__doc__.split("\n")[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--look", choices=LOOKS, required=True)
     parser.add_argument("--train-per-class", type=int, default=58)
