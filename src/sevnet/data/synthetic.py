@@ -223,5 +223,3 @@ def build_synthetic_dataset(cfg: DataConfig, split: str, train: bool) -> Synthet
         _CACHE[key] = make_split(count, seed, spec)
     clips, labels = _CACHE[key]
     return SyntheticVideoDataset(clips, labels, list(cfg.mean), list(cfg.std), train)
-
-
