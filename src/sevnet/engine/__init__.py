@@ -1,6 +1,7 @@
 """Engine: configs, the training loop (one process or DDP), checkpoints, evaluation, metrics."""
 
-from .checkpoint import CheckpointError, load_model, read_meta, save_checkpoint, unwrap_model
+from .card import ModelCard
+from .checkpoint import CheckpointError, load_model, read_card, read_meta, save_checkpoint, unwrap_model
 from .config import load_config
 from .evaluate import evaluate
 from .state import TrainResult, TrainState
@@ -8,6 +9,7 @@ from .trainer import NonFiniteLossError, Trainer, WorkerCrashError, train
 
 __all__ = [
     "CheckpointError",
+    "ModelCard",
     "NonFiniteLossError",
     "TrainResult",
     "TrainState",
@@ -16,6 +18,7 @@ __all__ = [
     "evaluate",
     "load_config",
     "load_model",
+    "read_card",
     "read_meta",
     "save_checkpoint",
     "train",

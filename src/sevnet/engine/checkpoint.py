@@ -23,6 +23,8 @@ from torch import nn
 
 from sevnet.errors import SevnetError
 
+from .card import ModelCard
+
 FORMAT = "sevnet-checkpoint/2"  # 2: named block layers (sevnet.models.compat reads 1)
 FORMAT_V1 = "sevnet-checkpoint/1"
 
@@ -234,10 +236,11 @@ def weight_problems(state: dict[str, torch.Tensor], expected: dict[str, torch.Te
 
 def _upgrade_v1(tensors: dict[str, torch.Tensor], header: dict[str, str]) -> tuple[dict[str, torch.Tensor], dict]:
     """Format 1 -> 2: rename the model's keys and pin its architecture options (see models.compat)."""
-    from sevnet.models.compat import remap_v1_keys, upgrade_v1_meta
+    from sevnet.models.compat import remap_v1_keys
 
-    meta = upgrade_v1_meta(json.loads(header.get("meta", "{}")))
-    block = meta.get("model_overrides", {}).get("block", "sev")
+    card = ModelCard.from_meta(json.loads(header.get("meta", "{}")), version=1)
+    meta = card.to_meta()
+    block = card.model_options.get("block", "sev")
     model = remap_v1_keys({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}, block)
     rest = {k: v for k, v in tensors.items() if not k.startswith("model.")}
     return rest | {f"model.{k}": v for k, v in model.items()}, {**header, "format": FORMAT, "meta": json.dumps(meta)}
@@ -245,6 +248,11 @@ def _upgrade_v1(tensors: dict[str, torch.Tensor], header: dict[str, str]) -> tup
 
 def read_meta(path: str | Path) -> dict[str, Any]:
     return json.loads(read_checkpoint(path)[1]["meta"])
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """The model card of a checkpoint (format 1 upgraded)."""
+    return ModelCard.from_meta(read_meta(path))
 
 
 # What inference reads from a checkpoint's metadata: key -> required type.
@@ -285,13 +293,14 @@ def load_model(
 
     tensors, header = read_checkpoint(path)
     meta = check_meta(json.loads(header["meta"]) if "meta" in header else None, path)
-    if expect_model is not None and meta["model"] != expect_model:
-        raise CheckpointError(f"{path}: holds model {meta['model']!r}, expected {expect_model!r}")
-    if expect_num_classes is not None and meta["num_classes"] != expect_num_classes:
-        raise CheckpointError(f"{path}: has {meta['num_classes']} classes, expected {expect_num_classes}")
+    card = ModelCard.from_meta(meta)
+    if expect_model is not None and card.model != expect_model:
+        raise CheckpointError(f"{path}: holds model {card.model!r}, expected {expect_model!r}")
+    if expect_num_classes is not None and card.num_classes != expect_num_classes:
+        raise CheckpointError(f"{path}: has {card.num_classes} classes, expected {expect_num_classes}")
     check_shapes(path, meta, tensors)
     try:
-        model = create_model(meta["model"], num_classes=meta["num_classes"], **meta.get("model_overrides", {}))
+        model = create_model(card.model, num_classes=card.num_classes, **card.model_options)
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: its metadata describes no model sevnet can build ({err})") from None
     load_weights(model, tensors, path)
@@ -304,16 +313,17 @@ def check_shapes(path: str | Path, meta: dict[str, Any], tensors: dict[str, torc
     million classes is refused in milliseconds instead of allocating gigabytes."""
     from sevnet.models import create_model
 
+    card = ModelCard.from_meta(meta)
     try:
         with torch.device("meta"):
-            skeleton = create_model(meta["model"], num_classes=meta["num_classes"], **meta.get("model_overrides", {}))
+            skeleton = create_model(card.model, num_classes=card.num_classes, **card.model_options)
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: its metadata describes no model sevnet can build ({err})") from None
     stored = {unwrap_key(k.removeprefix("model.")): v.shape for k, v in tensors.items() if k.startswith("model.")}
     for key, value in skeleton.state_dict().items():
         if key in stored and stored[key] != value.shape:
             raise CheckpointError(
-                f"{path}: its metadata (model {meta['model']!r}, {meta['num_classes']} classes) describes {key} of "
+                f"{path}: its metadata (model {card.model!r}, {card.num_classes} classes) describes {key} of "
                 f"shape {tuple(value.shape)}, but the file holds {tuple(stored[key])}"
             )
 
@@ -358,9 +368,10 @@ def _check_same_run(path: str | Path, meta: dict[str, Any], expect: dict[str, An
     """Refuse to resume a checkpoint whose model or classes differ from the config's."""
 
     def optim(m: dict[str, Any]) -> Any:
-        return (m.get("config") or {}).get("optim", {}).get("name")
+        return (ModelCard.from_meta(m).provenance.config or {}).get("optim", {}).get("name")
 
-    checks = [(meta.get(k), expect.get(k), what) for k, what in
+    theirs_card, our_card = ModelCard.from_meta(meta), ModelCard.from_meta(expect)
+    checks = [(getattr(theirs_card, k), getattr(our_card, k), what) for k, what in
               (("model", "model"), ("num_classes", "number of classes"), ("class_names", "class names"))]  # fmt: skip
     for theirs, ours, what in [*checks, (optim(meta), optim(expect), "optimizer (optim.name)")]:
         if theirs != ours:
@@ -425,7 +436,7 @@ def read_recorded_config(path: str | Path) -> dict[str, Any] | None:
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
-        return json.loads(header.get("meta", "{}")).get("config")
+        return ModelCard.from_meta(json.loads(header.get("meta", "{}"))).provenance.config
     except (SafetensorError, OSError, ValueError, AttributeError):
         return None  # a damaged file is named by load_training_state
 

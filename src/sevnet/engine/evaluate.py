@@ -18,6 +18,7 @@ from torch import nn
 from sevnet.data import build_dataset, build_loader
 from sevnet.errors import SevnetError
 
+from .card import ModelCard
 from .checkpoint import load_model
 from .config import ExperimentConfig
 from .distributed import DistInfo, gather_objects, init_distributed
@@ -133,7 +134,7 @@ def evaluate(
         return {}
     report: dict[str, Any] = {
         "checkpoint": str(checkpoint_path),
-        "model": meta["model"],
+        "model": ModelCard.from_meta(meta).model,
         "split": cfg.eval.split,
         "views": {"clips": cfg.data.eval_clips, "crops": cfg.data.eval_crops},
         **compute_metrics(probs, targets, dataset.multi_label, skipped),

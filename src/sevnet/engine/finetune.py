@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .card import ModelCard
 from .checkpoint import (
     CheckpointError,
     checked_checkpoint,
@@ -92,9 +93,10 @@ def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], list[str] | N
     )
     if is_sevnet_header(header):
         tensors, header = checked_checkpoint(path, tensors, header)
-        meta = json.loads(header["meta"])
+        card = ModelCard.from_meta(json.loads(header["meta"]))
         state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
-        return {unwrap_key(k): v for k, v in state.items()}, meta.get("class_names")
+        names = None if card.lacks("class_names") else list(card.class_names)
+        return {unwrap_key(k): v for k, v in state.items()}, names
     prefixed = bool(tensors) and all(k.startswith("model.") for k in tensors)
     state = {(k.removeprefix("model.") if prefixed else k): v for k, v in tensors.items()}
     return {unwrap_key(k): v for k, v in state.items()}, None

@@ -35,7 +35,7 @@ from torch import nn
 
 from sevnet.data import DataConfig, SkipCounter, build_dataset, build_loader, normalize_clips
 from sevnet.data.cache import with_run_cache_dir
-from sevnet.data.config import INFERENCE_KEYS, Flip
+from sevnet.data.config import Flip
 from sevnet.data.folder import freeze_split
 from sevnet.data.mirror import describe as describe_flip
 from sevnet.device import describe as describe_device
@@ -44,6 +44,7 @@ from sevnet.models import create_model
 from sevnet.models.sevnet import recorded_defaults
 from sevnet.progress import log_to, progress_bar, say
 
+from .card import Clip, ModelCard, Preprocessing, Provenance
 from .checkpoint import (
     check_resume_config,
     load_training_state,
@@ -58,6 +59,7 @@ from .evaluate import compute_metrics, predict_loader
 from .finetune import init_from_checkpoint
 from .mixing import ClipMixer
 from .optim import LRSchedule, build_optimizer, lr_factor
+from .protocols import TracedDataset, TrainingDataset, Uint8ClipDataset
 from .rundir import (
     StopSignals,
     TrainingStopped,
@@ -138,7 +140,12 @@ class Trainer:
     ``val_set`` is given too."""
 
     def __init__(
-        self, cfg: ExperimentConfig, *, model: nn.Module | None = None, train_set: Any = None, val_set: Any = None
+        self,
+        cfg: ExperimentConfig,
+        *,
+        model: nn.Module | None = None,
+        train_set: TrainingDataset | None = None,
+        val_set: TrainingDataset | None = None,
     ) -> None:
         self.cfg = cfg = copy.deepcopy(cfg)  # the caller's config is left as it was
         self.info = init_distributed(cfg.train.device)
@@ -181,12 +188,12 @@ class Trainer:
         if info.is_main and cfg.data.flip == Flip.auto:
             mirror = getattr(train_set, "mirror", None)
             say(describe_flip(train_set.classes, mirror) if mirror else "flip: off (auto: the classes have no names)")
-        if hasattr(train_set, "trace_dir"):
+        if isinstance(train_set, TracedDataset):
             train_set.trace_dir = self.out_dir / ".loading"
         # A VideoDataset ships uint8 clips; train_step normalises each batch on the device with the
         # dataset's own mean/std. Other datasets (synthetic, tests' in-memory ones) give float clips.
         self._clip_stats: tuple[list[float], list[float]] | None = None
-        if hasattr(train_set, "uint8_clips"):
+        if isinstance(train_set, Uint8ClipDataset):
             train_set.uint8_clips = True
             self._clip_stats = (list(train_set.cfg.mean), list(train_set.cfg.std))
         pin = info.device.type == "cuda"
@@ -207,7 +214,8 @@ class Trainer:
             report = init_from_checkpoint(model, cfg.model.init_from, list(self.train_set.classes))
             if info.is_main:
                 say(report.summary())
-        self.meta = checkpoint_meta(cfg, self.train_set)
+        self.card = checkpoint_card(cfg, self.train_set)
+        self.meta = self.card.to_meta()
         self.channels_last = use_channels_last(cfg.train.channels_last, info.device)
         if info.device.type == "cuda" and not cfg.train.deterministic:
             torch.backends.cudnn.benchmark = True  # fixed clip shapes: cuDNN times its conv3d algorithms once
@@ -513,7 +521,7 @@ class Trainer:
         if self.info.is_main:
             sd = self.state_dict()
             extra = {**sd["train_state"], "scaler": sd["scaler"], "rng_cpu": sd["rng_cpu"], "skips": skips}
-            meta = {**self.meta, "epoch": self.state.epoch, "step": self.state.step}
+            meta = self.card.trained(self.state.epoch, self.state.step).to_meta()
             save_checkpoint(path or self.last_ckpt, self.model, meta, self.optimizer, extra)
         barrier(self.info)
 
@@ -525,7 +533,7 @@ class Trainer:
                 say(f"no checkpoint at {self.last_ckpt}; starting from scratch")
             return False
         recorded = read_recorded_config(self.last_ckpt)
-        changes = check_resume_config(self.last_ckpt, recorded, self.meta["config"], allow_changed)
+        changes = check_resume_config(self.last_ckpt, recorded, self.card.provenance.config, allow_changed)
         if changes and self.info.is_main:
             say(f"note: resuming with changed config keys: {'; '.join(changes)}")
         plain, tensors = load_training_state(self.last_ckpt, self.model, self.optimizer, expect=self.meta)
@@ -543,7 +551,7 @@ class Trainer:
         digests = gather_objects(weights_digest(self.model), info)
         named = gather_objects((self.skips.skipped, self.skips.partial), info)  # every rank's bad files
         if info.is_main:
-            meta = {**self.meta, "epoch": s.epoch, "step": s.step, "metrics": s.metrics}
+            meta = self.card.trained(s.epoch, s.step, s.metrics).to_meta()
             save_checkpoint(self.final_ckpt, self.model, meta)
             self.log.close(s.history, s.lrs)
             summary = {"metrics": s.metrics, "steps": s.step, "train_time_s": s.elapsed_s, "eval_time_s": s.eval_s,
@@ -673,22 +681,31 @@ class Trainer:
             raise
 
 
-def checkpoint_meta(cfg: ExperimentConfig, dataset: Any) -> dict[str, Any]:
+def checkpoint_card(cfg: ExperimentConfig, dataset: TrainingDataset) -> ModelCard:
     """Everything needed to rebuild the model and preprocess like evaluation, from the file alone."""
     data = cfg.data.to_dict()  # resolved: e.g. synthetic clips' real crop size
-    return {
-        "model": cfg.model.name,
-        "model_overrides": {
-            **recorded_defaults(cfg.model.name),
-            "dropout": cfg.model.dropout,
-            **cfg.model.overrides,
-        },
-        "num_classes": dataset.num_classes,
-        "class_names": list(dataset.classes),
-        "multi_label": bool(dataset.multi_label),
-        "data": {k: data[k] for k in INFERENCE_KEYS},
-        "config": to_container(cfg),
-    }
+    return ModelCard(
+        model=cfg.model.name,
+        model_options={**recorded_defaults(cfg.model.name), "dropout": cfg.model.dropout, **cfg.model.overrides},
+        num_classes=dataset.num_classes,
+        class_names=tuple(dataset.classes),
+        multi_label=bool(dataset.multi_label),
+        preprocessing=Preprocessing(mean=tuple(data["mean"]), std=tuple(data["std"])),
+        clip=Clip(
+            num_frames=data["num_frames"],
+            crop=data["eval_crop"],
+            scale=data["eval_scale"],
+            sampling=data["sampling"],
+            frame_stride=data["frame_stride"],
+            frame_template=data["frame_template"],
+        ),
+        provenance=Provenance(config=to_container(cfg)),
+    )
+
+
+def checkpoint_meta(cfg: ExperimentConfig, dataset: TrainingDataset) -> dict[str, Any]:
+    """``checkpoint_card(cfg, dataset)`` as the metadata dict a checkpoint's header holds."""
+    return checkpoint_card(cfg, dataset).to_meta()
 
 
 def amp_dtype(mode: AmpMode, device: torch.device) -> torch.dtype | None:
