@@ -117,13 +117,16 @@ def _export(args: argparse.Namespace) -> int:
 
 def _runner(args: argparse.Namespace, workdir: str) -> tuple[Any, dict[str, Any]]:
     from sevnet.deploy.runtime import ModelFileError
+    from sevnet.engine.card import ModelCard
     from sevnet.streaming.export import export_stream_checkpoint
     from sevnet.streaming.runners import load_step_runner
 
     if args.model:
         runner, meta = load_step_runner(model_file=args.model, threads=args.threads)
-        if args.window and args.window != meta["streaming"]["window"]:
-            raise ModelFileError(f"{args.model}: exported with window {meta['streaming']['window']}; re-export it")
+        streaming = ModelCard.from_meta(meta).streaming  # load_step_runner refuses a sidecar without one
+        window = streaming.window if streaming else None
+        if args.window and args.window != window:
+            raise ModelFileError(f"{args.model}: exported with window {window}; re-export it")
         return runner, meta
     if args.backend == "torch":
         return load_step_runner(args.checkpoint, window=args.window, device=args.device)
@@ -205,10 +208,12 @@ class _Results:
     def write(self, meta: dict[str, Any]) -> dict[str, Any]:
         from sevnet.deploy.live import results_timeline
         from sevnet.deploy.render import plot_timeline, write_csv
+        from sevnet.engine.card import ModelCard
 
         a = self.args
-        tl = results_timeline(self.stats, list(meta["class_names"]), self.times, self.scores, a.smooth or 3,
-                              a.threshold, a.min_duration or 0.0, bool(meta.get("multi_label")))  # fmt: skip
+        card = ModelCard.from_meta(meta)
+        tl = results_timeline(self.stats, list(card.class_names), self.times, self.scores, a.smooth or 3,
+                              a.threshold, a.min_duration or 0.0, bool(card.multi_label))  # fmt: skip
         out: dict[str, Any] = {"segments": [seg.to_dict() for seg in tl.segments]}
         if a.csv:
             out["csv"] = str(write_csv([tl], a.csv, a.topk))
@@ -234,6 +239,7 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from sevnet.deploy.live import SourceError, StreamStats, run_stream
+    from sevnet.engine.card import ModelCard
 
     if not args.checkpoint and not args.model:
         return _fail("give --checkpoint or --model")
@@ -249,7 +255,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.export:
             return _export(args)
         runner, meta = _runner(args, workdir)
-        stride = args.stride or (meta["data"]["frame_stride"] if meta["data"].get("sampling") == "dense" else 1)
+        clip = ModelCard.from_meta(meta).clip
+        stride = args.stride or (clip.frame_stride if clip.sampling == "dense" else 1)
         stats, printer = StreamStats(args.source, stride=max(1, stride)), _Printer(args.live)
         overlay = _Overlay(args.overlay, stats, args.topk) if args.overlay else None
         results = _Results(args, stats, printer) if args.csv or args.plot else None

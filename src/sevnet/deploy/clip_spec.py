@@ -12,6 +12,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from sevnet.engine.card import ModelCard, as_card
+
 
 @dataclass(frozen=True)
 class ClipSpec:
@@ -34,17 +36,17 @@ class ClipSpec:
     clip_seconds: float | None = None
 
     @classmethod
-    def from_meta(cls, meta: dict[str, Any]) -> ClipSpec:
-        d = meta["data"]
-        seconds = meta.get("clip_seconds", d.get("clip_seconds"))
+    def from_meta(cls, meta: dict[str, Any] | ModelCard) -> ClipSpec:
+        card = as_card(meta)
+        clip, seconds = card.clip, card.clip.seconds
         return cls(
-            num_frames=int(d["num_frames"]),
-            size=int(d["eval_crop"]),
-            scale=int(d["eval_scale"]),
-            sampling=str(d["sampling"]),
-            frame_stride=int(d["frame_stride"]),
-            mean=tuple(d["mean"]),
-            std=tuple(d["std"]),
+            num_frames=int(clip.num_frames),
+            size=int(clip.crop),
+            scale=int(clip.scale),
+            sampling=str(clip.sampling),
+            frame_stride=int(clip.frame_stride),
+            mean=tuple(card.preprocessing.mean),
+            std=tuple(card.preprocessing.std),
             clip_seconds=None if seconds is None else float(seconds),
         )
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sevnet.engine.card import ModelCard
 from sevnet.engine.checkpoint import load_model, read_checkpoint, weights_digest
 from sevnet.engine.rundir import check_writable
 from sevnet.errors import InputError, SevnetError
@@ -89,24 +90,20 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None =
     check_writable(base.parent, "the --out folder")
     model, meta = load_model(checkpoint)
     base.parent.mkdir(parents=True, exist_ok=True)
-    data = meta["data"]
-    clip_shape = (data["num_frames"], data["eval_crop"], data["eval_crop"])
+    card = ModelCard.from_meta(meta)
+    clip_shape = (card.clip.num_frames, card.clip.crop, card.clip.crop)
     onnx_path = base.with_suffix(".onnx")
     export_onnx(model, onnx_path, clip_shape)
-    meta = {
-        **meta,
-        "weights_digest": weights_digest(read_checkpoint(checkpoint)[0]),
-        "source": str(checkpoint),
-    }
+    card = card.exported(weights_digest(read_checkpoint(checkpoint)[0]), str(checkpoint))
     report: dict[str, Any] = {"onnx": str(onnx_path), "tolerance": TOLERANCE, "clip_shape": list(clip_shape)}
     reference = torch_runner(model)
     report["onnx_max_rel_error"] = check_agreement(reference, onnx_runner(onnx_path), clip_shape, onnx_path)
-    write_sidecar(onnx_path, meta)
+    write_sidecar(onnx_path, card)
     if fmt == "openvino":
         xml = export_openvino(onnx_path, base.with_suffix(".xml"))
         report["openvino"] = str(xml)
         report["openvino_max_rel_error"] = check_agreement(reference, openvino_runner(xml), clip_shape, xml)
-        write_sidecar(xml, meta)
+        write_sidecar(xml, card)
     elif fmt != "onnx":
         raise InputError(f"format must be 'onnx' or 'openvino', got {fmt!r}")
     return report

@@ -24,6 +24,7 @@ import torch
 
 from sevnet.data.config import inference_config
 from sevnet.data.transforms import build_transform
+from sevnet.engine.card import ModelCard
 from sevnet.engine.metrics import class_scores
 from sevnet.errors import SevnetError
 from sevnet.streaming.runners import StepRunner
@@ -108,7 +109,7 @@ def _seek_hint(source: str) -> str:
 
 def frame_preprocessor(meta: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
     """RGB uint8 (H, W, 3) -> float32 (1, 3, crop, crop): the checkpoint's evaluation transform."""
-    transform = build_transform(False, inference_config(meta["data"], num_frames=1))
+    transform = build_transform(False, inference_config(ModelCard.from_meta(meta).data_meta(), num_frames=1))
 
     def prep(rgb: np.ndarray) -> np.ndarray:
         return transform(torch.from_numpy(rgb)[None])[:, :, 0].numpy()  # (1, 3, T=1, h, w) -> (1, 3, h, w)
@@ -198,7 +199,8 @@ def run_stream(
     Raises SourceError (stats kept) when the source cannot be opened or fails mid-way; the caller
     catches KeyboardInterrupt the same way, so Ctrl-C still ends with a summary.
     """
-    classes, multi = list(meta["class_names"]), bool(meta.get("multi_label"))
+    card = ModelCard.from_meta(meta)
+    classes, multi = list(card.class_names), bool(card.multi_label)
     prep = frame_preprocessor(meta)
     container = open_source(source, input_format, timeout)
     stats.fps = frame_rate(container)

@@ -23,6 +23,7 @@ from sevnet.data.config import inference_config
 from sevnet.data.datasets import VideoDataset
 from sevnet.data.transforms import build_transform, normalize_clips
 from sevnet.data.video import DEFAULT_MAX_PIXELS, DecodeError
+from sevnet.engine.card import ModelCard
 from sevnet.engine.checkpoint import load_weights as _load
 from sevnet.engine.checkpoint import read_checkpoint, unwrap_model
 from sevnet.engine.metrics import class_scores
@@ -43,12 +44,13 @@ def inference_dataset(
     """A dataset over arbitrary files with the checkpoint's evaluation preprocessing: each video is
     decoded and sampled exactly as in evaluation (``clips`` evenly spaced clips); one that cannot be
     read gives an item with an error naming the file."""
-    data = meta["data"]  # its frame_template too: frame folders are read as in training
-    max_pixels = int(data.get("max_pixels", DEFAULT_MAX_PIXELS))  # the sidecar or checkpoint may set its own
+    card = ModelCard.from_meta(meta)
+    data = card.data_meta()  # its frame_template too: frame folders are read as in training
+    max_pixels = int(card.data_extra.get("max_pixels", DEFAULT_MAX_PIXELS))  # the sidecar or checkpoint may set its own
     cfg = inference_config(data, eval_clips=clips, max_pixels=max_pixels)
-    no_label: int | list[int] = [] if meta.get("multi_label") else -1
+    no_label: int | list[int] = [] if card.multi_label else -1
     samples = [Sample(Path(p), no_label, frames=Path(p).is_dir()) for p in paths]
-    return dataset_class(Annotation(samples, list(meta["class_names"]), bool(meta.get("multi_label"))), cfg, False)
+    return dataset_class(Annotation(samples, list(card.class_names), bool(card.multi_label)), cfg, False)
 
 
 def _check_count(name: str, value: int) -> int:
@@ -80,11 +82,12 @@ class Predictor:
     def __init__(self, runner: Runner, meta: dict[str, Any], backend: str = "torch", source: str | None = None):
         self.runner = runner
         self.meta = meta
+        self.card = card = ModelCard.from_meta(meta)
         self.backend = backend
         self.source = source
-        self.classes: list[str] = list(meta["class_names"])
-        self.multi_label = bool(meta.get("multi_label"))
-        self.clip_spec = ClipSpec.from_meta(meta)
+        self.classes: list[str] = list(card.class_names)
+        self.multi_label = bool(card.multi_label)
+        self.clip_spec = ClipSpec.from_meta(card)
         self._datasets: dict[int, VideoDataset] = {1: inference_dataset([], meta, 1)}
 
     @classmethod
@@ -107,7 +110,7 @@ class Predictor:
     def __repr__(self) -> str:
         s = self.clip_spec
         return (
-            f"Predictor({self.meta.get('model', '?')}, {len(self.classes)} classes, backend={self.backend}, "
+            f"Predictor({self.card.model or '?'}, {len(self.classes)} classes, backend={self.backend}, "
             f"clip {s.num_frames}x{s.size}x{s.size} {s.sampling})"
         )
 
@@ -255,7 +258,7 @@ def load(
     else:
         runner, meta = load_runner(checkpoint=checkpoint, model_file=path, backend=backend, device=device)
     if clip_seconds is not None:
-        meta = {**meta, "clip_seconds": float(clip_seconds)}
+        meta = ModelCard.from_meta(meta).with_clip_seconds(clip_seconds).to_meta()
     return Predictor(runner, meta, backend or kind, str(path))
 
 

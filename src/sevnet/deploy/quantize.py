@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from sevnet.data import DataConfig, build_dataset, build_loader
+from sevnet.engine.card import ModelCard
 from sevnet.engine.checkpoint import load_model
 from sevnet.engine.config import ExperimentConfig
 from sevnet.engine.distributed import init_distributed
@@ -164,7 +165,8 @@ def quantize_checkpoint(
     fp32_xml = Path(exported["openvino"])
     int8_xml = base.with_name(base.name + "-int8.xml")
     quantize_openvino(fp32_xml, clips, int8_xml)
-    write_sidecar(int8_xml, {**read_sidecar(fp32_xml), "quantized": "int8 (NNCF post-training, static)"})
+    card = ModelCard.from_meta(read_sidecar(fp32_xml))
+    write_sidecar(int8_xml, card.quantized_as("int8 (NNCF post-training, static)"))
     fp32, int8 = openvino_runner(fp32_xml), openvino_runner(int8_xml)
     shape = (3, *exported["clip_shape"])
     model = load_model(checkpoint)[0]

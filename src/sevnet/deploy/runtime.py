@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import torch
 
 from sevnet.data.transforms import normalize_clips
 from sevnet.device import DeviceError, autocast, check_device_spec, inference_dtype, resolve_device
+from sevnet.engine.card import ModelCard, as_card
 from sevnet.engine.checkpoint import load_model, read_checkpoint, weights_digest
 from sevnet.errors import InputError, SevnetError
 from sevnet.extras import require
@@ -52,18 +54,26 @@ def class_names_digest(names: Any) -> str:
     return hashlib.sha256(json.dumps(names, ensure_ascii=True).encode()).hexdigest()
 
 
+# What ``write_sidecar`` adds to the metadata (and replaces when given a sidecar's own metadata).
+SIDECAR_INTEGRITY_KEYS = ("files", "class_names_sha256")
+
+
 def _model_files(model_path: Path) -> list[Path]:
     stem = model_path.with_name(model_path.stem)
     return [p for p in (Path(f"{stem}{s}") for s in MODEL_FILE_SUFFIXES) if p.is_file()]
 
 
-def write_sidecar(model_path: str | Path, meta: dict[str, Any]) -> Path:
-    """``<stem>.sevnet.json``: the metadata, the SHA-256 of every model file of that stem (``files``)
-    and of the class-name list (``class_names_sha256``), which ``read_sidecar`` verifies."""
+def write_sidecar(model_path: str | Path, meta: ModelCard | dict[str, Any]) -> Path:
+    """``<stem>.sevnet.json``: the metadata (a card's, but for the training config), the SHA-256 of every
+    model file of that stem (``files``) and of the class-name list (``class_names_sha256``), which
+    ``read_sidecar`` verifies."""
     path = sidecar_path(model_path)
-    record = {k: v for k, v in meta.items() if k not in ("config", "files", "class_names_sha256")}
+    card = as_card(meta)
+    kept = {k: v for k, v in card.extra.items() if k not in ("config", *SIDECAR_INTEGRITY_KEYS)}
+    card = replace(card, provenance=replace(card.provenance, config=None), extra=kept)
+    record = card.to_meta()
     record["files"] = {p.name: sha256_file(p) for p in _model_files(Path(model_path))}
-    record["class_names_sha256"] = class_names_digest(meta.get("class_names"))
+    record["class_names_sha256"] = class_names_digest(record.get("class_names"))
     path.write_text(json.dumps(record, indent=2))
     return path
 
@@ -195,7 +205,8 @@ def load_runner(
     if not model_file.is_file():
         raise ModelFileError(f"{model_file}: no such model file")
     meta = read_sidecar(model_file)
-    if checkpoint is not None and meta.get("weights_digest") != weights_digest(read_checkpoint(checkpoint)[0]):
+    recorded_digest = ModelCard.from_meta(meta).provenance.weights_digest
+    if checkpoint is not None and recorded_digest != weights_digest(read_checkpoint(checkpoint)[0]):
         raise ModelFileError(f"{model_file}: was not exported from {checkpoint} (weights differ)")
     suffix = model_file.suffix.lower()
     backend = backend or {".onnx": "onnx", ".xml": "openvino"}.get(suffix)
@@ -213,9 +224,11 @@ def _check_input(runner: Runner, meta: dict[str, Any], model_file: Path) -> None
     """Run the model once on a blank clip of the shape its sidecar's preprocessing makes: a sidecar
     that does not fit the model (an edited crop or frame count; the digests cover the model files and
     class names, not these) is refused here by name, not met as a runtime's InvalidArgument later."""
-    data = meta.get("data", {})
+    card = ModelCard.from_meta(meta)
     try:
-        shape = (1, 3, int(data["num_frames"]), int(data["eval_crop"]), int(data["eval_crop"]))
+        if card.lacks("data.num_frames", "data.eval_crop"):
+            raise KeyError("num_frames")
+        shape = (1, 3, int(card.clip.num_frames), int(card.clip.crop), int(card.clip.crop))
     except (KeyError, TypeError, ValueError):
         raise ModelFileError(f"{sidecar_path(model_file)}: 'data' lacks num_frames or eval_crop") from None
     try:
@@ -225,7 +238,6 @@ def _check_input(runner: Runner, meta: dict[str, Any], model_file: Path) -> None
             f"{model_file}: does not accept the {'x'.join(map(str, shape))} clip its sidecar "
             f"{sidecar_path(model_file).name} describes (data.num_frames, data.eval_crop): {str(err)[:200]}"
         ) from None
-    if out.shape[-1] != len(meta.get("class_names", [])):
-        raise ModelFileError(
-            f"{model_file}: outputs {out.shape[-1]} classes, its sidecar names {len(meta.get('class_names', []))}"
-        )
+    if out.shape[-1] != len(card.class_names):
+        names = len(card.class_names)
+        raise ModelFileError(f"{model_file}: outputs {out.shape[-1]} classes, its sidecar names {names}")

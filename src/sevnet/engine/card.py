@@ -226,6 +226,10 @@ class ModelCard:
         """This card for a model exported from the checkpoint ``source`` whose weights have ``weights_digest``."""
         return replace(self, provenance=replace(self.provenance, weights_digest=weights_digest, source=source))
 
+    def quantized_as(self, how: str) -> ModelCard:
+        """This card for a quantized copy of its model (``how``: e.g. int8 and the method)."""
+        return replace(self, provenance=replace(self.provenance, quantized=how))
+
     def with_clip_seconds(self, seconds: float) -> ModelCard:
         """This card with the training clip's duration recorded (``clip_seconds``)."""
         return replace(self, clip=replace(self.clip, seconds=float(seconds)), omitted=self.omitted - {"clip_seconds"})
