@@ -13,7 +13,7 @@ from _scenes import meta_for, tiny_checkpoint
 from _v1_fixture import FIXTURE, write_v1_checkpoint
 
 from sevnet.data.config import INFERENCE_KEYS
-from sevnet.deploy.predict import inference_dataset
+from sevnet.deploy.predictor import inference_dataset
 from sevnet.deploy.runtime import read_sidecar, write_sidecar
 from sevnet.engine import ModelCard, load_model, read_card, read_meta, save_checkpoint
 from sevnet.engine.card import _DATA_KEYS, CARD_VERSION, Clip
