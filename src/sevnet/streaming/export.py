@@ -12,7 +12,7 @@ The state tensors, their names and order are the state plan's (``sevnet.streamin
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from sevnet.deploy.export import TOLERANCE, ExportMismatchError, export_openvino
 from sevnet.deploy.runtime import write_sidecar
+from sevnet.engine.card import ModelCard, StreamingLayout, as_card
 from sevnet.engine.checkpoint import load_model, read_checkpoint, weights_digest
 from sevnet.errors import InputError
 
@@ -143,7 +144,7 @@ def streaming_sidecar(module: StepModule, frame_size: tuple[int, int]) -> dict[s
 
 def export_stream_model(
     model: nn.Module, base: str | Path, frame_size: tuple[int, int], fmt: str = "onnx", window: int = 0,
-    flat4d: bool = False, meta: dict[str, Any] | None = None,
+    flat4d: bool = False, meta: ModelCard | dict[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Export the step of ``model`` to ``<base>.onnx`` (and ``.xml``), check each, write the sidecars."""
     if fmt not in ("onnx", "openvino"):
@@ -158,13 +159,14 @@ def export_stream_model(
                               "state_tensors": len(layout), "flat4d": flat4d, "window": window}  # fmt: skip
     exported = StepRunner(onnx_step_fn(onnx_path), layout, flat4d)
     report["onnx_max_rel_error"] = check_step_agreement(reference, exported, frame_size, onnx_path)
-    write_sidecar(onnx_path, {**(meta or {}), "streaming": streaming})
+    card = replace(as_card(meta or {}), streaming=StreamingLayout.from_dict(streaming))
+    write_sidecar(onnx_path, card)
     if fmt == "openvino":
         xml = export_openvino(onnx_path, base.with_suffix(".xml"))
         exported = StepRunner(openvino_step_fn(xml), layout, flat4d)
         report["openvino"] = str(xml)
         report["openvino_max_rel_error"] = check_step_agreement(reference, exported, frame_size, xml)
-        write_sidecar(xml, {**(meta or {}), "streaming": streaming})
+        write_sidecar(xml, card)
     return report
 
 
@@ -173,7 +175,7 @@ def export_stream_checkpoint(
 ) -> dict[str, Any]:
     """Export a causal checkpoint's step (frames at its evaluation crop) beside it as ``<stem>-stream``."""
     model, meta = load_model(checkpoint)
-    crop = meta["data"]["eval_crop"]
+    card = as_card(meta).exported(weights_digest(read_checkpoint(checkpoint)[0]), str(checkpoint))
+    crop = card.clip.crop
     base = Path(out) if out else Path(checkpoint).with_name(Path(checkpoint).stem + "-stream")
-    meta = {**meta, "weights_digest": weights_digest(read_checkpoint(checkpoint)[0]), "source": str(checkpoint)}
-    return export_stream_model(model, base, (crop, crop), fmt, window, flat4d, meta)
+    return export_stream_model(model, base, (crop, crop), fmt, window, flat4d, card)

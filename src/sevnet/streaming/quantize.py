@@ -10,6 +10,7 @@ import numpy as np
 
 from sevnet.deploy.quantize import accuracy_pair, calibration_clips, check_drop, quantize_openvino
 from sevnet.deploy.runtime import write_sidecar
+from sevnet.engine.card import as_card
 from sevnet.engine.config import ExperimentConfig
 from sevnet.timing import median_seconds
 
@@ -76,9 +77,9 @@ def quantize_stream_checkpoint(
     explicit, meta = load_step_runner(model_file=fp32_xml, internal_state=False)
     feeds = calibration_feeds(explicit, calibration_clips(cfg.data, calib_clips), io_names(explicit.layout)[0])
     quantize_openvino(fp32_xml, feeds, int8_xml, ignored_scope=running_sum_nodes)  # running sums kept float
-    write_sidecar(int8_xml, {**meta, "quantized": "int8 (NNCF post-training, static)"})
+    write_sidecar(int8_xml, as_card(meta).quantized_as("int8 (NNCF post-training, static)"))
     fp32, int8 = load_step_runner(model_file=fp32_xml)[0], load_step_runner(model_file=int8_xml)[0]
-    crop = meta["data"]["eval_crop"]
+    crop = as_card(meta).clip.crop
     frame = np.random.default_rng(0).standard_normal((1, 3, crop, crop)).astype(np.float32)
     report: dict[str, Any] = {"fp32_model": str(fp32_xml), "int8_model": str(int8_xml), "calibration_steps": len(feeds)}
     for key, runner in (("fp32", fp32), ("int8", int8)):

@@ -18,6 +18,7 @@ from torch import nn
 
 from sevnet.deploy.runtime import ModelFileError, onnx_session, read_sidecar
 from sevnet.device import resolve_device
+from sevnet.engine.card import StreamingLayout, as_card
 from sevnet.errors import InputError
 from sevnet.extras import require
 
@@ -178,8 +179,10 @@ class OpenVINOStateRunner(StepRunner):
         return [next(v for k, v in values.items() if k.startswith(f"state.{e.name}next.{e.name}")) for e in self.layout]
 
 
-def layout_from_sidecar(streaming: dict[str, Any]) -> list[StateEntry]:
-    return [StateEntry(s["name"], s["kind"], tuple(s["shape"])) for s in streaming["state"]]
+def layout_from_sidecar(streaming: StreamingLayout | dict[str, Any]) -> list[StateEntry]:
+    """The state layout a step model's sidecar records (its ``streaming`` entry)."""
+    state = streaming.state if isinstance(streaming, StreamingLayout) else streaming["state"]
+    return [StateEntry(s["name"], s["kind"], tuple(s["shape"])) for s in state]
 
 
 def load_step_runner(
@@ -196,21 +199,21 @@ def load_step_runner(
         from sevnet.engine.checkpoint import load_model
 
         model, meta = load_model(checkpoint)
-        crop = meta["data"]["eval_crop"]
+        crop = as_card(meta).clip.crop
         _, layout = init_state(model, (crop, crop), 1, window)
         return StepRunner(eager_step_fn(model, window, device), layout, False), meta
     model_file = Path(model_file)
     if not model_file.is_file():
         raise ModelFileError(f"{model_file}: no such model file")
     meta = read_sidecar(model_file)
-    if "streaming" not in meta:
+    streaming = as_card(meta).streaming
+    if streaming is None:
         raise ModelFileError(f"{model_file}: a clip model, not a streaming step model (export one with "
                              "`sevnet stream --export onnx|openvino --checkpoint CKPT`)")  # fmt: skip
-    streaming = meta["streaming"]
-    layout, flat4d = layout_from_sidecar(streaming), streaming["flat4d"]
+    layout, flat4d = layout_from_sidecar(streaming), streaming.flat4d
     suffix = model_file.suffix.lower()
     if suffix == ".xml" and internal_state:
-        return OpenVINOStateRunner(model_file, layout, flat4d, threads, tuple(streaming["frame_size"])), meta
+        return OpenVINOStateRunner(model_file, layout, flat4d, threads, tuple(streaming.frame_size)), meta
     make = {".onnx": onnx_step_fn, ".xml": openvino_step_fn}.get(suffix)
     if make is None:
         raise ModelFileError(f"{model_file}: unknown model format (expected .onnx or .xml)")
