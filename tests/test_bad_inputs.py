@@ -153,6 +153,8 @@ BAD_VALUES = {
     "eval.split=bogus": "eval.split must be train, val or test, got 'bogus'",
     "data.seed=-1": "data.seed must be an integer >= 0, got -1",
     "train.seed=-5": "train.seed must be an integer >= 0, got -5",
+    "model.overrides.dropout=0.3": "model.overrides.dropout: set by the config itself, not an override (model.dropout)",
+    "optim.mixup_alpha=-1": "optim.mixup_alpha must be a number >= 0",
 }
 
 

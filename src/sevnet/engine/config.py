@@ -97,6 +97,12 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check_values("model", self, {"dropout": between(0, 1, high_open=True)})
+        own = sorted({"dropout", "num_classes"} & set(self.overrides or {}))
+        if own:  # create_model would get them twice: a TypeError far from the config
+            raise ConfigError(
+                f"model.overrides.{own[0]}: set by the config itself, not an override "
+                f"({'model.dropout' if own[0] == 'dropout' else 'the dataset gives the class count'})"
+            )
 
 
 @dataclass
