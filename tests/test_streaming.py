@@ -622,3 +622,23 @@ print("ok")
 """  # in its own process: a signal sent to the test runner itself is not this test's to send
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
+
+
+def test_stream_int8_takes_dotted_overrides_of_its_calibration_config(tmp_path: Path, monkeypatch) -> None:
+    """`sevnet stream --export openvino --int8 CFG data.root=DIR ...`: overrides reach the calibration
+    config, as with `sevnet quantize` (the first one arrives in the unused source position)."""
+    import sevnet.streaming.quantize as stream_quantize
+
+    seen = {}
+
+    def fake_quantize(checkpoint, cfg, *args):
+        seen["cfg"] = cfg
+        return {"ok": True}
+
+    monkeypatch.setattr(stream_quantize, "quantize_stream_checkpoint", fake_quantize)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data:\n  format: folder\n")
+    argv = ["stream", "--export", "openvino", "--checkpoint", "m.safetensors", "--int8", str(cfg),
+            f"data.root={tmp_path}", "eval.batch_size=3"]  # fmt: skip
+    assert main(argv) == 0
+    assert seen["cfg"].data.root == str(tmp_path) and seen["cfg"].eval.batch_size == 3

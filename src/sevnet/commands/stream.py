@@ -64,7 +64,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--flat4d", action="store_true", help="every boundary tensor at most 4-D (buffers flattened)")
     g.add_argument("--out", default=None, help="output path without suffix (default: <checkpoint>-stream)")
     g.add_argument("--int8", metavar="DATASET-CONFIG", default=None,
-                   help="also quantize (NNCF), calibrating on this experiment's training set")  # fmt: skip
+                   help="also quantize (NNCF), calibrating on this experiment's training set; dotted overrides "
+                        "of that config may follow (data.root=DIR)")  # fmt: skip
+    p.set_defaults(overrides=[])  # key=value arguments after the flags (cli.parse_args collects them)
     g.add_argument("--calib-clips", type=_positive_int, default=32)
     g.add_argument("--max-drop", type=_non_negative, default=1.0, help="allowed top-1 drop of int8 in points")
     g.add_argument("--eval-limit", type=_positive_int, default=None, help="evaluate int8 on at most this many clips")
@@ -107,7 +109,10 @@ def _export(args: argparse.Namespace) -> int:
     from sevnet.streaming.quantize import quantize_stream_checkpoint
 
     if args.int8:
-        report = quantize_stream_checkpoint(args.checkpoint, load_config(args.int8), args.out, args.calib_clips,
+        # the first key=value lands in the unused source position; the rest in args.overrides
+        overrides = [args.source] * bool(args.source and "=" in args.source) + list(args.overrides)
+        cfg = load_config(args.int8, overrides)
+        report = quantize_stream_checkpoint(args.checkpoint, cfg, args.out, args.calib_clips,
                                             args.max_drop, args.eval_limit, args.window, args.flat4d)  # fmt: skip
     else:
         report = export_stream_checkpoint(args.checkpoint, args.export, args.out, args.window, args.flat4d)
