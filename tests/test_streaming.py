@@ -624,7 +624,7 @@ print("ok")
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
 
 
-def test_stream_int8_takes_dotted_overrides_of_its_calibration_config(tmp_path: Path, monkeypatch) -> None:
+def test_stream_int8_takes_dotted_overrides_of_its_calibration_config(tmp_path: Path, monkeypatch, capsys) -> None:
     """`sevnet stream --export openvino --int8 CFG data.root=DIR ...`: overrides reach the calibration
     config, as with `sevnet quantize` (the first one arrives in the unused source position)."""
     import sevnet.streaming.quantize as stream_quantize
@@ -642,3 +642,6 @@ def test_stream_int8_takes_dotted_overrides_of_its_calibration_config(tmp_path: 
             f"data.root={tmp_path}", "eval.batch_size=3"]  # fmt: skip
     assert main(argv) == 0
     assert seen["cfg"].data.root == str(tmp_path) and seen["cfg"].eval.batch_size == 3
+    capsys.readouterr()
+    assert main(["stream", "video.mp4", "--checkpoint", "m.safetensors", "data.root=/x"]) == 2
+    assert "data.root=/x: key=value overrides apply only to --int8's config" in capsys.readouterr().err

@@ -83,6 +83,8 @@ def _check_outputs(args: argparse.Namespace) -> str | None:
     """Output paths refused before anything is loaded or streamed, so a typo costs no stream."""
     from sevnet.deploy.render import OVERLAY_SUFFIXES
 
+    if args.overrides and not args.int8:
+        return f"{args.overrides[0]}: key=value overrides apply only to --int8's config"
     outputs = {k: getattr(args, k) for k in ("overlay", "csv", "plot") if getattr(args, k)}
     if args.export and outputs:
         return f"--{', --'.join(outputs)} {'does' if len(outputs) == 1 else 'do'} not apply with --export"
