@@ -165,19 +165,24 @@ def onnx_runner(path: str | Path, threads: int | None = None) -> Runner:
     return lambda clips: session.run(None, {name: np.ascontiguousarray(clips, np.float32)})[0]
 
 
-def openvino_runner(path: str | Path, threads: int | None = None, hint: str = "LATENCY") -> Runner:
-    ov = require("openvino", "Running an OpenVINO model")
-
+def compile_openvino(
+    path: str | Path, threads: int | None = None, hint: str = "LATENCY", feature: str = "Running an OpenVINO model"
+) -> Any:
+    """An OpenVINO model compiled for the CPU in float32; a file it cannot load is a ModelFileError."""
+    ov = require("openvino", feature)
     core = ov.Core()
     # f32: on CPUs with bf16 units OpenVINO would otherwise run float layers in bf16 (~1e-2 error).
     config: dict[str, Any] = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "f32"}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
     try:
-        compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        return core.compile_model(core.read_model(str(path)), "CPU", config)
     except Exception as err:  # openvino raises RuntimeError subclasses with long messages
         raise ModelFileError(f"{path}: cannot load as an OpenVINO model ({str(err)[:300]})") from None
-    request = compiled.create_infer_request()
+
+
+def openvino_runner(path: str | Path, threads: int | None = None, hint: str = "LATENCY") -> Runner:
+    request = compile_openvino(path, threads, hint).create_infer_request()
 
     def run(clips: np.ndarray) -> np.ndarray:
         return request.infer({0: np.ascontiguousarray(clips, np.float32)})[0].copy()

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sevnet.deploy.runtime import ModelFileError, onnx_session, read_sidecar
+from sevnet.deploy.runtime import ModelFileError, compile_openvino, onnx_session, read_sidecar
 from sevnet.device import resolve_device
 from sevnet.engine.card import StreamingLayout, as_card
 from sevnet.errors import InputError
@@ -85,16 +85,7 @@ def onnx_step_fn(path: str | Path, threads: int | None = None) -> StepFn:
 
 
 def openvino_step_fn(path: str | Path, threads: int | None = None) -> StepFn:
-    ov = require("openvino", "An OpenVINO stream step")
-
-    core = ov.Core()
-    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}  # see runtime.py
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = threads
-    try:
-        compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
-    except Exception as err:  # openvino raises RuntimeError subclasses with long messages
-        raise ModelFileError(f"{path}: cannot load as an OpenVINO model ({str(err)[:300]})") from None
+    compiled = compile_openvino(path, threads, feature="An OpenVINO stream step")
     request = compiled.create_infer_request()
     names = [i.any_name for i in compiled.inputs]
     outputs = compiled.outputs
