@@ -9,25 +9,29 @@
 #   scripts/gpu_check.sh --wheels           # here, beforehand: build wheelhouse/ (SLIM=1 for a small one)
 #   PYTHON=/path/to/python3 scripts/gpu_check.sh --skip-tests --budget 300
 #
-# --budget S (480): the tests get what the demo and the benchmark leave (about 160 s at 480; pytest-xdist
-# runs them in 8 processes where it is installed); --budget 570 fits a 600 s command and gives them about 250 s.
+# --budget S (480): the tests get what the later steps leave (they reserve about 150 s for the demo, 60 s
+# with GPU_CHECK_DEMO=quick, 150 s for the benchmark and 120 s for --loader-bench); pytest-xdist runs them in
+# 8 processes where it is installed. --budget 570 fits a 600 s command.
+# --loader-bench adds benchmarks/loader_bench.py with cores - 1 workers (the 16-core loader figure).
 # GPU_CHECK_PYTEST_ARGS (e.g. "tests/test_trainer.py"), GPU_CHECK_WORKERS (8), GPU_CHECK_VENV,
-# GPU_CHECK_REUSE_VENV=1 (skip the install), GPU_CHECK_DEMO=quick, WHEELHOUSE (wheelhouse/) adjust a run.
+# GPU_CHECK_REUSE_VENV=1 (skip the install), GPU_CHECK_DEMO=quick, GPU_CHECK_BENCH_ARGS ("--quick"),
+# GPU_CHECK_LOADER_ARGS ("--videos 96 --rounds 2"), WHEELHOUSE (wheelhouse/) adjust a run.
 #
 # Torch is never installed or upgraded: a venv is made from the Python that has torch (PYTHON, else the
 # first of python3 / /opt/torch/.venv/bin/python3 that imports it) and sees that Python's packages.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-BUDGET=480 SKIP_TESTS=0 SKIP_DEMO=0 SKIP_BENCH=0
+BUDGET=480 SKIP_TESTS=0 SKIP_DEMO=0 SKIP_BENCH=0 LOADER_BENCH=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --wheels) shift; exec scripts/build_wheelhouse.sh "$@" ;;
     --skip-tests) SKIP_TESTS=1 ;;
     --skip-demo) SKIP_DEMO=1 ;;
     --skip-bench) SKIP_BENCH=1 ;;
+    --loader-bench) LOADER_BENCH=1 ;;
     --budget) BUDGET=$2; shift ;;
-    *) echo "usage: scripts/gpu_check.sh [--wheels] [--skip-tests] [--skip-demo] [--skip-bench] [--budget S]" >&2; exit 2 ;;
+    *) echo "usage: scripts/gpu_check.sh [--wheels] [--skip-tests] [--skip-demo] [--skip-bench] [--loader-bench] [--budget S]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -108,7 +112,9 @@ VPY=$VENV/bin/python
 export PATH=$VENV/bin:$PATH PYTHONUNBUFFERED=1
 
 # ---- the test suite -----------------------------------------------------------------------------
-cap=$((BUDGET - $(elapsed) - 300))   # the full demo (~150 s) and the benchmark (~150 s) come after the tests
+DEMO_S=150; [ "${GPU_CHECK_DEMO:-auto}" = quick ] && DEMO_S=60
+reserve=$(((1 - SKIP_DEMO) * DEMO_S + (1 - SKIP_BENCH) * 150 + LOADER_BENCH * 120))   # the steps after the tests
+cap=$((BUDGET - $(elapsed) - reserve))
 if [ "$SKIP_TESTS" = 0 ] && [ "$cap" -lt 60 ]; then
   say "- tests skipped: $cap s left for them in the $BUDGET s budget"
 elif [ "$SKIP_TESTS" = 0 ]; then
@@ -127,7 +133,7 @@ fi
 
 # ---- sevnet demo ----------------------------------------------------------------------------------
 if [ "$SKIP_DEMO" = 0 ]; then
-  left=$((BUDGET - $(elapsed) - 150))
+  left=$((BUDGET - $(elapsed) - reserve + DEMO_S))
   mode=(); { [ "$left" -lt 140 ] || [ "${GPU_CHECK_DEMO:-auto}" = quick ]; } && mode=(--quick)
   t0=$(date +%s)
   timeout -k 10 "$((left > 30 ? left : 30))" "$VPY" -m sevnet demo "${mode[@]}" --out "$REPORT/demo" >"$REPORT/demo.log" 2>&1
@@ -142,13 +148,29 @@ fi
 
 # ---- gpu_bench --quick ---------------------------------------------------------------------------
 if [ "$SKIP_BENCH" = 0 ]; then
-  left=$((BUDGET - $(elapsed) - 5))
-  timeout -k 10 "$((left > 60 ? left : 60))" "$VPY" benchmarks/gpu_bench.py --quick --out "$REPORT/gpu_bench.json" \
+  left=$((BUDGET - $(elapsed) - 5 - LOADER_BENCH * 120))
+  # shellcheck disable=SC2086
+  timeout -k 10 "$((left > 60 ? left : 60))" "$VPY" benchmarks/gpu_bench.py ${GPU_CHECK_BENCH_ARGS:---quick} \
+    --out "$REPORT/gpu_bench.json" \
     >"$REPORT/bench.log" 2>"$REPORT/bench.err"
   rc=$?
   say "- gpu_bench --quick (exit $rc):"
   say ""
   if [ -s "$REPORT/bench.log" ]; then tee -a "$SUMMARY" <"$REPORT/bench.log"; else tail -6 "$REPORT/bench.err" | tee -a "$SUMMARY"; fi
+fi
+
+# ---- loader_bench with cores - 1 workers ----------------------------------------------------------
+if [ "$LOADER_BENCH" = 1 ]; then
+  left=$((BUDGET - $(elapsed) - 5))
+  workers=$(($(nproc) - 1)); [ "$workers" -gt 15 ] && workers=15
+  # shellcheck disable=SC2086
+  timeout -k 10 "$((left > 60 ? left : 60))" "$VPY" benchmarks/loader_bench.py --workers "$workers" \
+    ${GPU_CHECK_LOADER_ARGS:---videos 96 --rounds 2} >"$REPORT/loader.log" 2>"$REPORT/loader.err"
+  rc=$?
+  say ""
+  say "- loader_bench, $workers workers on $(nproc) cores (exit $rc):"
+  say ""
+  if [ -s "$REPORT/loader.log" ]; then tee -a "$SUMMARY" <"$REPORT/loader.log"; else tail -6 "$REPORT/loader.err" | tee -a "$SUMMARY"; fi
 fi
 say ""
 say "total $(elapsed) s (budget $BUDGET s); logs in reports/gpu_check/"

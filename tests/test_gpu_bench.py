@@ -46,7 +46,11 @@ def test_quick_mode_on_the_cpu_fills_every_table(tmp_path: Path) -> None:
     if "skipped" in rows[0]:  # a GPU machine with a sevnet that cannot yet pin the Trainer to the CPU
         assert torch.cuda.is_available() and "train.device" in rows[0]["skipped"]
         return
-    assert [e["data"] for e in rows] == ["webm/VP9 as released", "prepared MJPEG 182"]
+    assert [e["data"] for e in rows] == [
+        "webm/VP9 as released",
+        "prepared MJPEG 182",
+        "prepared MJPEG 182, data.repeats=2",
+    ]
     assert "| SEVNet-S, training on cpu" in text and "| 8x112x112 | 4 / " in text
     for e2e in rows:
         assert all(math.isfinite(e2e[k]) and e2e[k] > 0 for k in ("loader_train_clips_per_s", "model_only_clips_per_s"))
