@@ -66,7 +66,8 @@ def test_load_every_format_agrees_with_cli(models, tmp_path: Path, capsys, fmt: 
     assert (spec.num_frames, spec.size, spec.sampling, spec.span_frames) == (8, 32, "segment", None)
     api = predictor.predict(video, topk=3)
     option = "--checkpoint" if fmt == "torch" else "--model"
-    assert main(["predict", str(video), option, str(models[fmt]), "--topk", "3", "--json"]) == 0
+    # sevnet.load runs on the CPU unless told; the CLI's --device auto would take a GPU (bf16) where one is
+    assert main(["predict", str(video), option, str(models[fmt]), "--topk", "3", "--json", "--device", "cpu"]) == 0
     cli = json.loads(capsys.readouterr().out)[0]["top"]
     assert [e["label"] for e in api] == [e["label"] for e in cli]
     np.testing.assert_allclose([e["score"] for e in api], [e["score"] for e in cli], atol=1e-6)
@@ -186,7 +187,7 @@ def test_batch_folder_with_workers_reports_bad_files_and_resumes(models, tmp_pat
     root, good = _folder(tmp_path)
     out = tmp_path / "results.jsonl"
     args = ["predict", str(root), "--recursive", "--checkpoint", str(models["torch"]), "--out", str(out)]
-    args += ["--workers", "2", "--batch-size", "4", "--topk", "2", "--no-progress"]
+    args += ["--workers", "2", "--batch-size", "4", "--topk", "2", "--no-progress", "--device", "cpu"]
     assert main(args) == 1
     assert "2 of 8 videos could not be read" in capsys.readouterr().err
     lines = _lines(out)

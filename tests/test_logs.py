@@ -25,7 +25,7 @@ def test_a_redirected_training_log_has_plain_lines_and_train_log_holds_them(tmp_
     data, out, log = _folder(tmp_path / "videos"), tmp_path / "run", tmp_path / "console.txt"
     overrides = [f"data.root={data}", f"train.out_dir={out}", "train.max_minutes=0", "train.expected_steps=0",
                  "train.epochs=2", "train.batch_size=1", "eval.every_epochs=1", "data.flip=off",
-                 "train.epoch_clips=0"]  # fmt: skip  # one pass per epoch: a few steps
+                 "train.epoch_clips=0", "train.device=cpu"]  # fmt: skip  # one pass per epoch: a few steps
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
     with log.open("w") as console:  # stdout and stderr both to a file, as `> log 2>&1`
         done = subprocess.run([sys.executable, "-m", "sevnet", "train", "folder_sevnet_xs", *overrides],
