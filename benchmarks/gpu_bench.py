@@ -313,10 +313,12 @@ def end_to_end(plan: Plan, videos: int, workers: int, quick_cpu: bool) -> list[d
         sources = (("webm/VP9 as released", raw, written_s, 1), ("prepared MJPEG 182", prepared, prepared_s, 1),
                    (f"prepared MJPEG 182, data.repeats={repeats}", prepared, prepared_s, repeats))  # fmt: skip
         for data, root, seconds, k in sources:
-            overrides = _e2e_overrides(root, Path(tmp) / f"run_{len(rows)}", plan, quick_cpu, workers)
-            cfg = load_config(None, [*overrides, f"data.repeats={k}"])
+            overrides = [*_e2e_overrides(root, Path(tmp) / f"run_{len(rows)}", plan, quick_cpu, workers),
+                         f"data.repeats={k}"]  # fmt: skip
+            cfg = load_config(None, overrides)
+            alone = load_config(None, [*overrides, "data.num_workers=0", f"train.out_dir={tmp}/alone_{len(rows)}"])
             with contextlib.redirect_stdout(sys.stderr):  # the Trainer's own lines stay out of the table
-                result = _train_and_time(cfg, plan, epochs=2 if quick_cpu else 3)
+                result = _train_and_time(cfg, alone, plan, epochs=2 if quick_cpu else 3)
             _release(plan.device)
             clip = f"{cfg.data.num_frames}x{cfg.data.train_crop}x{cfg.data.train_crop}"
             share = result["loader_train_clips_per_s"] / result["model_only_clips_per_s"]
@@ -325,15 +327,24 @@ def end_to_end(plan: Plan, videos: int, workers: int, quick_cpu: bool) -> list[d
     return rows
 
 
-def _train_and_time(cfg: Any, plan: Plan, epochs: int) -> dict[str, Any]:
+def _train_and_time(cfg: Any, alone_cfg: Any, plan: Plan, epochs: int) -> dict[str, Any]:
     """Clips/s of the last of ``epochs`` epochs (the first warms up the workers and cuDNN), and of the
-    same Trainer's step on one loaded batch repeated: the model-only rate of exactly this training."""
+    same Trainer's step on one loaded batch repeated: the model-only rate of exactly this training.
+    The step alone is timed first, by a Trainer of ``alone_cfg`` (the same, without loader workers and
+    in its own folder): the training run's persistent
+    workers, still decoding ahead, would take the CPU that launches the GPU's kernels."""
+    model_only = _step_alone(alone_cfg, plan)
+    _release(plan.device)
     trainer = Trainer(cfg)
     rows = [trainer.train_epoch() for _ in range(epochs)]
-    batch = next(iter(trainer.loader))
-    model_only = clips_per_second(lambda: trainer.train_step(batch), len(batch["target"]), plan)
     return {"setup": trainer._setup_line(), "loader_train_clips_per_s": rows[-1]["train_clips_per_s"],
             "model_only_clips_per_s": model_only}  # fmt: skip
+
+
+def _step_alone(cfg: Any, plan: Plan) -> float:
+    trainer = Trainer(cfg)
+    batch = next(iter(trainer.loader))
+    return clips_per_second(lambda: trainer.train_step(batch), len(batch["target"]), plan)
 
 
 def warm_up(device: torch.device, seconds: float = 3.0) -> None:

@@ -24,7 +24,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +109,23 @@ def train(
         return Trainer(cfg).fit(resume=resume, overwrite=overwrite, allow_changed=allow_changed)
 
 
+def host_copy(values: torch.Tensor) -> Callable[[], list[float]]:
+    """Start copying a small tensor to the host and return the function that waits for it and reads
+    it. On a GPU the copy is queued behind the forward, and the CPU goes on queueing the backward
+    instead of idling until the GPU catches up (``.item()`` right after the forward would)."""
+    if values.device.type != "cuda":
+        return values.tolist
+    host = values.to("cpu", non_blocking=True)
+    copied = torch.cuda.Event()
+    copied.record()
+
+    def read() -> list[float]:
+        copied.synchronize()
+        return host.tolist()
+
+    return read
+
+
 @dataclass
 class _EpochMeter:
     """Running loss / accuracy / throughput of the epoch in progress (this rank)."""
@@ -118,11 +135,10 @@ class _EpochMeter:
     seen: int = 0
     started: float = field(default_factory=time.perf_counter)
 
-    def add(self, loss: float, logits: torch.Tensor, target: torch.Tensor, multi_label: bool) -> None:
-        self.loss_sum += loss * len(target)
-        self.seen += len(target)
-        if not multi_label:
-            self.correct += (logits.argmax(1) == target).sum().item()
+    def add(self, loss: float, correct: float, clips: int) -> None:
+        self.loss_sum += loss * clips
+        self.seen += clips
+        self.correct += correct
 
     def loss(self) -> float:
         return self.loss_sum / max(self.seen, 1)
@@ -387,11 +403,12 @@ class Trainer:
             with self._autocast():
                 logits = self.model(mixed_clip)
                 loss = self.criterion(logits.float(), loss_target)
-            if not self._loss_is_finite(loss):
-                return None
-            self.scaler.scale(loss / self.accum).backward()
-        value = loss.item()
-        self.meter.add(value, logits, target, self.train_set.multi_label)
+            read_stats = host_copy(self._step_stats(loss, logits, target))
+            self.scaler.scale(loss / self.accum).backward()  # queued before the stats are read: no GPU wait
+        value, finite, correct = read_stats()
+        if not self._loss_is_finite(value, finite):
+            return None
+        self.meter.add(value, correct, len(target))
         self.state.clips_seen += len(clip) * self.info.world_size
         self._micro += 1
         if last_micro:
@@ -420,10 +437,21 @@ class Trainer:
                        partial=batch.get("partial"))  # fmt: skip
         return bool(n_empty)
 
-    def _loss_is_finite(self, loss: torch.Tensor) -> bool:
+    def _step_stats(self, loss: torch.Tensor, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """(loss, 1 if it is finite, correct top-1) as one small tensor on the device: one copy to the
+        host per step instead of a wait for each value."""
+        finite = torch.isfinite(loss).float()
+        if self.train_set.multi_label:
+            correct = torch.zeros((), device=loss.device)
+        else:
+            correct = (logits.argmax(1) == target).sum().float()
+        return torch.stack([loss.detach().float(), finite, correct])
+
+    def _loss_is_finite(self, loss: float, finite: float) -> bool:
         """All ranks agree; a NaN/inf loss stops the run (naming the step) or, with
-        ``train.nan_policy=skip``, drops this step's accumulated gradients and counts it."""
-        (finite,) = all_reduce_sum([float(torch.isfinite(loss).item())], self.info)
+        ``train.nan_policy=skip``, drops this step's accumulated gradients (this micro-batch's backward
+        included) and counts it."""
+        (finite,) = all_reduce_sum([finite], self.info)
         if finite == self.info.world_size:
             return True
         s = self.state
@@ -434,7 +462,7 @@ class Trainer:
             return False
         good = f"last good checkpoint: {self.last_ckpt}" if self.last_ckpt.is_file() else "no checkpoint yet"
         raise NonFiniteLossError(
-            f"loss is {loss.item()} at epoch {s.epoch}, batch {s.batch - 1}, optimizer step {s.step}; stopping "
+            f"loss is {loss} at epoch {s.epoch}, batch {s.batch - 1}, optimizer step {s.step}; stopping "
             f"({good}). Lower optim.lr, or set train.nan_policy=skip to skip such steps."
         )
 
