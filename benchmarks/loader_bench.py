@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import gc
 import json
 import os
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import av
@@ -86,6 +88,20 @@ def write_clip(path: Path, frames: list[np.ndarray], fps: int = 12) -> None:
         out.mux(stream.encode())
 
 
+K400_LABELS = ["abseiling", "juggling balls"]
+
+
+def write_scene(root: Path, i: int) -> None:
+    """Scene ``i`` in each raw layout: SSv2 webm, Kinetics mp4, SSv1 JPEG frames."""
+    frames = scene(i)
+    write_clip(root / "ssv2" / "20bn-something-something-v2" / f"{i}.webm", frames)
+    write_clip(root / "k400" / "train" / K400_LABELS[i % 2] / f"vid{i:05d}_000000_000003.mp4", frames)
+    folder = root / "ssv1" / "20bn-something-something-v1" / str(i)
+    folder.mkdir(parents=True)
+    for n, frame in enumerate(frames, 1):
+        Image.fromarray(frame).save(folder / f"{n:05d}.jpg", quality=90)
+
+
 def make_layouts(root: Path, count: int) -> dict[str, DataConfig]:
     """The raw datasets: SSv2 (labels JSON + list JSON + webm), Kinetics (CSV + per-class mp4), SSv1
     (CSV + JPEG frame folders), the same scenes in each."""
@@ -100,16 +116,9 @@ def make_layouts(root: Path, count: int) -> dict[str, DataConfig]:
     (root / "ssv1" / "something-something-v1-labels.csv").write_text("\n".join(CLASSES) + "\n")
     lines = [f"{i};{CLASSES[i % 2]}" for i in range(count)]
     (root / "ssv1" / "something-something-v1-train.csv").write_text("\n".join(lines) + "\n")
-    for i in range(count):
-        frames = scene(i)
-        write_clip(root / "ssv2" / "20bn-something-something-v2" / f"{i}.webm", frames)
-        label = ["abseiling", "juggling balls"][i % 2]
-        rows.append(f"{label},vid{i:05d},0,3,train,0")
-        write_clip(root / "k400" / "train" / label / f"vid{i:05d}_000000_000003.mp4", frames)
-        folder = root / "ssv1" / "20bn-something-something-v1" / str(i)
-        folder.mkdir(parents=True)
-        for n, frame in enumerate(frames, 1):
-            Image.fromarray(frame).save(folder / f"{n:05d}.jpg", quality=90)
+    rows += [f"{K400_LABELS[i % 2]},vid{i:05d},0,3,train,0" for i in range(count)]
+    with ProcessPoolExecutor(os.cpu_count() or 1) as pool:  # minutes serially at GPU-machine sizes
+        list(pool.map(functools.partial(write_scene, root), range(count), chunksize=8))
     (root / "k400" / "train.csv").write_text("\n".join(rows) + "\n")
     return {
         "SSv2 raw (webm/VP9 240p)": DataConfig(format="ssv2", root=str(root / "ssv2"), **COMMON),
@@ -231,7 +240,7 @@ def main() -> None:
         raw = make_layouts(Path(tmp), args.videos)
         print(f"wrote {3 * args.videos} videos / frame folders in {time.perf_counter() - t0:.0f} s", flush=True)
         t0 = time.perf_counter()
-        prepared = make_prepared(Path(tmp), raw, args.short_side, args.workers)
+        prepared = make_prepared(Path(tmp), raw, args.short_side, os.cpu_count() or 1)
         print(f"prepared {len(prepared)} copies in {time.perf_counter() - t0:.0f} s", flush=True)
         base, k = "SSv2 raw (webm/VP9 240p)", args.repeats
         variants = {**raw, **prepared, f"{base}, repeats {k}": dataclasses.replace(raw[base], repeats=k)}
