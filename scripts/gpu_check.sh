@@ -154,7 +154,7 @@ if [ "$SKIP_BENCH" = 0 ]; then
     --out "$REPORT/gpu_bench.json" \
     >"$REPORT/bench.log" 2>"$REPORT/bench.err"
   rc=$?
-  say "- gpu_bench --quick (exit $rc):"
+  say "- gpu_bench ${GPU_CHECK_BENCH_ARGS:---quick} (exit $rc):"
   say ""
   if [ -s "$REPORT/bench.log" ]; then tee -a "$SUMMARY" <"$REPORT/bench.log"; else tail -6 "$REPORT/bench.err" | tee -a "$SUMMARY"; fi
 fi
