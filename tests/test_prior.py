@@ -8,9 +8,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import tiny_config_overrides
 
 from sevnet.engine import CheckpointError, finetune, load_config, train
+from sevnet.engine.checkpoint import read_checkpoint
+from sevnet.errors import ConfigError
 
 
 @pytest.fixture
@@ -48,3 +51,40 @@ def test_fine_tuning_from_a_shipped_model_to_new_classes(
     loaded, total = (int(x) for x in out.split("loaded ")[1].split(" tensors")[0].split(" of "))
     assert loaded == total - 2 and "re-initialised 2 (classifier: class names differ)" in out
     assert result.steps > 0
+
+
+def test_backbone_lr_scale_zero_keeps_the_prior_and_trains_the_classifier(shipped: Path, motion_dataset: Path,
+                                                                          tmp_path: Path) -> None:  # fmt: skip
+    """optim.backbone_lr_scale: 0 leaves every pretrained parameter as loaded (BN statistics still adapt)
+    and trains only the classifier; the classifier is found by its class count."""
+    root = tmp_path / "renamed"
+    shutil.copytree(motion_dataset, root)
+    (root / "classes.txt").write_text("going left\ngoing right\n")
+    overrides = tiny_config_overrides(root, tmp_path / "run", **{"train.epochs": 1, "model.init_from": "tiny_prior",
+                                                                 "optim.backbone_lr_scale": 0})  # fmt: skip
+    result = train(load_config(None, overrides))
+    prior, tuned = read_checkpoint(shipped / "tiny_prior.safetensors")[0], read_checkpoint(result.checkpoint)[0]
+    params = [k for k in tuned if "running_" not in k and "num_batches" not in k]
+    head = {k for k in params if k.startswith(("fc.", "model.fc."))}
+    assert head and len(params) > len(head) + 4
+    for key in params:
+        assert torch.equal(prior[key], tuned[key]) != (key in head), key
+
+
+def test_backbone_lr_scale_sets_the_backbone_groups_lr() -> None:
+    from torch import nn
+
+    from sevnet.engine.config import OptimConfig
+    from sevnet.engine.optim import build_optimizer
+
+    model = nn.Sequential(nn.Conv3d(3, 4, 1), nn.BatchNorm3d(4), nn.Flatten(), nn.Linear(4, 5))
+    head = list(model[3].parameters())
+    cfg = OptimConfig(name="adamw", lr=1e-3, base_batch=8, backbone_lr_scale=0.1)
+    groups = build_optimizer(model, cfg, global_batch=8, head=head).param_groups
+    lrs = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert all(lrs[id(p)] == pytest.approx(1e-3) for p in head)
+    assert all(lrs[id(p)] == pytest.approx(1e-4) for p in list(model[0].parameters()) + list(model[1].parameters()))
+    plain = build_optimizer(model, OptimConfig(name="adamw", lr=1e-3, base_batch=8), global_batch=8, head=head)
+    assert len(plain.param_groups) == 2  # scale 1: the groups a checkpoint's optimizer state was saved with
+    with pytest.raises(ConfigError, match=r"optim\.backbone_lr_scale"):
+        OptimConfig(backbone_lr_scale=2)

@@ -114,6 +114,12 @@ def classifier_keys(model: nn.Module, num_classes: int) -> set[str]:
     return {f"{last}.{k}" if last else k for k in model.get_submodule(last).state_dict()}
 
 
+def classifier_parameters(model: nn.Module, num_classes: int) -> list[nn.Parameter]:
+    """The classifier's parameters (``classifier_keys``): what ``optim.backbone_lr_scale`` leaves at the full lr."""
+    keys = classifier_keys(model, num_classes)
+    return [p for name, p in model.named_parameters() if name in keys]
+
+
 def init_from_checkpoint(model: nn.Module, path: str | Path, class_names: list[str]) -> InitReport:
     """Load the matching tensors of ``path`` into ``model`` in place (see the module docstring)."""
     model = unwrap_model(model)

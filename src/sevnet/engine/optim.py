@@ -9,7 +9,9 @@ recomputes the same lr from its ``TrainState`` and needs no scheduler state.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,18 +26,15 @@ def scaled_lr(cfg: OptimConfig, global_batch: int) -> float:
     return cfg.lr * global_batch / cfg.base_batch
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig, global_batch: int) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module, cfg: OptimConfig, global_batch: int, head: Sequence[nn.Parameter] = ()
+) -> torch.optim.Optimizer:
     """``optim.name``: sgd (momentum, Nesterov) or adamw (decoupled weight decay); no decay on
-    BN and biases (1-d tensors) for either."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    BN and biases (1-d tensors) for either. ``optim.backbone_lr_scale`` multiplies the lr of every
+    tensor but ``head`` (the classifier): a fine-tune from ``model.init_from`` can then move the
+    pretrained features less than the new classifier (0 keeps them as loaded)."""
     lr = scaled_lr(cfg, global_batch)
+    groups = _param_groups(model, cfg, lr, {id(p) for p in head})
     if cfg.name == OptimName.adamw:
         if len(cfg.betas) != 2:
             raise ConfigError(f"optim.betas must be two numbers, got {list(cfg.betas)}")
@@ -46,6 +45,22 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, global_batch: int) -> to
     for group in optimizer.param_groups:
         group["initial_lr"] = group["lr"]  # what the schedule's factor multiplies
     return optimizer
+
+
+def _param_groups(model: nn.Module, cfg: OptimConfig, lr: float, head: set[int]) -> list[dict[str, Any]]:
+    """(decay, no decay) groups; with a backbone lr scale, those of the backbone and of the head apart."""
+    split = cfg.backbone_lr_scale != 1 and bool(head)
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for key in [(False, False), (False, True)] + ([(True, False), (True, True)] if split else []):
+        groups[key] = []  # a fixed group order: a checkpoint's optimizer state matches the groups
+    for p in model.parameters():
+        if p.requires_grad:
+            groups[(split and id(p) in head, p.ndim <= 1)].append(p)
+    scale = cfg.backbone_lr_scale if split else 1.0
+    return [
+        {"params": params, "weight_decay": 0.0 if no_decay else cfg.weight_decay, "lr": lr if head_ else lr * scale}
+        for (head_, no_decay), params in groups.items()
+    ]
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int, warmup_factor: float, min_factor: float) -> float:

@@ -56,7 +56,7 @@ from .checkpoint import (
 from .config import AmpMode, ChannelsLast, ExperimentConfig, NanPolicy, TrainConfig, to_container, to_yaml
 from .distributed import DistInfo, all_reduce_sum, barrier, gather_objects, init_distributed
 from .evaluate import compute_metrics, predict_loader
-from .finetune import init_from_checkpoint
+from .finetune import classifier_parameters, init_from_checkpoint
 from .mixing import ClipMixer
 from .optim import LRSchedule, build_optimizer, lr_factor
 from .protocols import TracedDataset, TrainingDataset, Uint8ClipDataset
@@ -251,9 +251,9 @@ class Trainer:
         self.accum = cfg.train.grad_accum
         if self.accum < 1 or cfg.train.max_minutes < 0:
             raise ConfigError("train.grad_accum must be >= 1 and train.max_minutes >= 0")
-        self.optimizer = build_optimizer(
-            self.model, cfg.optim, cfg.train.batch_size * self.info.world_size * self.accum
-        )
+        head = classifier_parameters(unwrap_model(self.model), self.train_set.num_classes)
+        global_batch = cfg.train.batch_size * self.info.world_size * self.accum
+        self.optimizer = build_optimizer(self.model, cfg.optim, global_batch, head)
         self.batches_per_epoch = len(self.loader)
         steps_per_epoch = self.batches_per_epoch // self.accum
         self.total_steps = cfg.train.epochs * steps_per_epoch
