@@ -385,8 +385,9 @@ class Trainer:
                 "train_time_s": s.elapsed_s}  # fmt: skip
 
     def train_step(self, batch: dict[str, Any]) -> float | None:
-        """One micro-batch: forward, finite check, backward; every ``grad_accum``-th one also an
-        optimizer step. Returns the loss, or None for a batch with no sample or a skipped one."""
+        """One micro-batch: forward, backward, finite check (its gradients dropped if the loss is not
+        finite); every ``grad_accum``-th one also an optimizer step. Returns the loss, or None for a
+        batch with no sample or a skipped one."""
         self.state.batch += 1
         if self._all_skipped(batch):
             return None
