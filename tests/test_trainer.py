@@ -10,6 +10,7 @@ import json
 import math
 import pickle
 import re
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from sevnet.engine import CheckpointError, NonFiniteLossError, Trainer, TrainSta
 from sevnet.engine.checkpoint import save_checkpoint
 from sevnet.engine.config import EvalConfig, ExperimentConfig, OptimConfig, TrainConfig
 from sevnet.engine.finetune import init_from_checkpoint
+from sevnet.engine.runlog import epoch_line
 
 SHAPE = (3, 2, 4, 4)  # (C, T, H, W) of a clip
 
@@ -112,6 +114,22 @@ def test_nan_skip_skips_and_counts(tmp_path: Path) -> None:
     assert skip.state.nonfinite_skipped == 1 and skip.state.step == 2 and skip.state.batch == 3
     a, b = params(skip.model), params(clean.model)
     assert all(torch.equal(a[k], b[k]) for k in a), "the skipped batch changed the weights"
+
+
+class SlowClips(Clips):
+    """Clips that take 30 ms each to load: a loader slower than the model."""
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        time.sleep(0.03)
+        return super().__getitem__(key)
+
+
+def test_an_epoch_reports_the_share_of_its_time_spent_waiting_for_input(tmp_path: Path) -> None:
+    """input_wait_share (metrics.csv, the epoch line): near 1 when loading is the limit, near 0 when not."""
+    slow = Trainer(config(tmp_path / "slow"), model=linear_model(), train_set=SlowClips(16)).train_epoch()
+    fast = Trainer(config(tmp_path / "fast"), model=linear_model(), train_set=Clips(16)).train_epoch()
+    assert slow["input_wait_share"] > 0.8 and 0 <= fast["input_wait_share"] < slow["input_wait_share"]
+    assert f"input wait {slow['input_wait_share']:.0%}" in epoch_line(slow)
 
 
 # ---- gradient accumulation -----------------------------------------------------------------------

@@ -88,6 +88,8 @@ def epoch_line(row: dict[str, Any], budget_s: float = 0.0) -> str:
         if row.get(key) is not None:
             parts.append(f"{key} {row[key]:.4f}")
     parts.append(f"{row['train_clips_per_s']:.1f} clips/s")
+    if row.get("input_wait_share") is not None:
+        parts.append(f"input wait {row['input_wait_share']:.0%}")
     if budget_s:
         parts.append(budget_text(row["train_time_s"], budget_s))
     return " | ".join(parts)

@@ -24,7 +24,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +133,7 @@ class _EpochMeter:
     loss_sum: float = 0.0
     correct: float = 0.0
     seen: int = 0
+    waited: float = 0.0  # seconds spent waiting for the loader's next batch
     started: float = field(default_factory=time.perf_counter)
 
     def add(self, loss: float, correct: float, clips: int) -> None:
@@ -363,7 +364,7 @@ class Trainer:
         self._clock = (time.perf_counter(), s.elapsed_s)
         bar = self._progress(epoch, first)
         with self._worker_errors(), self._memory_errors():
-            for batch in bar:
+            for batch in self._timed(bar):
                 before = s.step
                 self.train_step(batch)
                 if s.step == before:
@@ -382,7 +383,19 @@ class Trainer:
                 "train_top1": None if self.train_set.multi_label else m.top1(),
                 "lr": self.optimizer.param_groups[0]["lr"],
                 "train_clips_per_s": m.seen * self.info.world_size / m.seconds(), "epoch_time_s": m.seconds(),
-                "train_time_s": s.elapsed_s}  # fmt: skip
+                "input_wait_share": m.waited / m.seconds(), "train_time_s": s.elapsed_s}  # fmt: skip
+
+    def _timed(self, batches: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """The batches, adding the time spent waiting for each to the epoch meter: the share of an epoch
+        the model waited for its input (MMAction2's data_time), which says when decoding is the limit."""
+        batches = iter(batches)
+        while True:
+            asked = time.perf_counter()
+            batch = next(batches, None)
+            self.meter.waited += time.perf_counter() - asked
+            if batch is None:
+                return
+            yield batch
 
     def train_step(self, batch: dict[str, Any]) -> float | None:
         """One micro-batch: forward, backward, finite check (its gradients dropped if the loss is not
