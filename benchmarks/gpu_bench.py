@@ -338,7 +338,7 @@ def _train_and_time(cfg: Any, alone_cfg: Any, plan: Plan, epochs: int) -> dict[s
     trainer = Trainer(cfg)
     rows = [trainer.train_epoch() for _ in range(epochs)]
     return {"setup": trainer._setup_line(), "loader_train_clips_per_s": rows[-1]["train_clips_per_s"],
-            "model_only_clips_per_s": model_only}  # fmt: skip
+            "model_only_clips_per_s": model_only, "input_wait_share": rows[-1].get("input_wait_share")}  # fmt: skip
 
 
 def _step_alone(cfg: Any, plan: Plan) -> float:
@@ -384,6 +384,10 @@ def measure(plan: Plan) -> list[dict[str, Any]]:
     return rows
 
 
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
 def _n(value: Any, digits: int | None = None) -> str:
     """A figure with 3 significant digits or more (clips/s span 0.5 on a CPU to 10,000 on a GPU)."""
     if value is None:
@@ -418,10 +422,10 @@ def markdown(result: dict[str, Any]) -> str:
     done = [e for e in rows if "skipped" not in e and "error" not in e]
     if done:
         lines += ["", "| end-to-end (sevnet train, real loader) | data | clip | videos / workers | train clips/s "
-                  "| Trainer step alone clips/s | share |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+                  "| Trainer step alone clips/s | share | input wait |", "|---" * 8 + "|"]  # fmt: skip
         lines += [f"| SEVNet-S, {e['setup']} | {e['data']} | {e['clip']} | {e['videos']} / {e['workers']} "
-                  f"| {e['loader_train_clips_per_s']:.1f} | {e['model_only_clips_per_s']:.1f} | {e['fraction']:.0%} |"
-                  for e in done]  # fmt: skip
+                  f"| {e['loader_train_clips_per_s']:.1f} | {e['model_only_clips_per_s']:.1f} | {e['fraction']:.0%} "
+                  f"| {_share(e.get('input_wait_share'))} |" for e in done]  # fmt: skip
     lines += [f"end-to-end row: {e.get('skipped') or e.get('error')}" for e in rows if e not in done]
     lines += [f"note: {n}" for n in result["notes"]]
     return "\n".join(lines)
