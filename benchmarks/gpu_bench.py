@@ -332,8 +332,8 @@ def _train_and_time(cfg: Any, alone_cfg: Any, plan: Plan, epochs: int) -> dict[s
     """Clips/s of the last of ``epochs`` epochs (the first warms up the workers and cuDNN), and of the
     same Trainer's step on one loaded batch repeated: the model-only rate of exactly this training.
     The step alone is timed first, by a Trainer of ``alone_cfg`` (the same, without loader workers and
-    in its own folder): the training run's persistent
-    workers, still decoding ahead, would take the CPU that launches the GPU's kernels."""
+    in its own folder): the training run's persistent workers, still decoding ahead, would take the CPU
+    that launches the GPU's kernels."""
     model_only = _step_alone(alone_cfg, plan)
     _release(plan.device)
     trainer = Trainer(cfg)
