@@ -79,6 +79,32 @@ def test_loader_reads_batch_over_repeats_videos_and_flattens_their_clips(videos:
         data_cfg(videos, repeats=0)
 
 
+@pytest.mark.parametrize("repeats", [1, 2])
+def test_uint8_training_batches_arrive_channels_last_from_a_worker(videos: Path, repeats: int) -> None:
+    """The training crop's bytes stay (T, H, W, 3) from the resize to the model: items and a real
+    worker's batches are channels-last (no transpose in the worker, none in the Trainer), with the
+    values a plain stack of the items gives."""
+    from sevnet.data.transforms import is_channels_last, stack_clips
+
+    cfg = data_cfg(videos, repeats=repeats)
+    ds = build_dataset(cfg, "train", train=True)
+    ds.uint8_clips = True
+    items = [ds[(i, 0)]["clip"] for i in range(4)]
+    assert all(is_channels_last(c) for c in items)
+    loader = build_loader(ds, 4 * repeats, train=True, cfg_data=cfg, num_workers=1)
+    loader.sampler.set_epoch(0)
+    batch = next(iter(loader))
+    clips, videos = batch["clip"], batch["index"][::repeats].tolist()
+    assert clips.dtype == torch.uint8 and clips.is_contiguous(memory_format=torch.channels_last_3d)
+    want = torch.cat([ds[(i, 0)]["clip"].contiguous().view(-1, 3, 4, 32, 32) for i in videos])
+    assert torch.equal(clips, want)
+    assert torch.equal(stack_clips(items), torch.stack([c.contiguous() for c in items]))
+    shared = stack_clips(items, shared=True)
+    assert shared.is_shared() and is_channels_last(shared) and torch.equal(shared, stack_clips(items))
+    floats = [torch.rand(3, 4, 8, 8) for _ in range(2)]  # contiguous clips: a plain stack
+    assert stack_clips(floats).is_contiguous() and torch.equal(stack_clips(floats), torch.stack(floats))
+
+
 def test_skipped_videos_are_counted_against_videos_not_clips(videos: Path, tmp_path: Path) -> None:
     """data.max_skip_fraction is a share of videos: with repeats 2 a bad file is 1 of the 8 videos read."""
     import shutil

@@ -10,11 +10,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
 
 from sevnet.errors import ConfigError, SevnetError
 
 from .config import DataConfig
+from .transforms import stack_clips
 
 
 class SkippedSamplesError(SevnetError, RuntimeError):
@@ -86,7 +87,8 @@ def collate_skipping(items: list[dict[str, Any]]) -> dict[str, Any]:
     if not good:
         return {"clip": None, "target": None, "index": torch.empty(0, dtype=torch.long), "skipped": skipped,
                 "partial": partial}  # fmt: skip
-    batch = default_collate([{k: v for k, v in it.items() if k != "partial"} for it in good])
+    batch = default_collate([{k: v for k, v in it.items() if k not in ("partial", "clip")} for it in good])
+    batch["clip"] = stack_clips([it["clip"] for it in good], shared=get_worker_info() is not None)
     batch["skipped"], batch["partial"] = skipped, partial
     return batch
 

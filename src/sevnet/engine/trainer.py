@@ -406,8 +406,9 @@ class Trainer:
             return None
         clip = batch["clip"].to(self.info.device, non_blocking=True)
         target = batch["target"].to(self.info.device, non_blocking=True)
-        if self.channels_last:  # before normalising: the copy moves uint8, and the float keeps the layout
-            clip = clip.contiguous(memory_format=torch.channels_last_3d)
+        # Before normalising (the float keeps the layout): training clips arrive channels-last already
+        # (sevnet.data.transforms.stack_clips), so only NCDHW training converts them, on the device.
+        clip = clip.contiguous(memory_format=torch.channels_last_3d if self.channels_last else torch.contiguous_format)
         if self._clip_stats is not None:
             clip = normalize_clips(clip, *self._clip_stats)
         mixed_clip, loss_target = self.mixer(clip, target) if self.mixer else (clip, target)
