@@ -84,7 +84,7 @@ def test_uint8_training_batches_arrive_channels_last_from_a_worker(videos: Path,
     """The training crop's bytes stay (T, H, W, 3) from the resize to the model: items and a real
     worker's batches are channels-last (no transpose in the worker, none in the Trainer), with the
     values a plain stack of the items gives."""
-    from sevnet.data.transforms import is_channels_last, stack_clips
+    from sevnet.data.transforms import flip_width, is_channels_last, stack_clips
 
     cfg = data_cfg(videos, repeats=repeats)
     ds = build_dataset(cfg, "train", train=True)
@@ -101,6 +101,8 @@ def test_uint8_training_batches_arrive_channels_last_from_a_worker(videos: Path,
     assert torch.equal(stack_clips(items), torch.stack([c.contiguous() for c in items]))
     shared = stack_clips(items, shared=True)
     assert shared.is_shared() and is_channels_last(shared) and torch.equal(shared, stack_clips(items))
+    flipped = flip_width(items[0])  # data.flip: auto's mirror keeps the layout
+    assert is_channels_last(flipped) and torch.equal(flipped, items[0].flip(-1))
     floats = [torch.rand(3, 4, 8, 8) for _ in range(2)]  # contiguous clips: a plain stack
     assert stack_clips(floats).is_contiguous() and torch.equal(stack_clips(floats), torch.stack(floats))
 

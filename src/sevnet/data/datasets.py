@@ -23,7 +23,7 @@ from .config import CacheMode, DataConfig, Flip, Sampling
 from .mirror import has_names, mirror_labels
 from .registry import format_spec
 from .sampling import dense_indices, segment_indices
-from .transforms import build_transform, stack_clips
+from .transforms import build_transform, flip_width, stack_clips
 from .video import DecodeError, count_frame_files, probe_video, read_frame_folder, read_frames
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ class VideoDataset(Dataset):
         mirrored = [self.mirror[t] for t in labels]
         if rng.random() >= 0.5 or any(m is None for m in mirrored):
             return clip, target
-        return clip.flip(-1), (mirrored if isinstance(target, list) else mirrored[0])  # type: ignore[return-value]
+        return flip_width(clip), (mirrored if isinstance(target, list) else mirrored[0])  # type: ignore[return-value]
 
     def _trace(self, sample: Sample) -> None:
         worker = get_worker_info()

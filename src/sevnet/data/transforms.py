@@ -7,8 +7,9 @@ dispatch (tv_tensor wrapping, kernel lookup, parameter checks), which cost more 
 Normalisation is a separate step (``normalize_clips``) so that a training loader can ship uint8
 clips (a quarter of the bytes) and normalise whole batches where they are used (``uint8_clips``
 in ``VideoDataset``). Those uint8 training clips keep the resize's channels-last bytes, (T, H, W, 3)
-behind a (3, T, H, W) view, and ``stack_clips`` batches them as such: the model trains channels-last
-(``train.channels_last``), so no process transposes them (each transpose cost 0.6 ms a clip).
+behind a (3, T, H, W) view of the crop, and ``stack_clips`` batches them as such: the model trains
+channels-last (``train.channels_last``), so no process transposes them (a transpose cost 0.6 ms a
+clip), and the crop is copied once, into the batch.
 """
 
 from __future__ import annotations
@@ -68,22 +69,33 @@ def _train_crop(cfg: DataConfig) -> Callable[[torch.Tensor], torch.Tensor]:
         video = _random_crop(video, size)
         if flip and bool(torch.rand(1) < 0.5):  # v2.RandomHorizontalFlip(p=0.5)'s draw and test
             video = video.flip(-1)
-        # dense (T, H, W, 3) bytes seen as (3, T, H, W): channels-last, the layout the model trains in
-        return video.contiguous(memory_format=torch.channels_last).permute(1, 0, 2, 3)
+        # a (3, T, H, W) view of the crop, channels-last (the layout the model trains in): stack_clips
+        # copies it into the batch, the crop's one copy
+        return video.permute(1, 0, 2, 3)
 
     return crop
 
 
 def is_channels_last(clip: torch.Tensor) -> bool:
-    """Whether (..., 3, T, H, W) ``clip`` holds dense (..., T, H, W, 3) bytes (the training crop's layout)."""
-    return clip.dim() >= 4 and not clip.is_contiguous() and clip.movedim(-4, -1).is_contiguous()
+    """Whether (..., 3, T, H, W) ``clip`` is laid out channels-last (channel stride 1): the training crop's
+    layout, possibly a view of a larger frame."""
+    return clip.dim() >= 4 and clip.size(-4) > 1 and clip.stride(-4) == 1
+
+
+def flip_width(clip: torch.Tensor) -> torch.Tensor:
+    """``clip`` flipped left-right, keeping a channels-last clip channels-last (``Tensor.flip`` would
+    give a channels-last view of a crop back as (3, T, H, W) bytes)."""
+    if is_channels_last(clip):
+        return clip.movedim(-4, -1).flip(-2).movedim(-1, -4)
+    return clip.flip(-1)
 
 
 def stack_clips(clips: Sequence[torch.Tensor], shared: bool = False) -> torch.Tensor:
     """``torch.stack(clips)`` that keeps channels-last clips channels-last (a plain stack would transpose
-    them to (N, 3, T, H, W) bytes); ``shared``: into shared memory, as ``default_collate`` does in a loader
-    worker, so that the batch reaches the main process without another copy."""
-    channels_last = all(is_channels_last(c) for c in clips)
+    them to (N, 3, T, H, W) bytes), as dense (N, ..., T, H, W, 3) bytes; ``shared``: into shared memory,
+    as ``default_collate`` does in a loader worker, so that the batch reaches the main process without
+    another copy."""
+    channels_last = any(is_channels_last(c) for c in clips)
     bases = [c.movedim(-4, -1) for c in clips] if channels_last else list(clips)
     out = None
     if shared:
