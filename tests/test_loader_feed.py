@@ -184,3 +184,50 @@ def test_each_loader_worker_decodes_with_its_share_of_the_cores() -> None:
     seen = [int(x) for b in DataLoader(_Threads(), batch_size=2, num_workers=2) for x in b]
     assert seen == [decoder_threads(2, cores)] * 4
     assert thread_count() == cores  # the main process decodes alone
+
+
+def test_reverse_auto_plays_clips_backwards_as_the_partner_class(videos: Path) -> None:
+    """data.reverse: auto: about half the clips come reversed in time with the partner's label ("left" <->
+    "right" are each other's reversal), the rest as they were; the crop is the same either way; with
+    data.repeats each clip draws for itself; evaluation never reverses."""
+    off = build_dataset(data_cfg(videos), "train", train=True)
+    on = build_dataset(data_cfg(videos, reverse="auto"), "train", train=True)
+    assert on.reversal == [1, 0] and off.reversal is None
+    reversed_count = 0
+    for i in range(len(on)):
+        a, b = off[(i, 0)], on[(i, 0)]
+        if int(b["target"]) == int(a["target"]):
+            assert torch.equal(b["clip"], a["clip"])
+        else:
+            assert int(b["target"]) == 1 - int(a["target"]) and not torch.equal(b["clip"], a["clip"])
+            assert torch.equal(b["clip"], a["clip"].flip(1))  # (3, T, H, W): the frames in reverse order
+            reversed_count += 1
+    assert 0 < reversed_count < len(on)
+    many = build_dataset(data_cfg(videos, reverse="auto", repeats=4), "train", train=True)
+    targets = torch.cat([many[(i, 0)]["target"] for i in range(len(many))])
+    own = torch.tensor([s.target for s in many.samples]).repeat_interleave(4)
+    assert 0 < int((targets != own).sum()) < len(targets)
+    assert build_dataset(data_cfg(videos, reverse="auto"), "val", train=False).reversal is None
+
+
+def test_reversal_pairs_are_read_from_the_class_names() -> None:
+    from sevnet.data.reversal import describe, reversal_labels
+
+    names = [
+        "Pushing something from left to right", "Pushing something from right to left",  # a subset swapped
+        "Putting something into something", "Taking something out of something",  # two words at once
+        "Moving something closer to the camera", "Moving something away from the camera",
+        "covering", "uncovering", "Something appearing", "Something disappearing",  # prefixes
+        "going out of focus", "coming into focus", "fading to black", "fading from black",
+        "Drinking", "Moving something up", "Lifting something up", "Lifting something down", "Lowering something down",
+    ]  # fmt: skip
+    labels = reversal_labels(names)
+    assert labels[:14] == [1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12]
+    assert labels[14] is None  # no partner: never played backwards
+    assert labels[15] is None  # "Moving something down" is not a class
+    assert labels[16:18] == [17, 16] and labels[18] is None
+    assert "Drinking" not in describe(names, labels) and "(3 other classes never)" in describe(names, labels)
+    assert reversal_labels(["a up b down", "a down b up", "a up b up"]) == [None] * 3  # two candidates each
+    assert reversal_labels(["x up", "x down", "y up"]) == [1, 0, None]
+    with pytest.raises(ConfigError, match=r"data\.reverse"):
+        DataConfig(reverse="on")

@@ -34,6 +34,15 @@ class Flip(StrEnum):
     auto = "auto"
 
 
+class Reverse(StrEnum):
+    """Training clips played backwards: off; auto (p = 1/2, with the label of the class whose name is the
+    clip's class reversed in time, e.g. "... up" <-> "... down", "opening" <-> "closing"; never for a class
+    without such a partner; sevnet.data.reversal)."""
+
+    off = "off"
+    auto = "auto"
+
+
 class CacheMode(StrEnum):
     """Decoded-frame cache: off, memory (RAM, rebuilt each run) or disk (reused while files and settings hold)."""
 
@@ -42,7 +51,7 @@ class CacheMode(StrEnum):
     disk = "disk"
 
 
-_ENUMS: dict[str, type[StrEnum]] = {"sampling": Sampling, "cache": CacheMode, "flip": Flip}
+_ENUMS: dict[str, type[StrEnum]] = {"sampling": Sampling, "cache": CacheMode, "flip": Flip, "reverse": Reverse}
 
 
 @dataclass
@@ -77,6 +86,9 @@ class DataConfig:
     # Horizontal flip in training: off | on | auto (Flip above). Plain "on" is wrong for Something-Something
     # (left/right classes); "auto" swaps the labels of mirror-image classes by their names.
     flip: Flip = Flip.off
+    # Time reversal in training: off | auto (Reverse above): a class's clips played backwards are trained as
+    # its time-reversed partner class ("... up" <-> "... down"), found by the class names.
+    reverse: Reverse = Reverse.off
     mean: list[float] = field(default_factory=lambda: [0.45, 0.45, 0.45])
     std: list[float] = field(default_factory=lambda: [0.225, 0.225, 0.225])
     num_workers: int = 2

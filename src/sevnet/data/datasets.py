@@ -19,9 +19,10 @@ from torch.utils.data import Dataset, get_worker_info
 
 from .annotations import Annotation, Sample, parse_annotation
 from .cache import FrameCache, open_cache
-from .config import CacheMode, DataConfig, Flip, Sampling
+from .config import CacheMode, DataConfig, Flip, Reverse, Sampling
 from .mirror import has_names, mirror_labels
 from .registry import format_spec
+from .reversal import reversal_labels
 from .sampling import dense_indices, segment_indices
 from .transforms import build_transform, flip_width, stack_clips
 from .video import DecodeError, count_frame_files, probe_video, read_frame_folder, read_frames
@@ -57,6 +58,10 @@ class VideoDataset(Dataset):
         self.mirror: list[int | None] | None = None
         if train and cfg.flip == Flip.auto and has_names(self.classes):
             self.mirror = mirror_labels(self.classes)
+        # data.reverse: auto in training: each class's time-reversed partner (sevnet.data.reversal), or None.
+        self.reversal: list[int | None] | None = None
+        if train and cfg.reverse == Reverse.auto and has_names(self.classes):
+            self.reversal = reversal_labels(self.classes)
         if self.missing:
             log.warning("%d listed videos are missing on disk (first: %s)", len(self.missing), self.missing[0])
 
@@ -119,24 +124,26 @@ class VideoDataset(Dataset):
             # From the cache, a sample that failed to decode when it was built raises that error again.
             num = self.cache.num_frames(index) if self.cache is not None else self.count_frames(sample, problems)
             views = self.clip_indices(num, rng) if self.repeats == 1 else []
+            target = sample.target
             with torch.random.fork_rng(devices=[]):
                 # The CPU generator only (what the transforms draw from, and what fork_rng restores):
                 # torch.manual_seed would also queue a CUDA reseed with a captured stack, costing
                 # ~0.2-0.5 ms per clip, and reseed the GPU's RNG in the main process (0 workers).
                 torch.default_generator.manual_seed(int(rng.integers(2**62)))
+                if views and self.reversal is not None:  # after the transforms' seed: the same crop either way
+                    views[0], target = self._maybe_reverse(views[0], target, rng)
                 transform = self._uint8_transform if self.uint8_clips else self.transform
                 if self.repeats > 1:
-                    clips = self._repeated_clips(sample, index, num, rng, transform)
+                    clips, targets = self._repeated_clips(sample, index, num, rng, transform)
                 else:
                     clips = [transform(self.load_frames(sample, idx, index)) for idx in views]
         except (DecodeError, OSError, RuntimeError, ValueError) as err:
             reason = str(err)
             return {"error": (str(sample.path), reason), "index": index}
         if self.repeats > 1:
-            item = self._repeated_item(clips, sample.target, index, rng)
+            item = self._repeated_item(clips, targets, index, rng)
         else:
             clip = clips[0] if self.train else torch.cat(clips)  # eval: (clips*crops, 3, T, H, W)
-            target = sample.target
             if self.mirror is not None:
                 clip, target = self._maybe_mirror(clip, target, rng)
             item = {"clip": clip, "target": self.target_tensor(target), "index": index}
@@ -151,23 +158,40 @@ class VideoDataset(Dataset):
 
     def _repeated_clips(
         self, sample: Sample, index: int, num: int, rng: np.random.Generator, transform: Any
-    ) -> list[torch.Tensor]:
-        """``repeats`` clips, each with its own frame indices and augmentation, from one decode of the
-        union of their frames (one pass through the file)."""
+    ) -> tuple[list[torch.Tensor], list[int | list[int]]]:
+        """``repeats`` clips, each with its own frame indices and augmentation (and data.reverse draw), from
+        one decode of the union of their frames (one pass through the file); and their targets."""
         views = [self.clip_indices(num, rng)[0] for _ in range(self.repeats)]
+        targets = [sample.target] * len(views)
+        if self.reversal is not None:
+            drawn = [self._maybe_reverse(view, sample.target, rng) for view in views]
+            views, targets = [view for view, _ in drawn], [t for _, t in drawn]
         wanted = sorted({i for view in views for i in view})
         frames = self.load_frames(sample, wanted, index)
         at = {frame: n for n, frame in enumerate(wanted)}
         # index_select, not frames[list]: list indexing of a uint8 tensor took 1.3 ms a clip, 5x as long
-        return [transform(frames.index_select(0, torch.tensor([at[i] for i in view]))) for view in views]
+        clips = [transform(frames.index_select(0, torch.tensor([at[i] for i in view]))) for view in views]
+        return clips, targets
 
     def _repeated_item(
-        self, clips: list[torch.Tensor], target: int | list[int], index: int, rng: np.random.Generator
+        self, clips: list[torch.Tensor], targets: list[int | list[int]], index: int, rng: np.random.Generator
     ) -> dict[str, Any]:
         """(repeats, 3, T, H, W) clips with (repeats, ...) targets; data.flip auto draws for each clip."""
-        pairs = [self._maybe_mirror(c, target, rng) if self.mirror is not None else (c, target) for c in clips]
+        pairs = [self._maybe_mirror(c, t, rng) if self.mirror is not None else (c, t) for c, t in zip(clips, targets)]
         targets = torch.stack([self.target_tensor(t) for _, t in pairs])
         return {"clip": stack_clips([c for c, _ in pairs]), "target": targets, "index": index}
+
+    def _maybe_reverse(
+        self, view: list[int], target: int | list[int], rng: np.random.Generator
+    ) -> tuple[list[int], int | list[int]]:
+        """data.reverse: auto: with probability 1/2, the view's frames in reverse order and the label(s) of
+        the time-reversed partner class; a label without a partner (None) keeps the view as it is."""
+        assert self.reversal is not None
+        labels = target if isinstance(target, list) else [target]
+        partners = [self.reversal[t] for t in labels]
+        if rng.random() >= 0.5 or any(p is None for p in partners):
+            return view, target
+        return list(view)[::-1], (partners if isinstance(target, list) else partners[0])  # type: ignore[return-value]
 
     def _maybe_mirror(
         self, clip: torch.Tensor, target: int | list[int], rng: np.random.Generator

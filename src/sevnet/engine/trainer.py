@@ -35,9 +35,10 @@ from torch import nn
 
 from sevnet.data import DataConfig, SkipCounter, build_dataset, build_loader, normalize_clips
 from sevnet.data.cache import with_run_cache_dir
-from sevnet.data.config import Flip
+from sevnet.data.config import Flip, Reverse
 from sevnet.data.folder import freeze_split
 from sevnet.data.mirror import describe as describe_flip
+from sevnet.data.reversal import describe as describe_reversal
 from sevnet.device import describe as describe_device
 from sevnet.errors import ConfigError, SevnetError
 from sevnet.models import create_model
@@ -205,6 +206,9 @@ class Trainer:
         if info.is_main and cfg.data.flip == Flip.auto:
             mirror = getattr(train_set, "mirror", None)
             say(describe_flip(train_set.classes, mirror) if mirror else "flip: off (auto: the classes have no names)")
+        if info.is_main and cfg.data.reverse == Reverse.auto:
+            reversal = getattr(train_set, "reversal", None)
+            say(describe_reversal(train_set.classes, reversal) if reversal else "reverse: off (auto: no class names)")
         if isinstance(train_set, TracedDataset):
             train_set.trace_dir = self.out_dir / ".loading"
         # A VideoDataset ships uint8 clips; train_step normalises each batch on the device with the
