@@ -88,3 +88,19 @@ def test_backbone_lr_scale_sets_the_backbone_groups_lr() -> None:
     assert len(plain.param_groups) == 2  # scale 1: the groups a checkpoint's optimizer state was saved with
     with pytest.raises(ConfigError, match=r"optim\.backbone_lr_scale"):
         OptimConfig(backbone_lr_scale=2)
+
+
+def test_the_shipped_motion_prior_fits_the_own_videos_model() -> None:
+    """motion_prior_xs ships with the package (model.init_from=motion_prior_xs) and fits the own-videos
+    config's model: every tensor of folder_sevnet_xs's model but the classifier comes from it, for any classes."""
+    from sevnet.models import create_model
+
+    assert "motion_prior_xs" in finetune.pretrained_names()
+    cfg = load_config("folder_sevnet_xs", ["data.root=unused"])
+    model = create_model(cfg.model.name, num_classes=3, dropout=cfg.model.dropout, **cfg.model.overrides)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = finetune.init_from_checkpoint(model, "motion_prior_xs", ["a", "b", "c"])
+    head = finetune.classifier_keys(model, 3)
+    assert not report.missing and not report.dropped and set(report.reinitialised) == head and len(head) == 2
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert len(changed) > 100 and not changed & head
