@@ -186,12 +186,13 @@ def test_each_loader_worker_decodes_with_its_share_of_the_cores() -> None:
     assert thread_count() == cores  # the main process decodes alone
 
 
-def test_reverse_auto_plays_clips_backwards_as_the_partner_class(videos: Path) -> None:
+@pytest.mark.parametrize("cache", ["off", "memory"])
+def test_reverse_auto_plays_clips_backwards_as_the_partner_class(videos: Path, cache: str) -> None:
     """data.reverse: auto: about half the clips come reversed in time with the partner's label ("left" <->
-    "right" are each other's reversal), the rest as they were; the crop is the same either way; with
-    data.repeats each clip draws for itself; evaluation never reverses."""
-    off = build_dataset(data_cfg(videos), "train", train=True)
-    on = build_dataset(data_cfg(videos, reverse="auto"), "train", train=True)
+    "right" are each other's reversal), the rest as they were; the crop is the same either way, from the
+    files or the frame cache; with data.repeats each clip draws for itself; evaluation never reverses."""
+    off = build_dataset(data_cfg(videos, cache=cache), "train", train=True)
+    on = build_dataset(data_cfg(videos, reverse="auto", cache=cache), "train", train=True)
     assert on.reversal == [1, 0] and off.reversal is None
     reversed_count = 0
     for i in range(len(on)):
