@@ -3,7 +3,8 @@ frames as they are and played backwards, and each class's top-1 (where the error
 
 On a dataset whose classes come in time-reversed pairs (``tools/photo_motion.py``, the demo's),
 a model that reads temporal order scores near 0% on reversed clips (it predicts the partner), one
-that ignores it scores about its forward top-1 / 2 or more.
+that ignores it scores about its forward top-1 / 2 or more. Scored in float32 on the CPU: the forward
+top-1 can differ from the training run's final evaluation (bf16 autocast) by a few clips.
 
     python benchmarks/reversed_eval.py folder_sevnet_xs data.root=DIR \\
         --checkpoint runs/folder_sevnet_xs/checkpoints/model.safetensors
@@ -34,7 +35,7 @@ def main() -> None:
     for order, fn in (("forward", model), ("reversed", lambda clip: model(clip.flip(2)))):  # (N, C, T, H, W)
         _, probs, targets, _ = predict_loader(fn, loader, False, info)
         right = probs.argmax(1) == targets
-        print(f"{order:9s} top-1 {right.float().mean():.1%} ({len(targets)} clips)")
+        print(f"{order:9s} top-1 {right.float().mean():.1%} ({len(targets)} clips, float32)")
         if order == "forward":
             for label, name in enumerate(dataset.classes):
                 mine = targets == label
