@@ -85,5 +85,7 @@ def describe(names: Sequence[str], reversal: Sequence[int | None]) -> str:
     if not pairs:
         return "reverse: auto found no pair of classes that are each other's reversal: no clip is played backwards"
     rest = len(names) - 2 * len(pairs)
-    others = "no other class" if not rest else "1 other class never" if rest == 1 else f"{rest} other classes never"
+    others = f"{rest} other classes never" if rest != 1 else "1 other class never"
+    if not rest:
+        others = "every class has one"
     return f"reverse: played backwards with the label swapped: {'; '.join(pairs)} ({others})"
