@@ -230,5 +230,6 @@ def test_reversal_pairs_are_read_from_the_class_names() -> None:
     assert "Drinking" not in describe(names, labels) and "(3 other classes never)" in describe(names, labels)
     assert reversal_labels(["a up b down", "a down b up", "a up b up"]) == [None] * 3  # two candidates each
     assert reversal_labels(["x up", "x down", "y up"]) == [1, 0, None]
+    assert reversal_labels(["light on", "light off"]) == [None, None]  # states: the same played backwards
     with pytest.raises(ConfigError, match=r"data\.reverse"):
         DataConfig(reverse="on")

@@ -29,8 +29,9 @@ _PAIRS = [
     ("cw", "ccw"), ("to", "from"), ("closer", "away"), ("nearer", "farther"),
     ("approaching", "receding"), ("approaches", "recedes"), ("opening", "closing"), ("open", "close"),
     ("opens", "closes"), ("putting", "taking"), ("put", "take"), ("going", "coming"), ("entering", "leaving"),
-    ("enters", "leaves"), ("on", "off"),
+    ("enters", "leaves"),
 ]  # fmt: skip
+# Not "on" / "off": "light on" / "light off" are states, the same played backwards.
 _SWAPS = {a: b for x, y in _PAIRS for a, b in ((x, y), (y, x))}
 _PREFIXES = ("un", "dis")  # covering / uncovering, appearing / disappearing
 _WORD = re.compile(r"[a-z]+")
@@ -65,9 +66,10 @@ def reversal_labels(names: Sequence[str]) -> list[int | None]:
     out: list[int | None] = []
     for label, words in enumerate(canonical):
         swappable = [(i, p) for i, w in enumerate(words) if (p := _partner_word(w, vocabulary)) is not None]
+        swappable = swappable[:_MAX_WORDS]
         found = set()
-        for r in range(1, min(len(swappable), _MAX_WORDS) + 1):
-            for subset in itertools.combinations(swappable[:_MAX_WORDS], r):
+        for r in range(1, len(swappable) + 1):
+            for subset in itertools.combinations(swappable, r):
                 candidate = list(words)
                 for i, partner in subset:
                     candidate[i] = partner
@@ -85,7 +87,5 @@ def describe(names: Sequence[str], reversal: Sequence[int | None]) -> str:
     if not pairs:
         return "reverse: auto found no pair of classes that are each other's reversal: no clip is played backwards"
     rest = len(names) - 2 * len(pairs)
-    others = f"{rest} other classes never" if rest != 1 else "1 other class never"
-    if not rest:
-        others = "every class has one"
+    others = {0: "every class has one", 1: "1 other class never"}.get(rest, f"{rest} other classes never")
     return f"reverse: played backwards with the label swapped: {'; '.join(pairs)} ({others})"

@@ -208,7 +208,8 @@ class Trainer:
             say(describe_flip(train_set.classes, mirror) if mirror else "flip: off (auto: the classes have no names)")
         if info.is_main and cfg.data.reverse == Reverse.auto:
             reversal = getattr(train_set, "reversal", None)
-            say(describe_reversal(train_set.classes, reversal) if reversal else "reverse: off (auto: no class names)")
+            off = "reverse: off (auto: no class names, or a dataset format without it)"
+            say(describe_reversal(train_set.classes, reversal) if reversal else off)
         if isinstance(train_set, TracedDataset):
             train_set.trace_dir = self.out_dir / ".loading"
         # A VideoDataset ships uint8 clips; train_step normalises each batch on the device with the
