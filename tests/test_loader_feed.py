@@ -233,3 +233,22 @@ def test_reversal_pairs_are_read_from_the_class_names() -> None:
     assert reversal_labels(["light on", "light off"]) == [None, None]  # states: the same played backwards
     with pytest.raises(ConfigError, match=r"data\.reverse"):
         DataConfig(reverse="on")
+
+
+def test_with_few_videos_the_log_suggests_reverse_auto_only_for_paired_names() -> None:
+    from sevnet.data.reversal import suggestion
+
+    paired = ["moving up", "moving down", "waving"]
+    hint = suggestion(paired, 5)
+    assert hint and "data.reverse=auto" in hint and "moving up <-> moving down" in hint and "thumb up" in hint
+    assert suggestion(paired, 60) is None  # enough videos: no hint
+    assert suggestion(["waving", "clapping"], 5) is None  # no pair to swap
+
+
+def test_the_training_log_carries_the_reverse_hint(videos: Path, tmp_path: Path, capsys) -> None:
+    """4 videos of "left" and of "right" with data.reverse off: the trainer says what auto would do."""
+    data = data_cfg(videos)
+    cfg = ExperimentConfig(data=data, train=TrainConfig(out_dir=str(tmp_path), progress=False, batch_size=4))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 32 * 32, 2))
+    Trainer(cfg, model=model, train_set=build_dataset(data, "train", True), val_set=None)
+    assert "With 4 videos per class, data.reverse=auto would also train" in capsys.readouterr().out

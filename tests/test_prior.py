@@ -104,3 +104,14 @@ def test_the_shipped_motion_prior_fits_the_own_videos_model() -> None:
     assert not report.missing and not report.dropped and set(report.reinitialised) == head and len(head) == 2
     changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
     assert len(changed) > 100 and not changed & head
+
+
+def test_a_prior_of_another_architecture_is_an_error_not_a_fresh_start() -> None:
+    """X3D-XS shares no tensor with the motion prior: training it "from the prior" would silently be a
+    from-scratch run, so init_from stops with a message that says how to start from scratch."""
+    from sevnet.models import create_model
+
+    model = create_model("sevnet_xs", num_classes=3, stages=[[16, 8, 1], [32, 16, 1], [32, 16, 1], [64, 32, 1]],
+                         head_channels=64)  # fmt: skip
+    with pytest.raises(CheckpointError, match=r"fits \d+ of this model's \d+ tensors.*model.init_from= \(empty\)"):
+        finetune.init_from_checkpoint(model, "motion_prior_xs", ["a", "b", "c"])

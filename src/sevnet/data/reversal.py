@@ -89,3 +89,23 @@ def describe(names: Sequence[str], reversal: Sequence[int | None]) -> str:
     rest = len(names) - 2 * len(pairs)
     others = {0: "every class has one", 1: "1 other class never"}.get(rest, f"{rest} other classes never")
     return f"reverse: played backwards with the label swapped: {'; '.join(pairs)} ({others})"
+
+
+FEW_VIDEOS_PER_CLASS = 20  # up to here, data.reverse=auto measured +6-12 points top-1 (docs/training.md)
+
+
+def suggestion(names: Sequence[str], videos_per_class: float) -> str | None:
+    """A hint for the training log when ``data.reverse`` is off but would likely pay: few videos per
+    class, and classes named as each other's reversal in time. Off by default, because a pair of
+    states ("thumb up" / "thumb down") is named like a pair of motions and must not be swapped."""
+    reversal = reversal_labels(names)
+    pairs = [f"{names[i]} <-> {names[j]}" for i, j in enumerate(reversal) if j is not None and i < j]
+    if not pairs or videos_per_class > FEW_VIDEOS_PER_CLASS:
+        return None
+    shown = "; ".join(pairs[:3]) + (f"; ... ({len(pairs) - 3} more)" if len(pairs) > 3 else "")
+    return (
+        f"reverse: off. With {videos_per_class:.0f} videos per class, data.reverse=auto would also train each "
+        f"clip played backwards as its pair's class ({shown}): worth 6-12 points top-1 at 5-15 videos per class "
+        '(docs/training.md, "Few examples per class"). Keep it off if a pair names two states, not two '
+        'motions ("thumb up" / "thumb down").'
+    )

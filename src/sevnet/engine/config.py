@@ -94,7 +94,8 @@ class ModelConfig:
     name: str = "sevnet_s"
     dropout: float = 0.5  # before the classifier; per dataset (paper: 0.5 small, 0.2 medium datasets)
     overrides: dict[str, Any] = field(default_factory=dict)  # any create_model keyword, e.g. block: r3d
-    init_from: str = ""  # fine-tune: a sevnet checkpoint or a safetensors state dict to start from
+    init_from: str | None = None  # fine-tune: a sevnet checkpoint, a safetensors state dict, or a shipped prior
+    # by name (sevnet/weights); empty or null = from scratch
 
     def __post_init__(self) -> None:
         check_values("model", self, {"dropout": between(0, 1, high_open=True)})

@@ -3,8 +3,9 @@
 Loads every tensor whose name and shape match from a sevnet checkpoint (any run, any dataset)
 or a plain safetensors state dict (keys with or without a ``model.`` prefix). The classifier is
 left freshly initialised when the class count or the class names differ, as is any tensor whose
-shape differs; the report says what was loaded, dropped and re-initialised. Only safetensors are
-read: a pickled file is refused, never unpickled.
+shape differs; the report says what was loaded, dropped and re-initialised. A checkpoint that fits
+fewer than half of the model's tensors (another architecture) is an error, not a silent fresh start.
+Only safetensors are read: a pickled file is refused, never unpickled.
 """
 
 from __future__ import annotations
@@ -144,5 +145,12 @@ def init_from_checkpoint(model: nn.Module, path: str | Path, class_names: list[s
             take[name] = source[name]
             report.loaded.append(name)
     report.dropped = [k for k in source if k not in own]
+    body = len(own) - len(head)
+    if len(report.loaded) < body / 2:  # loading a stray tensor or two would be a from-scratch run in disguise
+        raise CheckpointError(
+            f"{path}: model.init_from fits {len(report.loaded)} of this model's {body} tensors (not counting the "
+            "classifier): it holds another architecture. Start from scratch with model.init_from= (empty), or give "
+            "a checkpoint of this model and model.overrides"
+        )
     model.load_state_dict(take, strict=False)
     return report

@@ -39,6 +39,7 @@ from sevnet.data.config import Flip, Reverse
 from sevnet.data.folder import freeze_split
 from sevnet.data.mirror import describe as describe_flip
 from sevnet.data.reversal import describe as describe_reversal
+from sevnet.data.reversal import suggestion as reversal_suggestion
 from sevnet.device import describe as describe_device
 from sevnet.errors import ConfigError, SevnetError
 from sevnet.models import create_model
@@ -210,6 +211,10 @@ class Trainer:
             reversal = getattr(train_set, "reversal", None)
             off = "reverse: off (auto: no class names, or a dataset format without it)"
             say(describe_reversal(train_set.classes, reversal) if reversal else off)
+        elif info.is_main and getattr(train_set, "classes", None) and len(train_set):
+            hint = reversal_suggestion(train_set.classes, len(train_set) / len(train_set.classes))
+            if hint:  # few videos per class and classes named in pairs: say what data.reverse=auto would do
+                say(hint)
         if isinstance(train_set, TracedDataset):
             train_set.trace_dir = self.out_dir / ".loading"
         # A VideoDataset ships uint8 clips; train_step normalises each batch on the device with the
