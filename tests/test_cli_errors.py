@@ -61,9 +61,12 @@ def test_own_videos_config_builds_its_model_and_peers_can_use_it() -> None:
     model = sevnet.create_model(cfg.model.name, num_classes=3, **cfg.model.overrides)
     assert model.cfg.stem_temporal_kernel == 3 and not model.cfg.zero_init_last and model.cfg.motion_stages == (1,)
     peer = load_config(
-        "configs/folder_sevnet_xs.yaml", ["data.root=/videos", "model.name=x3d_xs", "model.overrides={}"]
+        "configs/folder_sevnet_xs.yaml",
+        ["data.root=/videos", "model.name=x3d_xs", "model.overrides={}", "model.init_from="],
     )
-    assert dict(peer.model.overrides) == {}
+    assert (
+        dict(peer.model.overrides) == {} and cfg.model.init_from == "motion_prior_xs" and peer.model.init_from is None
+    )
 
 
 def test_checkpoints_record_options_whose_default_may_change() -> None:

@@ -79,6 +79,15 @@ def test_loader_reads_batch_over_repeats_videos_and_flattens_their_clips(videos:
         data_cfg(videos, repeats=0)
 
 
+def test_repeats_auto_takes_4_clips_per_video_only_when_videos_are_few(videos: Path) -> None:
+    from sevnet.data.datasets import auto_repeats
+
+    few = build_dataset(data_cfg(videos, repeats="auto"), "train", train=True)
+    assert few.repeats == 4 and few[(0, 0)]["clip"].shape[0] == 4  # 4 videos per class
+    assert build_dataset(data_cfg(videos, repeats="auto"), "val", train=False).repeats == 1
+    assert auto_repeats(videos=12 * 20, classes=12) == 4 and auto_repeats(videos=12 * 21, classes=12) == 1
+
+
 @pytest.mark.parametrize("repeats", [1, 2])
 def test_uint8_training_batches_arrive_channels_last_from_a_worker(videos: Path, repeats: int) -> None:
     """The training crop's bytes stay (T, H, W, 3) from the resize to the model: items and a real
@@ -245,10 +254,13 @@ def test_with_few_videos_the_log_suggests_reverse_auto_only_for_paired_names() -
     assert suggestion(["waving", "clapping"], 5) is None  # no pair to swap
 
 
-def test_the_training_log_carries_the_reverse_hint(videos: Path, tmp_path: Path, capsys) -> None:
-    """4 videos of "left" and of "right" with data.reverse off: the trainer says what auto would do."""
-    data = data_cfg(videos)
+def test_the_training_log_carries_the_reverse_hint_and_the_repeats_chosen(videos: Path, tmp_path: Path, capsys) -> None:
+    """4 videos of "left" and of "right" with data.reverse off: the trainer says what auto would do (and
+    what data.repeats: auto chose)."""
+    data = data_cfg(videos, repeats="auto")
     cfg = ExperimentConfig(data=data, train=TrainConfig(out_dir=str(tmp_path), progress=False, batch_size=4))
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 32 * 32, 2))
     Trainer(cfg, model=model, train_set=build_dataset(data, "train", True), val_set=None)
-    assert "With 4 videos per class, data.reverse=auto would also train" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "With 4 videos per class, data.reverse=auto would also train" in out
+    assert "data.repeats: auto -> 4 clips per decoded video (4 training videos per class" in out

@@ -248,7 +248,7 @@ def test_a_budget_that_buys_the_expected_steps_says_nothing(tmp_path: Path, caps
 def test_the_budget_warning_fits_the_run_its_data_and_fine_tunes(tmp_path: Path) -> None:
     """A busy or slower machine is told how many minutes would buy the expected steps; the steps are
     capped at 32 epochs of the run's own data (a 64-clip set is not sent to hundreds of epochs), and a
-    fine-tune (model.init_from) is not held to a from-scratch figure."""
+    fine-tune from the user's checkpoint (model.init_from) is not held to a from-scratch figure."""
     cfg = config(tmp_path, **{"train.max_minutes": 1.0, "train.expected_steps": 1000})
     trainer = Trainer(cfg, model=linear_model(), train_set=Clips(64))  # 16 steps per epoch: at most 512 expected
     s = trainer.state
@@ -264,6 +264,8 @@ def test_the_budget_warning_fits_the_run_its_data_and_fine_tunes(tmp_path: Path)
     s.elapsed_s = 60.0
     trainer.cfg.model.init_from = str(tmp_path / "pretrained.safetensors")
     assert trainer._budget_warning() is None
+    trainer.cfg.model.init_from = "motion_prior_xs"  # a shipped prior is the config's own start: still held to it
+    assert trainer._budget_warning() is not None
 
 
 def test_resume_continues_a_budgeted_schedule_from_the_saved_training_time(tmp_path: Path) -> None:

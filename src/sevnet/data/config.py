@@ -96,8 +96,10 @@ class DataConfig:
     # with its own temporal sampling, crop, scale and flip. A step still trains on train.batch_size clips:
     # the loader reads train.batch_size / repeats videos per step (batch_size must be a multiple), so the lr
     # scaling (by clips per step) holds. An epoch still reads each video once, so it has ``repeats`` times the
-    # steps: divide train.epochs by ``repeats`` for the same compute. Evaluation is unaffected.
-    repeats: int = 1
+    # steps: divide train.epochs by ``repeats`` for the same compute. Evaluation is unaffected. "auto": 4 with
+    # up to 20 training videos per class (few videos: each is seen many times anyway, and 4 augmented clips
+    # of it per step pay), else 1 (more distinct videos per step pay: docs/training.md, "Few examples per class").
+    repeats: int | str = 1
     # Niceness added to each loader worker (0-19; 0 = the main process's priority): on a CPU that trains on
     # every core, a higher value lets the training threads win the cores (benchmarks/cache_bench.py).
     worker_nice: int = 0
@@ -140,8 +142,11 @@ def _check_sizes(cfg: DataConfig) -> None:
     """Zero or negative sizes, and a zero std, are config errors here, not decode errors later."""
     for key in ("num_frames", "train_crop", "eval_scale", "eval_crop", "eval_clips", "repeats"):
         value = getattr(cfg, key)
+        if key == "repeats" and value == "auto":
+            continue
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"data.{key} must be a positive int, got {value!r}")
+            kind = "a positive int or auto" if key == "repeats" else "a positive int"
+            raise ConfigError(f"data.{key} must be {kind}, got {value!r}")
     if len(cfg.train_scale) != 2 or min(cfg.train_scale) < 1:
         raise ConfigError(f"data.train_scale must be two positive sizes [min, max], got {cfg.train_scale!r}")
     for key in ("mean", "std"):

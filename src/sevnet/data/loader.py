@@ -136,6 +136,8 @@ def build_loader(
     if distributed and torch.distributed.is_available() and torch.distributed.is_initialized():
         rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
     repeats = getattr(dataset, "repeats", 1)
+    if train and getattr(getattr(dataset, "cfg", None), "repeats", None) == "auto" and batch_size % repeats:
+        dataset.repeats = repeats = math.gcd(repeats, batch_size)  # data.repeats: auto fits the batch
     batch_size = videos_per_batch(batch_size, repeats)
     videos = -(-epoch_size // repeats) if train else 0
     sampler = EpochSampler(len(dataset), shuffle=train, seed=cfg.seed, rank=rank, world_size=world, pad=train,

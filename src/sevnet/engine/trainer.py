@@ -36,6 +36,7 @@ from torch import nn
 from sevnet.data import DataConfig, SkipCounter, build_dataset, build_loader, normalize_clips
 from sevnet.data.cache import with_run_cache_dir
 from sevnet.data.config import Flip, Reverse
+from sevnet.data.datasets import AUTO_REPEATS_MAX_VIDEOS_PER_CLASS
 from sevnet.data.folder import freeze_split
 from sevnet.data.mirror import describe as describe_flip
 from sevnet.data.reversal import describe as describe_reversal
@@ -58,7 +59,7 @@ from .checkpoint import (
 from .config import AmpMode, ChannelsLast, ExperimentConfig, NanPolicy, TrainConfig, to_container, to_yaml
 from .distributed import DistInfo, all_reduce_sum, barrier, gather_objects, init_distributed
 from .evaluate import compute_metrics, predict_loader
-from .finetune import classifier_parameters, init_from_checkpoint
+from .finetune import classifier_parameters, init_from_checkpoint, pretrained_names
 from .mixing import ClipMixer
 from .optim import LRSchedule, build_optimizer, lr_factor
 from .protocols import TracedDataset, TrainingDataset, Uint8ClipDataset
@@ -204,17 +205,8 @@ class Trainer:
             progress = None if cfg.train.progress else False  # the cache's build bar follows train.progress
             train_set, val_set = build_dataset(cfg.data, "train", True, progress), _maybe_val_dataset(cfg, progress)
         self.train_set, self.val_set = train_set, val_set
-        if info.is_main and cfg.data.flip == Flip.auto:
-            mirror = getattr(train_set, "mirror", None)
-            say(describe_flip(train_set.classes, mirror) if mirror else "flip: off (auto: the classes have no names)")
-        if info.is_main and cfg.data.reverse == Reverse.auto:
-            reversal = getattr(train_set, "reversal", None)
-            off = "reverse: off (auto: no class names, or a dataset format without it)"
-            say(describe_reversal(train_set.classes, reversal) if reversal else off)
-        elif info.is_main and getattr(train_set, "classes", None) and len(train_set):
-            hint = reversal_suggestion(train_set.classes, len(train_set) / len(train_set.classes))
-            if hint:  # few videos per class and classes named in pairs: say what data.reverse=auto would do
-                say(hint)
+        if info.is_main:
+            self._describe_augmentation(train_set)
         if isinstance(train_set, TracedDataset):
             train_set.trace_dir = self.out_dir / ".loading"
         # A VideoDataset ships uint8 clips; train_step normalises each batch on the device with the
@@ -231,6 +223,25 @@ class Trainer:
         if val_set is not None:
             self.val_loader = build_loader(val_set, cfg.eval.batch_size, train=False, cfg_data=cfg.data,
                                            distributed=info.distributed, pin_memory=pin)  # fmt: skip
+
+    def _describe_augmentation(self, train_set: Any) -> None:
+        """Log what the ``auto`` data settings chose from the class names and the video count, and what
+        ``data.reverse: auto`` would do when it is off and the videos are few."""
+        data = self.cfg.data
+        classes = list(getattr(train_set, "classes", None) or [])
+        per_class = len(train_set) / max(len(classes), 1)
+        if data.flip == Flip.auto:
+            mirror = getattr(train_set, "mirror", None)
+            say(describe_flip(classes, mirror) if mirror else "flip: off (auto: the classes have no names)")
+        if data.repeats == "auto" and hasattr(train_set, "repeats"):
+            say(f"data.repeats: auto -> {train_set.repeats} clips per decoded video ({per_class:.0f} training videos "
+                f"per class; 4 up to {AUTO_REPEATS_MAX_VIDEOS_PER_CLASS})")  # fmt: skip
+        if data.reverse == Reverse.auto:
+            reversal = getattr(train_set, "reversal", None)
+            off = "reverse: off (auto: no class names, or a dataset format without it)"
+            say(describe_reversal(classes, reversal) if reversal else off)
+        elif classes and (hint := reversal_suggestion(classes, per_class)):
+            say(hint)  # few videos per class and classes named in pairs: what data.reverse=auto would do
 
     def _build_model(self, model: nn.Module | None) -> None:
         cfg, info = self.cfg, self.info
@@ -631,9 +642,11 @@ class Trainer:
         fewer than the config expects (``train.expected_steps``), e.g. on a busy or slower machine."""
         s, expected = self.state, self.cfg.train.expected_steps
         # Sized to the data: the configs' figures are about 32 epochs of their ~700 clips, and a small set
-        # gains nothing from hundreds of epochs. A fine-tune starts from trained weights: not its figure.
+        # gains nothing from hundreds of epochs. A fine-tune from the user's own checkpoint starts from trained
+        # weights: not its figure (a shipped prior, the config's own starting point, is).
         expected = min(expected, EXPECTED_EPOCHS_CAP * max(self.batches_per_epoch // self.accum, 1))
-        if self.cfg.model.init_from or not self.budget_s or s.elapsed_s < self.budget_s or s.step >= expected / 2:
+        fine_tune = bool(self.cfg.model.init_from) and self.cfg.model.init_from not in pretrained_names()
+        if fine_tune or not self.budget_s or s.elapsed_s < self.budget_s or s.step >= expected / 2:
             return None
         speed = s.clips_seen / max(s.elapsed_s, 1e-9)
         minutes = math.ceil(self.budget_s / 60 * expected / max(s.step, 1))
