@@ -85,7 +85,7 @@ def test_repeats_auto_takes_4_clips_per_video_only_when_videos_are_few(videos: P
     few = build_dataset(data_cfg(videos, repeats="auto"), "train", train=True)
     assert few.repeats == 4 and few[(0, 0)]["clip"].shape[0] == 4  # 4 videos per class
     assert build_dataset(data_cfg(videos, repeats="auto"), "val", train=False).repeats == 1
-    assert auto_repeats(videos=12 * 20, classes=12) == 4 and auto_repeats(videos=12 * 21, classes=12) == 1
+    assert auto_repeats(videos=12 * 10, classes=12) == 4 and auto_repeats(videos=12 * 11, classes=12) == 1
 
 
 @pytest.mark.parametrize("repeats", [1, 2])

@@ -97,7 +97,7 @@ class DataConfig:
     # the loader reads train.batch_size / repeats videos per step (batch_size must be a multiple), so the lr
     # scaling (by clips per step) holds. An epoch still reads each video once, so it has ``repeats`` times the
     # steps: divide train.epochs by ``repeats`` for the same compute. Evaluation is unaffected. "auto": 4 with
-    # up to 20 training videos per class (few videos: each is seen many times anyway, and 4 augmented clips
+    # up to 10 training videos per class (few videos: each is seen many times anyway, and 4 augmented clips
     # of it per step pay), else 1 (more distinct videos per step pay: docs/training.md, "Few examples per class").
     repeats: int | str = 1
     # Niceness added to each loader worker (0-19; 0 = the main process's priority): on a CPU that trains on

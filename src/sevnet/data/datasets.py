@@ -210,13 +210,14 @@ class VideoDataset(Dataset):
         (self.trace_dir / f"worker-{worker.id if worker else 0}.txt").write_text(str(sample.path))
 
 
-AUTO_REPEATS, AUTO_REPEATS_MAX_VIDEOS_PER_CLASS = 4, 20
+AUTO_REPEATS, AUTO_REPEATS_MAX_VIDEOS_PER_CLASS = 4, 10
 
 
 def auto_repeats(videos: int, classes: int) -> int:
-    """``data.repeats: auto``: 4 clips per decoded video with up to 20 training videos per class, else 1.
-    Measured at fixed steps (docs/training.md): with 5 and 15 videos per class 4 repeats gained 3-8 points
-    on two datasets; with 60 they lost 6 on one (fewer distinct videos per step)."""
+    """``data.repeats: auto``: 4 clips per decoded video with up to 10 training videos per class, else 1.
+    Measured at equal steps from the motion prior on two datasets (docs/training.md): with 5 videos per class
+    4 repeats gained 6-7 points on one and none on the other; none with 15; with 60 they lost 1 and 9-10
+    points (fewer distinct videos a step)."""
     few = videos <= AUTO_REPEATS_MAX_VIDEOS_PER_CLASS * max(classes, 1)
     return AUTO_REPEATS if few else 1
 
