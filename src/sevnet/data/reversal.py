@@ -91,7 +91,7 @@ def describe(names: Sequence[str], reversal: Sequence[int | None]) -> str:
     return f"reverse: played backwards with the label swapped: {'; '.join(pairs)} ({others})"
 
 
-FEW_VIDEOS_PER_CLASS = 20  # up to here, data.reverse=auto measured +6-12 points top-1 (docs/training.md)
+FEW_VIDEOS_PER_CLASS = 20  # up to here, data.reverse=auto measured +3-12 points top-1 (docs/training.md)
 
 
 def suggestion(names: Sequence[str], videos_per_class: float) -> str | None:
@@ -105,7 +105,7 @@ def suggestion(names: Sequence[str], videos_per_class: float) -> str | None:
     shown = "; ".join(pairs[:3]) + (f"; ... ({len(pairs) - 3} more)" if len(pairs) > 3 else "")
     return (
         f"reverse: off. With {videos_per_class:.0f} videos per class, data.reverse=auto would also train each "
-        f"clip played backwards as its pair's class ({shown}): worth 6-12 points top-1 at 5-15 videos per class "
+        f"clip played backwards as its pair's class ({shown}): worth 3-12 points top-1 at 5-15 videos per class "
         '(docs/training.md, "Few examples per class"). Keep it off if a pair names two states, not two '
         'motions ("thumb up" / "thumb down").'
     )
