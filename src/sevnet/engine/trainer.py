@@ -234,7 +234,8 @@ class Trainer:
             mirror = getattr(train_set, "mirror", None)
             say(describe_flip(classes, mirror) if mirror else "flip: off (auto: the classes have no names)")
         if data.repeats == "auto" and hasattr(train_set, "repeats"):
-            say(f"data.repeats: auto -> {train_set.repeats} clips per decoded video ({per_class:.0f} training videos "
+            clips = "1 clip" if train_set.repeats == 1 else f"{train_set.repeats} clips"
+            say(f"data.repeats: auto -> {clips} per decoded video ({per_class:.0f} training videos "
                 f"per class; 4 up to {AUTO_REPEATS_MAX_VIDEOS_PER_CLASS})")  # fmt: skip
         if data.reverse == Reverse.auto:
             reversal = getattr(train_set, "reversal", None)
