@@ -107,8 +107,9 @@ def test_the_shipped_motion_prior_fits_the_own_videos_model() -> None:
 
 
 def test_a_prior_of_another_architecture_is_an_error_not_a_fresh_start() -> None:
-    """X3D-XS shares no tensor with the motion prior: training it "from the prior" would silently be a
-    from-scratch run, so init_from stops with a message that says how to start from scratch."""
+    """A model of other widths (as X3D-XS, which shares no tensor name) fits almost none of the motion
+    prior: training it "from the prior" would silently be a from-scratch run, so init_from stops with a
+    message that says how to start from scratch."""
     from sevnet.models import create_model
 
     model = create_model("sevnet_xs", num_classes=3, stages=[[16, 8, 1], [32, 16, 1], [32, 16, 1], [64, 32, 1]],

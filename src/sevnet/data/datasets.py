@@ -65,7 +65,8 @@ class VideoDataset(Dataset):
         # Clips per training item (data.repeats; the loader collates them flat); 1 in evaluation. For "auto",
         # build_loader lowers it to fit a batch size that is not a multiple of it.
         self.repeats = int(cfg.repeats) if cfg.repeats != "auto" else auto_repeats(len(self.samples), len(self.classes))
-        self.repeats = self.repeats if train else 1
+        if not train:
+            self.repeats = 1
         if self.missing:
             log.warning("%d listed videos are missing on disk (first: %s)", len(self.missing), self.missing[0])
 

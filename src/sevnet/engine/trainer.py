@@ -36,7 +36,7 @@ from torch import nn
 from sevnet.data import DataConfig, SkipCounter, build_dataset, build_loader, normalize_clips
 from sevnet.data.cache import with_run_cache_dir
 from sevnet.data.config import Flip, Reverse
-from sevnet.data.datasets import AUTO_REPEATS_MAX_VIDEOS_PER_CLASS
+from sevnet.data.datasets import AUTO_REPEATS, AUTO_REPEATS_MAX_VIDEOS_PER_CLASS
 from sevnet.data.folder import freeze_split
 from sevnet.data.mirror import describe as describe_flip
 from sevnet.data.reversal import describe as describe_reversal
@@ -205,8 +205,6 @@ class Trainer:
             progress = None if cfg.train.progress else False  # the cache's build bar follows train.progress
             train_set, val_set = build_dataset(cfg.data, "train", True, progress), _maybe_val_dataset(cfg, progress)
         self.train_set, self.val_set = train_set, val_set
-        if info.is_main:
-            self._describe_augmentation(train_set)
         if isinstance(train_set, TracedDataset):
             train_set.trace_dir = self.out_dir / ".loading"
         # A VideoDataset ships uint8 clips; train_step normalises each batch on the device with the
@@ -223,6 +221,8 @@ class Trainer:
         if val_set is not None:
             self.val_loader = build_loader(val_set, cfg.eval.batch_size, train=False, cfg_data=cfg.data,
                                            distributed=info.distributed, pin_memory=pin)  # fmt: skip
+        if info.is_main:  # after build_loader, which may lower data.repeats: auto to fit the batch
+            self._describe_augmentation(train_set)
 
     def _describe_augmentation(self, train_set: Any) -> None:
         """Log what the ``auto`` data settings chose from the class names and the video count, and what
@@ -236,7 +236,7 @@ class Trainer:
         if data.repeats == "auto" and hasattr(train_set, "repeats"):
             clips = "1 clip" if train_set.repeats == 1 else f"{train_set.repeats} clips"
             say(f"data.repeats: auto -> {clips} per decoded video ({per_class:.0f} training videos "
-                f"per class; 4 up to {AUTO_REPEATS_MAX_VIDEOS_PER_CLASS})")  # fmt: skip
+                f"per class; {AUTO_REPEATS} up to {AUTO_REPEATS_MAX_VIDEOS_PER_CLASS})")  # fmt: skip
         if data.reverse == Reverse.auto:
             reversal = getattr(train_set, "reversal", None)
             off = "reverse: off (auto: no class names, or a dataset format without it)"
