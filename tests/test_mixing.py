@@ -11,7 +11,7 @@ from test_trainer import Clips, batch, config, linear_model
 
 from sevnet.engine import Trainer
 from sevnet.engine.config import OptimConfig
-from sevnet.engine.mixing import ClipMixer
+from sevnet.engine.mixing import ClipMixer, StillMixer
 from sevnet.errors import ConfigError
 
 
@@ -67,3 +67,39 @@ def test_trainer_trains_with_mixing_and_keeps_the_true_labels_for_its_accuracy(t
         assert loss is not None and loss == loss
     assert any(not torch.equal(a, b) for a, b in zip(before, t.model.parameters()))
     assert Trainer(config(tmp_path / "plain"), model=linear_model(3), train_set=data).mixer is None
+
+
+def test_stillmix_blends_a_chosen_clip_with_one_frame_of_another_clip_through_time() -> None:
+    b, t = 4, 5
+    # clip i, frame f holds 10 * i + f everywhere: a blend names its partner and its frame
+    clip = (10 * torch.arange(b).view(b, 1, 1, 1, 1) + torch.arange(t).view(1, 1, t, 1, 1)).float()
+    clip = clip.expand(b, 3, t, 6, 6).contiguous(memory_format=torch.channels_last_3d)
+    for seed in range(10):
+        mixed = StillMixer(prob=1.0, max_weight=0.5, seed=seed)(clip)
+        assert mixed.is_contiguous(memory_format=torch.channels_last_3d)
+        for i in range(b):
+            values = mixed[i, 0, :, 0, 0]  # (1 - w) * (10 i + f) + w * still: slope 1 - w in f
+            w = 1 - (values[1] - values[0]).item()
+            assert -1e-5 <= w <= 0.5
+            if w > 1e-3:
+                still = ((values[0] - (1 - w) * 10 * i) / w).item()
+                partner, frame = divmod(round(still), 10)
+                assert partner != i and 0 <= frame < t and abs(still - round(still)) < 1e-2
+
+
+def test_stillmix_prob_picks_that_share_of_clips_and_keeps_labels() -> None:
+    clip = torch.randn(64, 3, 4, 8, 8)
+    mixed = StillMixer(prob=0.25, seed=0)(clip)
+    changed = (mixed != clip).flatten(1).any(1).float().mean().item()
+    assert 0.1 < changed < 0.4
+    assert torch.equal(StillMixer(prob=1.0, seed=0)(clip[:1]), clip[:1])  # a batch of one has no other clip
+    with pytest.raises(ConfigError, match=r"optim\.stillmix_prob"):
+        OptimConfig(stillmix_prob=1.5)
+
+
+def test_trainer_trains_with_stillmix(tmp_path: Path) -> None:
+    data = Clips(16, num_classes=3)
+    t = Trainer(config(tmp_path, **{"optim.stillmix_prob": 0.5}), model=linear_model(3), train_set=data)
+    assert t.still_mixer is not None and t.mixer is None
+    loss = t.train_step(batch(data.x[:4], data.y[:4]))
+    assert loss is not None and loss == loss

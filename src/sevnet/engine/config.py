@@ -73,6 +73,7 @@ OPTIM_RULES = {
     "label_smoothing": between(0, 1, high_open=True),
     "mixup_alpha": at_least(0),
     "cutmix_alpha": at_least(0),
+    "stillmix_prob": between(0, 1),
     "backbone_lr_scale": between(0, 1),
 }
 TRAIN_RULES = {
@@ -124,6 +125,9 @@ class OptimConfig:
     # 0 = off; with both on, each batch uses one of them
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
+    # StillMix (engine/mixing.py): the share of clips blended with a still frame of another clip, labels kept;
+    # makes a video's look a worse cue than its motion (few videos per class). 0 = off
+    stillmix_prob: float = 0.0
     # lr multiplier of every tensor but the classifier (fine-tuning from model.init_from: e.g. 0.1 moves the
     # pretrained features a tenth as fast as the new classifier; 0 keeps them as loaded; 1 = one lr)
     backbone_lr_scale: float = 1.0

@@ -8,6 +8,11 @@ have) and sets ``lam`` to the area actually kept. Targets become ``lam * t + (1 
 losses take as they are. With both alphas set, each batch uses one of the two, evenly. torchvision's
 ``v2.MixUp`` / ``v2.CutMix`` take only 4-D images or (B, T, C, H, W) videos with integer labels; this
 works on (B, C, T, H, W) in any memory format and on multi-hot targets.
+
+StillMix (Li et al., ICCV 2023) keeps each label and blends a chosen clip with one frame of another clip,
+the same frame in every time step: a still picture carries the look of a video and none of its motion, so
+what it adds is appearance the label does not follow. With few videos per class, a model can learn each
+video's look instead of its motion; this makes the look a worse cue.
 """
 
 from __future__ import annotations
@@ -51,3 +56,28 @@ class ClipMixer:
         out = clip.clone()
         out[..., y0:y1, x0:x1] = clip.flip(0)[..., y0:y1, x0:x1]
         return out, 1 - (y1 - y0) * (x1 - x0) / (h * w)
+
+
+class StillMixer:
+    """``mixer(clip) -> clip``: each clip, with probability ``prob``, becomes ``(1 - w) * clip + w * still``,
+    ``still`` one random frame of another clip of the batch, ``w ~ U(0, max_weight)``; labels unchanged."""
+
+    def __init__(self, prob: float, max_weight: float = 0.5, seed: int = 0) -> None:
+        if not 0 < prob <= 1 or not 0 < max_weight <= 1:
+            raise ValueError(f"need 0 < prob <= 1 and 0 < max_weight <= 1, got {prob}, {max_weight}")
+        self.prob, self.max_weight = prob, max_weight
+        self.generator = torch.Generator().manual_seed(seed)  # its own stream, on the CPU: any device
+
+    def __call__(self, clip: torch.Tensor) -> torch.Tensor:
+        b, t = clip.shape[0], clip.shape[2]
+        if b < 2:
+            return clip
+        g = self.generator
+        # another clip for each: a shift of 1..b-1 around the batch never lands on the clip itself
+        partner = (torch.arange(b) + torch.randint(1, b, (1,), generator=g)) % b
+        frame = torch.randint(0, t, (b,), generator=g)
+        chosen = torch.rand(b, generator=g) < self.prob
+        weight = torch.where(chosen, torch.rand(b, generator=g) * self.max_weight, torch.zeros(b))
+        still = clip[partner.to(clip.device), :, frame.to(clip.device)].unsqueeze(2)  # (B, C, 1, H, W)
+        w = weight.to(clip.device, clip.dtype).view(b, 1, 1, 1, 1)
+        return clip * (1 - w) + still * w

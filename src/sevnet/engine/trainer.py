@@ -60,7 +60,7 @@ from .config import AmpMode, ChannelsLast, ExperimentConfig, NanPolicy, TrainCon
 from .distributed import DistInfo, all_reduce_sum, barrier, gather_objects, init_distributed
 from .evaluate import compute_metrics, predict_loader
 from .finetune import classifier_parameters, init_from_checkpoint, pretrained_names
-from .mixing import ClipMixer
+from .mixing import ClipMixer, StillMixer
 from .optim import LRSchedule, build_optimizer, lr_factor
 from .protocols import TracedDataset, TrainingDataset, Uint8ClipDataset
 from .rundir import (
@@ -262,6 +262,8 @@ class Trainer:
         self.amp_dtype = amp_dtype(cfg.train.amp, info.device)
         self.scaler = torch.amp.GradScaler(info.device.type, enabled=self.amp_dtype == torch.float16)
         self.mixer = _mixer(cfg, len(self.train_set.classes), info.rank)
+        still = cfg.optim.stillmix_prob
+        self.still_mixer = StillMixer(still, seed=cfg.train.seed * 1000 + info.rank) if still > 0 else None
         self.criterion: nn.Module = (
             nn.BCEWithLogitsLoss()
             if self.train_set.multi_label
@@ -433,6 +435,8 @@ class Trainer:
         clip = clip.contiguous(memory_format=torch.channels_last_3d if self.channels_last else torch.contiguous_format)
         if self._clip_stats is not None:
             clip = normalize_clips(clip, *self._clip_stats)
+        if self.still_mixer:
+            clip = self.still_mixer(clip)
         mixed_clip, loss_target = self.mixer(clip, target) if self.mixer else (clip, target)
         last_micro = self._micro + 1 >= self.accum
         no_sync = self.info.distributed and not last_micro
