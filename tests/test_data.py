@@ -280,6 +280,16 @@ def test_loader_skips_and_counts_bad_videos(tmp_path: Path) -> None:
             strict.update(batch)
 
 
+def test_a_bad_file_drawn_again_counts_once_against_the_training_set() -> None:
+    counter = SkipCounter(max_fraction=0.05, num_videos=24)
+    for _ in range(5):  # the same bad file in 5 early batches: 1 of 24 videos (4.2%), not 5 of 20 draws
+        counter.add(3, [("a/bad.mp4", "a/bad.mp4: cannot open")])
+    assert counter.num_skipped == 5 and counter.bad_files == {"a/bad.mp4"}
+    assert counter.summary() == "  a/bad.mp4: cannot open"  # once, the path not doubled
+    with pytest.raises(SkippedSamplesError, match=r"(?s)2 of the 24 training videos .*data\.exclude_list"):
+        counter.add(3, [("a/worse.mp4", "no such file")])
+
+
 def test_train_augmentation_is_seeded_per_sample_and_epoch(tmp_path: Path) -> None:
     write_video(tmp_path / "a.mp4", num_frames=30)
     (tmp_path / "train_list.txt").write_text("a.mp4 0\n")

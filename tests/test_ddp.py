@@ -63,3 +63,23 @@ def test_ddp_two_processes_match_one_process(motion_dataset: Path, tmp_path: Pat
         "last.safetensors",
         "model.safetensors",
     ]
+
+
+def test_ddp_ranks_count_each_others_bad_files_and_stop_together(motion_dataset: Path, tmp_path: Path) -> None:
+    """Two missing files of 26 (7.7% > 4.5%): a rank that drew one of them alone (3.8%) must still stop,
+    with the other rank, instead of training on or waiting for it forever."""
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(motion_dataset, root)
+    with (root / "train_list.txt").open("a") as f:
+        f.write("missing.mp4 0\ngone.mp4 1\n")
+    cfg = tmp_path / "ddp.yaml"
+    extra = {"train.epochs": 2, "train.batch_size": 2, "data.max_skip_fraction": 0.045}
+    OmegaConf.save(load_config(None, tiny_config_overrides(root, tmp_path / "ddp", **extra)), cfg)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([*torchrun, "-m", "sevnet", "train", str(cfg)], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=300)  # fmt: skip
+    assert done.returncode != 0
+    assert "2 of the 26 training videos could not be loaded" in done.stdout + done.stderr

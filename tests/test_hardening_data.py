@@ -106,6 +106,35 @@ def test_run_folder_names_skipped_and_partial_samples_below_the_threshold(motion
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["skipped_samples"] == 2
 
 
+def test_the_skip_threshold_is_a_share_of_distinct_files_and_its_error_says_how_to_leave_them_out(
+    motion_dataset: Path, tmp_path: Path
+) -> None:
+    """24 good videos and one missing: 1 bad file of 25 (4%, under a 4.5% threshold) trains, however often
+    and however early it is drawn; two missing (7.7%) stop the run, naming each file once and the way out."""
+    import shutil
+
+    from conftest import tiny_config_overrides
+
+    from sevnet.data import SkippedSamplesError
+    from sevnet.engine import load_config, train
+
+    root = tmp_path / "data"
+    shutil.copytree(motion_dataset, root)
+    listed = (root / "train_list.txt").read_text()
+    (root / "train_list.txt").write_text(listed + "missing.mp4 0\n")
+    limit = {"data.max_skip_fraction": 0.045, "train.epochs": 2, "train.epoch_clips": 100}
+    train(load_config(None, tiny_config_overrides(root, tmp_path / "one", **limit)))
+    assert "missing.mp4,skipped" in (tmp_path / "one" / "skipped.csv").read_text()
+
+    (root / "train_list.txt").write_text(listed + "missing.mp4 0\ngone.mp4 1\n")
+    with pytest.raises(SkippedSamplesError) as err:
+        train(load_config(None, tiny_config_overrides(root, tmp_path / "two", **limit)))
+    message = str(err.value)
+    assert "2 of the 26 training videos could not be loaded" in message
+    assert message.count("missing.mp4") == 1 and message.count("gone.mp4") == 1
+    assert "sevnet data check" in message and "data.exclude_list=" in message
+
+
 def test_predict_marks_a_file_that_decodes_only_in_part(tmp_path: Path, capsys) -> None:
     """As training names it in skipped.csv: the prediction of a cut-off file says it is partial."""
     import json

@@ -255,7 +255,7 @@ def test_the_budget_warning_fits_the_run_its_data_and_fine_tunes(tmp_path: Path)
     s.elapsed_s, s.step, s.clips_seen = 60.0, 100, 400
     warning = trainer._budget_warning()
     assert warning.startswith("the 1-minute budget ended after 100 optimizer steps (6.7 clips/s), 20% of the 512")
-    assert "this run expects (train.expected_steps, at most 32 epochs of this data)" in warning
+    assert "this run expects (train.expected_steps for this budget, at most 32 epochs of this data)" in warning
     assert warning.endswith("For about 512 steps at this speed: train.max_minutes=6")
     s.step = 256  # half of the capped figure: no warning (it would be one against the uncapped 1000)
     assert trainer._budget_warning() is None
@@ -266,6 +266,11 @@ def test_the_budget_warning_fits_the_run_its_data_and_fine_tunes(tmp_path: Path)
     assert trainer._budget_warning() is None
     trainer.cfg.model.init_from = "motion_prior_xs"  # a shipped prior is the config's own start: still held to it
     assert trainer._budget_warning() is not None
+    trainer.cfg.train.expected_steps_minutes = 5.0  # 1000 steps are what 5 minutes buy: 1 minute expects 200
+    s.step = 90
+    assert "45% of the 200" in trainer._budget_warning()
+    s.step = 100
+    assert trainer._budget_warning() is None
 
 
 def test_resume_continues_a_budgeted_schedule_from_the_saved_training_time(tmp_path: Path) -> None:

@@ -103,7 +103,7 @@ class DataConfig:
     # Niceness added to each loader worker (0-19; 0 = the main process's priority): on a CPU that trains on
     # every core, a higher value lets the training threads win the cores (benchmarks/cache_bench.py).
     worker_nice: int = 0
-    max_skip_fraction: float = 0.05  # stop training when more than this share of samples fails
+    max_skip_fraction: float = 0.05  # stop training when more than this share of the training videos fails to load
     # Sample paths from annotation files must lie inside root (or video_dir); true allows ids such as
     # ``../other/x`` or absolute paths (only for annotation files you wrote yourself).
     allow_outside_root: bool = False

@@ -182,13 +182,19 @@ def _ignore_first_sigterm(signum: int, frame: Any) -> None:
 class SkipCounter:
     """Counts samples the collate skipped; stops once their share passes ``max_fraction``.
 
-    Under DDP pass the counts summed over ranks to ``add`` so that every rank stops together.
+    Given ``num_videos`` (the training set's size), the share is of distinct files: a bad file drawn
+    again (another epoch, ``data.repeats``, ``train.epoch_clips``) counts once, and nothing depends on
+    which videos came first (1 bad video of 24 is 4.2% from its first draw to the end). Without it, the
+    share is of samples drawn so far, judged after ``min_seen``. Under DDP pass the counts summed over
+    ranks to ``add``, and every rank's newly failed files to ``bad_files``, so that every rank stops
+    together.
     """
 
-    def __init__(self, max_fraction: float, min_seen: int = 20) -> None:
-        self.max_fraction, self.min_seen = max_fraction, min_seen
+    def __init__(self, max_fraction: float, min_seen: int = 20, num_videos: int | None = None) -> None:
+        self.max_fraction, self.min_seen, self.num_videos = max_fraction, min_seen, num_videos
         self.seen = 0  # samples attempted (loaded + skipped)
         self.num_skipped = 0
+        self.bad_files: set[str] = set()  # every file that failed, on any rank
         self.skipped: list[tuple[str, str]] = []  # (path, reason) seen by this process
         self.partial: list[tuple[str, str]] = []  # (path, reason): used, but only partly decodable
 
@@ -196,6 +202,7 @@ class SkipCounter:
             total_skipped: int | None = None, partial: list[tuple[str, str]] | None = None) -> None:  # fmt: skip
         self.skipped += skipped
         self.partial += partial or []
+        self.bad_files.update(path for path, _ in skipped)
         self.num_skipped += len(skipped) if total_skipped is None else total_skipped
         self.seen += (loaded if total_loaded is None else total_loaded) + (
             len(skipped) if total_skipped is None else total_skipped
@@ -205,7 +212,7 @@ class SkipCounter:
     def state(self, named_per_rank: list[tuple[list, list]]) -> dict[str, Any]:
         """What a checkpoint keeps (JSON): the counts and every rank's (skipped, partial) lists, so that a
         resumed run's skipped.csv and summary.json cover the whole run, not only its last session."""
-        return {"seen": self.seen, "num_skipped": self.num_skipped,
+        return {"seen": self.seen, "num_skipped": self.num_skipped, "bad_files": sorted(self.bad_files),
                 "named": [[list(map(list, s)), list(map(list, p))] for s, p in named_per_rank]}  # fmt: skip
 
     def load_state(self, state: dict[str, Any] | None, rank: int, world_size: int) -> None:
@@ -213,6 +220,7 @@ class SkipCounter:
         if not isinstance(state, dict):
             return  # a checkpoint from before the counts were kept
         self.seen, self.num_skipped = int(state["seen"]), int(state["num_skipped"])
+        self.bad_files = set(state.get("bad_files", []))
         named = state["named"]
         mine = named[rank : rank + 1] if len(named) == world_size else (named if rank == 0 else [])
         self.skipped = [tuple(x) for s, _ in mine for x in s]
@@ -224,15 +232,29 @@ class SkipCounter:
         self.add(loaded, batch["skipped"], partial=batch.get("partial"))
 
     def check(self) -> None:
-        share = self.num_skipped / max(self.seen, 1)
-        if self.seen >= self.min_seen and share > self.max_fraction:
+        if self.num_videos:
+            bad, share = len(self.bad_files), len(self.bad_files) / self.num_videos
+            what = f"{bad} of the {self.num_videos} training videos could not be loaded"
+        else:
+            share = self.num_skipped / max(self.seen, 1)
+            what = f"{self.num_skipped} of {self.seen} samples could not be loaded"
+            if self.seen < self.min_seen:
+                return
+        if share > self.max_fraction:
             raise SkippedSamplesError(
-                f"{self.num_skipped} of {self.seen} samples could not be loaded ({share:.1%} > "
-                f"data.max_skip_fraction={self.max_fraction:.1%}):\n{self.summary()}"
+                f"{what} ({share:.1%} > data.max_skip_fraction={self.max_fraction:.1%}):\n{self.summary()}\n"
+                "sevnet data check DIR lists every such file and writes an exclude list: train with "
+                "data.exclude_list=FILE to leave them out (or raise data.max_skip_fraction)"
             )
 
     def summary(self, limit: int = 20) -> str:
-        lines = [f"  {path}: {reason}" for path, reason in self.skipped[:limit]]
-        if len(self.skipped) > limit:
-            lines.append(f"  ... and {len(self.skipped) - limit} more")
+        """Each failed file once, with its reason (which usually names the file already)."""
+        first: dict[str, str] = {}
+        for path, reason in self.skipped:
+            first.setdefault(path, reason)
+        lines = [
+            f"  {reason}" if path in reason else f"  {path}: {reason}" for path, reason in list(first.items())[:limit]
+        ]
+        if len(first) > limit:
+            lines.append(f"  ... and {len(first) - limit} more")
         return "\n".join(lines)

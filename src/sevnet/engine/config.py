@@ -84,6 +84,7 @@ TRAIN_RULES = {
     "epoch_clips": at_least(0, "an integer", " (0 = one pass)"),
     "max_minutes": at_least(0, "a number", " (0 = no budget)"),
     "expected_steps": at_least(0, "an integer"),
+    "expected_steps_minutes": at_least(0),
     "ckpt_every_steps": at_least(0, "an integer"),
     "log_every": at_least(1, "an integer"),
     "seed": at_least(0, "an integer"),
@@ -154,6 +155,9 @@ class TrainConfig:
     # With max_minutes: the optimizer steps the budget was chosen to buy (a config's measured figures).
     # A run that ends with fewer than half of them says so, and how many minutes would buy them.
     expected_steps: int = 0
+    # The budget expected_steps was measured for: a run with another train.max_minutes expects as many
+    # more or fewer steps (0: train.max_minutes itself)
+    expected_steps_minutes: float = 0.0
     # auto (a GPU when PyTorch sees one, else the CPU) | cpu | cuda (GPU LOCAL_RANK: one per torchrun
     # process) | cuda:N (one GPU, one process). Evaluation and the demo use it too.
     device: str = "auto"

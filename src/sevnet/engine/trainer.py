@@ -180,7 +180,7 @@ class Trainer:
         self._build_optimization()
         self.state = TrainState()
         self.log = RunLog(self.out_dir, False)  # fit opens the real one, once the run folder is checked
-        self.skips = SkipCounter(cfg.data.max_skip_fraction)
+        self.skips = SkipCounter(cfg.data.max_skip_fraction, num_videos=len(self.train_set))
         self.meter = _EpochMeter()
         self._micro = 0  # micro-batches accumulated towards the next optimizer step
         self._clock: tuple[float, float] | None = None  # (perf_counter, elapsed_s) while an epoch runs
@@ -471,9 +471,18 @@ class Trainer:
     def _all_skipped(self, batch: dict[str, Any]) -> bool:
         """Count the samples that failed to load (all ranks); True when no rank has any clip."""
         empty = batch["clip"] is None
-        n_empty, n_skipped, n_good = all_reduce_sum(
-            [float(empty), len(batch["skipped"]), 0 if empty else batch.get("videos", len(batch["clip"]))], self.info
+        new_bad = sorted({path for path, _ in batch["skipped"]} - self.skips.bad_files)
+        n_empty, n_skipped, n_good, n_new_bad = all_reduce_sum(
+            [
+                float(empty),
+                len(batch["skipped"]),
+                0 if empty else batch.get("videos", len(batch["clip"])),
+                len(new_bad),
+            ],
+            self.info,
         )
+        if n_new_bad and self.info.distributed:  # every rank counts every rank's bad files: they stop together
+            self.skips.bad_files.update(path for paths in gather_objects(new_bad, self.info) for path in paths)
         self.skips.add(0, batch["skipped"], total_loaded=int(n_good), total_skipped=int(n_skipped),
                        partial=batch.get("partial"))  # fmt: skip
         return bool(n_empty)
@@ -645,7 +654,9 @@ class Trainer:
     def _budget_warning(self) -> str | None:
         """A wall-clock budget buys steps in proportion to the machine's speed: say when it bought far
         fewer than the config expects (``train.expected_steps``), e.g. on a busy or slower machine."""
-        s, expected = self.state, self.cfg.train.expected_steps
+        s, t = self.state, self.cfg.train
+        measured_for = t.expected_steps_minutes * 60 or self.budget_s  # a 3-minute run expects half a 6-minute one
+        expected = round(t.expected_steps * self.budget_s / measured_for) if self.budget_s else t.expected_steps
         # Sized to the data: the configs' figures are about 32 epochs of their ~700 clips, and a small set
         # gains nothing from hundreds of epochs. A fine-tune from the user's own checkpoint starts from trained
         # weights: not its figure (a shipped prior, the config's own starting point, is).
@@ -656,8 +667,8 @@ class Trainer:
         speed = s.clips_seen / max(s.elapsed_s, 1e-9)
         minutes = math.ceil(self.budget_s / 60 * expected / max(s.step, 1))
         return (f"the {self.budget_s / 60:g}-minute budget ended after {s.step} optimizer steps ({speed:.1f} clips/s), "
-                f"{s.step / expected:.0%} of the {expected} this run expects (train.expected_steps, at most "
-                f"{EXPECTED_EPOCHS_CAP} epochs of this data): accuracy "
+                f"{s.step / expected:.0%} of the {expected} this run expects (train.expected_steps for this budget, "
+                f"at most {EXPECTED_EPOCHS_CAP} epochs of this data): accuracy "
                 f"at a time budget depends on the speed (a busy or slower machine than the config was "
                 f"measured on, or a slower model?). For about {expected} steps at this speed: "
                 f"train.max_minutes={minutes}")  # fmt: skip
