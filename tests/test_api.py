@@ -127,7 +127,9 @@ def test_load_weights_into_a_bare_model(models) -> None:
     meta = read_meta(models["torch"])
     model = sevnet.create_model(meta["model"], num_classes=meta["num_classes"], **meta["model_overrides"])
     assert sevnet.load_weights(model, models["torch"]) is model
-    reference, _ = load_model(models["torch"])
+    reference, _ = sevnet.load_model(models["torch"])  # the README's one call: the model the checkpoint holds
+    assert not reference.training and sevnet.load_model is load_model
+    assert {"load", "load_model", "load_weights", "Predictor"} <= set(dir(sevnet))
     x = torch.randn(2, 3, 8, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(x), reference(x))
