@@ -211,3 +211,11 @@ def test_a_second_run_into_a_finished_run_folder_is_refused_before_any_work(tmp_
     err = capsys.readouterr().err
     assert f"{out} already holds a finished run" in err and "--overwrite" in err
     assert (out / "split.csv").read_bytes() == split
+    # A run that stopped before its first checkpoint left a config and a log, nothing to resume: a fresh
+    # run replaces them without --overwrite
+    failed = tmp_path / "failed"
+    (failed / "checkpoints").mkdir(parents=True)
+    (failed / "config.yaml").write_text("stale: true\n")
+    (failed / "train.log").write_text("sevnet train: error: ...\n")
+    assert main(["train", "folder_sevnet_xs", f"data.root={tmp_path / 'a'}", *base, f"train.out_dir={failed}"]) == 0
+    assert "stale" not in (failed / "config.yaml").read_text() and (failed / "summary.json").is_file()

@@ -24,8 +24,6 @@ from typing import Any
 from sevnet.errors import SevnetError
 
 LOCK_NAME = ".lock"
-# What a run writes into its folder: any of them marks the folder as holding a run.
-RUN_MARKERS = ("config.yaml", "summary.json", "metrics.csv", "checkpoints")
 # What --overwrite removes (the previous run's outputs; data caches and split.csv stay).
 RUN_OUTPUTS = (
     "checkpoints",
@@ -158,7 +156,11 @@ def run_lock(out_dir: Path, enabled: bool = True) -> Iterator[None]:
 
 
 def holds_run(out_dir: Path) -> bool:
-    return any((out_dir / name).exists() for name in RUN_MARKERS)
+    """Whether ``out_dir`` holds a run worth keeping: a checkpoint (to resume or use) or a finished run's
+    summary. A run that stopped before its first checkpoint (bad data, a config error found late) left
+    only its config and logs: nothing to resume, so a fresh run replaces them without ``--overwrite``."""
+    checkpoints = out_dir / "checkpoints"
+    return (out_dir / "summary.json").exists() or (checkpoints.is_dir() and any(checkpoints.glob("*.safetensors")))
 
 
 def refuse_existing_run(out_dir: Path) -> None:
@@ -172,10 +174,9 @@ def refuse_existing_run(out_dir: Path) -> None:
 
 
 def check_new_run(out_dir: Path, overwrite: bool) -> None:
-    """Refuse a fresh run in a folder that holds one; with ``overwrite``, remove that run's outputs."""
-    if not holds_run(out_dir):
-        return
-    if not overwrite:
+    """Refuse a fresh run in a folder that holds one; with ``overwrite``, remove that run's outputs (and
+    always those of a run that stopped before its first checkpoint)."""
+    if holds_run(out_dir) and not overwrite:
         refuse_existing_run(out_dir)
     for name in RUN_OUTPUTS:
         path = out_dir / name

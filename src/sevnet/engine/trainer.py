@@ -235,8 +235,8 @@ class Trainer:
             say(describe_flip(classes, mirror) if mirror else "flip: off (auto: the classes have no names)")
         if data.repeats == "auto" and hasattr(train_set, "repeats"):
             clips = "1 clip" if train_set.repeats == 1 else f"{train_set.repeats} clips"
-            say(f"data.repeats: auto -> {clips} per decoded video ({per_class:.0f} training videos "
-                f"per class; {AUTO_REPEATS} up to {AUTO_REPEATS_MAX_VIDEOS_PER_CLASS})")  # fmt: skip
+            say(f"data.repeats: auto -> {clips} per decoded video ({per_class:.0f} training videos per class; "
+                f"auto takes {AUTO_REPEATS} with up to {AUTO_REPEATS_MAX_VIDEOS_PER_CLASS}, else 1)")  # fmt: skip
         if data.reverse == Reverse.auto:
             reversal = getattr(train_set, "reversal", None)
             off = "reverse: off (auto: no class names, or a dataset format without it)"
