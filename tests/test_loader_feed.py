@@ -256,11 +256,13 @@ def test_with_few_videos_the_log_suggests_reverse_auto_only_for_paired_names() -
 
 def test_the_training_log_carries_the_reverse_hint_and_the_repeats_chosen(videos: Path, tmp_path: Path, capsys) -> None:
     """4 videos of "left" and of "right" with data.reverse off: the trainer says what auto would do (and
-    what data.repeats: auto chose)."""
+    what data.repeats: auto and optim.stillmix_prob: auto chose)."""
     data = data_cfg(videos, repeats="auto")
-    cfg = ExperimentConfig(data=data, train=TrainConfig(out_dir=str(tmp_path), progress=False, batch_size=4))
+    cfg = ExperimentConfig(data=data, train=TrainConfig(out_dir=str(tmp_path), progress=False, batch_size=4),
+                           optim=OptimConfig(stillmix_prob="auto"))  # fmt: skip
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 32 * 32, 2))
     Trainer(cfg, model=model, train_set=build_dataset(data, "train", True), val_set=None)
     out = capsys.readouterr().out
     assert "With 4 videos per class, data.reverse=auto would also train" in out
     assert "data.repeats: auto -> 4 clips per decoded video (4 training videos per class" in out
+    assert "optim.stillmix_prob: auto -> 0.5 of the clips (4 training videos per class" in out

@@ -11,7 +11,7 @@ from test_trainer import Clips, batch, config, linear_model
 
 from sevnet.engine import Trainer
 from sevnet.engine.config import OptimConfig
-from sevnet.engine.mixing import ClipMixer, StillMixer
+from sevnet.engine.mixing import ClipMixer, StillMixer, auto_stillmix_prob
 from sevnet.errors import ConfigError
 
 
@@ -93,8 +93,19 @@ def test_stillmix_prob_picks_that_share_of_clips_and_keeps_labels() -> None:
     changed = (mixed != clip).flatten(1).any(1).float().mean().item()
     assert 0.1 < changed < 0.4
     assert torch.equal(StillMixer(prob=1.0, seed=0)(clip[:1]), clip[:1])  # a batch of one has no other clip
-    with pytest.raises(ConfigError, match=r"optim\.stillmix_prob"):
-        OptimConfig(stillmix_prob=1.5)
+    for bad in (1.5, "often"):
+        with pytest.raises(ConfigError, match=r"optim\.stillmix_prob must be a number in \[0, 1\] or auto"):
+            OptimConfig(stillmix_prob=bad)
+
+
+def test_stillmix_auto_is_on_only_with_few_videos_per_class(tmp_path: Path) -> None:
+    assert auto_stillmix_prob(videos=12 * 20, classes=12) == 0.5 and auto_stillmix_prob(12 * 21, 12) == 0.0
+    few = Trainer(config(tmp_path / "few", **{"optim.stillmix_prob": "auto"}), model=linear_model(3),
+                  train_set=Clips(30, num_classes=3))  # fmt: skip
+    assert few.still_mixer is not None and few.still_mixer.prob == 0.5
+    many = Trainer(config(tmp_path / "many", **{"optim.stillmix_prob": "auto"}), model=linear_model(3),
+                   train_set=Clips(63, num_classes=3))  # fmt: skip
+    assert many.still_mixer is None
 
 
 def test_trainer_trains_with_stillmix(tmp_path: Path) -> None:

@@ -58,6 +58,18 @@ class ClipMixer:
         return out, 1 - (y1 - y0) * (x1 - x0) / (h * w)
 
 
+AUTO_STILLMIX_PROB = 0.5
+AUTO_STILLMIX_MAX_VIDEOS_PER_CLASS = 20
+
+
+def auto_stillmix_prob(videos: int, classes: int) -> float:
+    """``optim.stillmix_prob: auto``: 0.5 with up to 20 training videos per class, else 0. Measured at equal
+    steps from the motion prior on two datasets (docs/training.md): +5 points on each with 5 videos per
+    class (3 seeds), +1 and +4 with 15; with 60, 0 on one and -3 on the other (2 seeds), where there are
+    enough videos for their looks not to be a shortcut."""
+    return AUTO_STILLMIX_PROB if videos <= AUTO_STILLMIX_MAX_VIDEOS_PER_CLASS * max(classes, 1) else 0.0
+
+
 class StillMixer:
     """``mixer(clip) -> clip``: each clip, with probability ``prob``, becomes ``(1 - w) * clip + w * still``,
     ``still`` one random frame of another clip of the batch, ``w ~ U(0, max_weight)``; labels unchanged."""

@@ -60,7 +60,7 @@ from .config import AmpMode, ChannelsLast, ExperimentConfig, NanPolicy, TrainCon
 from .distributed import DistInfo, all_reduce_sum, barrier, gather_objects, init_distributed
 from .evaluate import compute_metrics, predict_loader
 from .finetune import classifier_parameters, init_from_checkpoint, pretrained_names
-from .mixing import ClipMixer, StillMixer
+from .mixing import AUTO_STILLMIX_MAX_VIDEOS_PER_CLASS, ClipMixer, StillMixer, auto_stillmix_prob
 from .optim import LRSchedule, build_optimizer, lr_factor
 from .protocols import TracedDataset, TrainingDataset, Uint8ClipDataset
 from .rundir import (
@@ -237,6 +237,12 @@ class Trainer:
             clips = "1 clip" if train_set.repeats == 1 else f"{train_set.repeats} clips"
             say(f"data.repeats: auto -> {clips} per decoded video ({per_class:.0f} training videos per class; "
                 f"auto takes {AUTO_REPEATS} with up to {AUTO_REPEATS_MAX_VIDEOS_PER_CLASS}, else 1)")  # fmt: skip
+        if self.cfg.optim.stillmix_prob == "auto":
+            prob = auto_stillmix_prob(len(train_set), len(classes))
+            chosen = f"{prob:g} of the clips" if prob else "off"
+            say(f"optim.stillmix_prob: auto -> {chosen} ({per_class:.0f} training videos per class; auto blends a "
+                f"still frame of another clip into half of them with up to {AUTO_STILLMIX_MAX_VIDEOS_PER_CLASS}, "
+                "else off)")  # fmt: skip
         if data.reverse == Reverse.auto:
             reversal = getattr(train_set, "reversal", None)
             off = "reverse: off (auto: no class names, or a dataset format without it)"
@@ -262,8 +268,7 @@ class Trainer:
         self.amp_dtype = amp_dtype(cfg.train.amp, info.device)
         self.scaler = torch.amp.GradScaler(info.device.type, enabled=self.amp_dtype == torch.float16)
         self.mixer = _mixer(cfg, len(self.train_set.classes), info.rank)
-        still = cfg.optim.stillmix_prob
-        self.still_mixer = StillMixer(still, seed=cfg.train.seed * 1000 + info.rank) if still > 0 else None
+        self.still_mixer = _still_mixer(cfg, self.train_set, info.rank)
         self.criterion: nn.Module = (
             nn.BCEWithLogitsLoss()
             if self.train_set.multi_label
@@ -822,6 +827,14 @@ def _mixer(cfg: ExperimentConfig, num_classes: int, rank: int) -> ClipMixer | No
     if o.mixup_alpha == 0 and o.cutmix_alpha == 0:
         return None
     return ClipMixer(o.mixup_alpha, o.cutmix_alpha, num_classes, seed=cfg.train.seed * 1000 + rank)
+
+
+def _still_mixer(cfg: ExperimentConfig, train_set: Any, rank: int) -> StillMixer | None:
+    """StillMix when ``optim.stillmix_prob`` is above 0, or ``auto`` and the videos per class are few."""
+    prob = cfg.optim.stillmix_prob
+    if prob == "auto":
+        prob = auto_stillmix_prob(len(train_set), len(getattr(train_set, "classes", None) or []))
+    return StillMixer(float(prob), seed=cfg.train.seed * 1000 + rank) if prob > 0 else None
 
 
 def _seed_everything(seed: int, deterministic: bool) -> None:
