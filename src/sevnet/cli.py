@@ -21,7 +21,7 @@ VERBS: list[tuple[str, str]] = [
     ("predict", "top-k classes for video files from a checkpoint or an exported model"),
     ("stream", "classify a live source (file, camera, rtsp/http URL) frame by frame with a causal SEVNet"),
     ("profile", "parameters, GMACs, activation memory and CPU latency, side by side"),
-    ("data", "dataset tools: 'data check' reads every sample and lists the bad files (report + exclude list)"),
+    ("data", "'data check': the bad files (report + exclude list); 'data prepare': a copy re-encoded for speed"),
 ]
 
 

@@ -12,7 +12,8 @@ import json
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="a .safetensors checkpoint written by sevnet train")
-    p.add_argument("--format", choices=["onnx", "openvino"], default="onnx")
+    p.add_argument("--format", choices=["onnx", "openvino"], default="onnx",
+                   help="onnx (default), or openvino: the ONNX model and its OpenVINO IR beside it")  # fmt: skip
     p.add_argument("--out", default=None, help="output path without suffix (default: beside the checkpoint)")
 
 

@@ -62,7 +62,8 @@ def open_source(source: str, input_format: str | None = None, timeout: float = 1
     except (av.FFmpegError, OSError) as err:
         reason = getattr(err, "strerror", None) or err
         hint = _seek_hint(source) if "Input/output" in str(reason) else ""
-        raise SourceError(f"{source}: cannot open ({reason}){hint}") from None
+        name = source if target == source else f"{source} ({target})"  # a camera index: name its device
+        raise SourceError(f"{name}: cannot open ({reason}){hint}") from None
     if not container.streams.video:
         container.close()
         raise SourceError(f"{source}: no video stream")
