@@ -15,8 +15,11 @@ import photo_motion as pm  # tools/photo_motion.py (tests/conftest.py puts tools
 SMALL = {"num_frames": 8, "size": (64, 64)}
 
 
+MOTION_LOOKS = ("objects", "scenes")
+
+
 def test_classes_are_twelve_reversed_pairs():
-    for look in pm.LOOKS:
+    for look in MOTION_LOOKS:
         names = pm.classes(look)
         assert len(names) == len(set(names)) == 12
         assert all(pm.partner(pm.partner(i)) == i != pm.partner(i) for i in range(12))
@@ -38,7 +41,7 @@ def test_render_is_deterministic_and_moves(look):
     assert other.shape == (5, 48, 80, 3)
 
 
-@pytest.mark.parametrize("look", pm.LOOKS)
+@pytest.mark.parametrize("look", MOTION_LOOKS)
 def test_partner_class_is_the_clip_played_backwards(look):
     for label in range(0, 12, 2):
         forward = pm.render_clip(look, label, 11, 0, **SMALL)
@@ -47,6 +50,24 @@ def test_partner_class_is_the_clip_played_backwards(look):
         assert not np.array_equal(forward, backward)
     with pytest.raises(ValueError, match="out of range"):
         pm.render_clip(look, 12, 0, 0)
+
+
+def test_photos_classes_are_photographs_filmed_with_any_motion(tmp_path):
+    """The look-defined set: a class is a photograph; its clips are scenes clips of that photograph with
+    one of the 12 camera motions drawn, so no class has a partner and motion tells nothing."""
+    names = pm.classes("photos")
+    assert len(set(names)) == 12 and names[0] == "moon" and set(names) <= set(pm._SCENES)
+    clip = pm.render_clip("photos", 2, 5, 0, **SMALL)
+    rng = np.random.default_rng([pm.LOOKS.index("photos"), 0, 5, 2])
+    motion = int(rng.integers(12))
+    expected = pm._render_scenes(motion // 2, rng, 8, (64, 64), photo="page")
+    np.testing.assert_array_equal(clip, expected[::-1] if motion % 2 else expected)
+    motions = {int(np.random.default_rng([pm.LOOKS.index("photos"), 0, i, 0]).integers(12)) for i in range(40)}
+    assert len(motions) == 12  # every motion occurs in a class
+    root = pm.write_folder_dataset(tmp_path / "photos", "photos", 1, 0, progress=False, workers=1, **SMALL)
+    manifest = json.loads((root / pm.MANIFEST).read_text())
+    assert manifest["classes"] == names and set(manifest["partners"].values()) == {None}
+    assert len(list(root.glob("train/*/00000.webm"))) == 12
 
 
 def _decode(path):

@@ -1,17 +1,17 @@
 """Small video classification datasets built from real photographs, written as real VP9 videos.
 
 A dataset generator, not part of the ``sevnet`` package: ``python tools/photo_motion.py OUT --look
-objects|scenes`` from a checkout (needs scikit-image: ``pip install scikit-image``, or the dev extra).
+objects|scenes|photos`` from a checkout (needs scikit-image: ``pip install scikit-image``, or the dev extra).
 
 Why: the built-in benchmark (``sevnet.data.synthetic``) is flat coloured shapes on gradients. Training
 defaults (augmentation, learning rate, epochs, clip length) chosen on it alone may only suit that one
-look. These datasets keep its key property, 12 classes in 6 pairs whose second class is exactly the
+look. The two motion looks keep its key property, 12 classes in 6 pairs whose second class is exactly the
 first played backwards (so only temporal order tells a pair apart), but every pixel comes from real
 photographs and textures shipped inside scikit-image (``skimage.data``; no download), with camera
 motion, colour jitter and sensor noise, and are saved as real .webm files in the class-folder layout
 ``root/{train,val}/<class name>/<id>.webm``.
 
-Two looks, each a different kind of image statistics:
+Two motion looks, each a different kind of image statistics, and a look-defined set:
 
 ``objects``: a photo sprite (a face, a cat, a cup, a coin, a rocket, a motorcycle, a stone horse...,
 soft-masked) moving over a real textured background (brick, grass, gravel or a large photo crop) seen
@@ -28,11 +28,17 @@ counter-clockwise (the picture turns clockwise on screen), going out of focus / 
 fading to black / fading from black. Nuisances: handheld shake, drift, flicker and a small object
 crossing the frame in a random direction.
 
+``photos``: the opposite kind of dataset, where the class is the look and motion says nothing: which of
+12 photographs of ``scenes`` (moon, camera, page, text, hubble deep field, retina, immunohistochemistry,
+cell, coins, astronaut, coffee, chelsea) the camera films, each clip with one of the 12 camera motions
+of ``scenes`` drawn at random. A check that a recipe made for motion (StillMix, time reversal) does not
+cost a dataset whose classes are told apart by their look.
+
 Every clip is a pure function of (look, seed, split, index): ``render_clip`` seeds its generator with
-them. Odd labels are their pair's forward clip reversed in time, so
+them. In ``objects`` and ``scenes``, odd labels are their pair's forward clip reversed in time, so
 ``render_clip(look, partner(label), i, seed) == render_clip(look, label, i, seed)[::-1]``.
 Class folders sort alphabetically, not in label order: ``photo_motion.json`` at the dataset root lists
-the classes in label order and each class's partner.
+the classes in label order and each class's partner (none in ``photos``).
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ from statistics import NormalDist
 import numpy as np
 from PIL import Image, ImageFilter
 
-LOOKS = ("objects", "scenes")
+LOOKS = ("objects", "scenes", "photos")
 _PAIRS: dict[str, list[tuple[str, str]]] = {
     "objects": [
         ("moving left", "moving right"),
@@ -130,10 +136,14 @@ _SCENES = (
     "brick",
     "gravel",
 )
+_PHOTOS = _SCENES[:12]  # the classes of the photos look: the photographs of scenes, textures left out
 
 
 def classes(look: str) -> list[str]:
-    """The 12 class names of ``look`` in label order (pairs side by side: forward, then reversed)."""
+    """The 12 class names of ``look`` in label order (pairs side by side: forward, then reversed; in
+    ``photos``, the photographs)."""
+    if look == "photos":
+        return list(_PHOTOS)
     if look not in _PAIRS:
         raise ValueError(f"unknown look {look!r}; choose one of {LOOKS}")
     return [name for pair in _PAIRS[look] for name in pair]
@@ -426,8 +436,10 @@ def _render_objects(pair: int, rng: np.random.Generator, count: int, size: tuple
     return _finish(frames, rng, rng.uniform(0.8, 1.15) * _flicker(rng, count, 0.2), (2.0, 7.0))
 
 
-def _render_scenes(pair: int, rng: np.random.Generator, count: int, size: tuple[int, int]) -> np.ndarray:
-    """Forward clip of a ``scenes`` pair: uint8 (T, H, W, 3)."""
+def _render_scenes(
+    pair: int, rng: np.random.Generator, count: int, size: tuple[int, int], photo: str | None = None
+) -> np.ndarray:
+    """Forward clip of a ``scenes`` pair: uint8 (T, H, W, 3), of ``photo`` or of one drawn at random."""
     h, w = size
     p, ones = _progress(rng, count), np.ones(count)
     m = _handheld(rng, count, drift=0.1 * w, shake=0.012 * w)
@@ -445,7 +457,7 @@ def _render_scenes(pair: int, rng: np.random.Generator, count: int, size: tuple[
         motion["blur"] = rng.uniform(2.5, 4.5) * min(h, w) / 128 * p**1.5
     else:  # fading to black
         gain = 1 - (1 - rng.uniform(0.0, 0.1)) * p ** rng.uniform(0.7, 1.5)
-    name = _SCENES[int(rng.integers(len(_SCENES)))]
+    name = photo or _SCENES[int(rng.integers(len(_SCENES)))]
     frames = _view_frames(name, rng, motion, size, (0.3, 0.95), 0.12)
     if rng.random() < 0.5:  # a small object crossing the frame in a random direction
         sprite, _ = _sprite(rng, rng.uniform(0.12, 0.2) * min(h, w))
@@ -460,13 +472,19 @@ def render_clip(
     look: str, label: int, index: int, seed: int, num_frames: int = 24, size: tuple[int, int] = (128, 128)
 ) -> np.ndarray:
     """Clip ``index`` of class ``label`` of ``look``: uint8 (T, H, W, 3), ``size`` = (H, W). Odd labels
-    are their pair's forward clip reversed in time."""
-    names = classes(look)
+    of objects and scenes are their pair's forward clip reversed in time; a photos clip is a scenes
+    clip of the class's photograph, its motion (one of 12) drawn."""
+    names, size = classes(look), (int(size[0]), int(size[1]))
     if not 0 <= label < len(names):
         raise ValueError(f"label {label} out of range for {len(names)} classes")
+    if look == "photos":
+        rng = np.random.default_rng([LOOKS.index(look), seed, index, label])
+        motion = int(rng.integers(12))
+        frames = _render_scenes(motion // 2, rng, num_frames, size, photo=names[label])
+        return frames[::-1].copy() if motion % 2 else frames
     rng = np.random.default_rng([LOOKS.index(look), seed, index, label // 2])
     render = _render_objects if look == "objects" else _render_scenes
-    frames = render(label // 2, rng, num_frames, (int(size[0]), int(size[1])))
+    frames = render(label // 2, rng, num_frames, size)
     return frames[::-1].copy() if label % 2 else frames
 
 
@@ -533,9 +551,10 @@ def write_folder_dataset(
     root, names, size = Path(root), classes(look), (int(size[0]), int(size[1]))
     if size[0] % 2 or size[1] % 2:
         raise ValueError(f"size must be even (VP9 yuv420p), got {size}")
+    partners = {n: None if look == "photos" else names[partner(i)] for i, n in enumerate(names)}
     manifest = dict(version=VERSION, look=look, train_per_class=train_per_class, val_per_class=val_per_class,
                     num_frames=num_frames, size=list(size), seed=seed, fps=fps, classes=names,
-                    partners={n: names[partner(i)] for i, n in enumerate(names)})  # fmt: skip
+                    partners=partners)  # fmt: skip
     jobs = []
     for split, count in (("train", train_per_class), ("val", val_per_class)):
         for k in range(count):
@@ -554,7 +573,7 @@ def write_folder_dataset(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python tools/photo_motion.py OUT --look objects|scenes [...]``."""
+    """``python tools/photo_motion.py OUT --look objects|scenes|photos [...]``."""
     parser = argparse.ArgumentParser(prog="python tools/photo_motion.py", description=__doc__.split("\n")[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--look", choices=LOOKS, required=True)
