@@ -62,11 +62,18 @@ AUTO_STILLMIX_PROB = 0.5
 AUTO_STILLMIX_MAX_VIDEOS_PER_CLASS = 20
 
 
+# What StillMix costs where the look is the class (docs/training.md): the log says so when auto turns it on.
+STILLMIX_HINT = (
+    ". Classes told apart by what is filmed (objects, places) rather than by how it moves: optim.stillmix_prob=0"
+)
+
+
 def auto_stillmix_prob(videos: int, classes: int) -> float:
     """``optim.stillmix_prob: auto``: 0.5 with up to 20 training videos per class, else 0. Measured at equal
-    steps from the motion prior on two datasets (docs/training.md): +5 points on each with 5 videos per
-    class (3 seeds), +1 and +4 with 15; with 60, 0 on one and -3 on the other (2 seeds), where there are
-    enough videos for their looks not to be a shortcut."""
+    steps from the motion prior on two motion-defined datasets (docs/training.md): +5 points on each with 5
+    videos per class (3 seeds), +1 and +4 with 15; with 60, 0 on one and -3 on the other (2 seeds), where
+    there are enough videos for their looks not to be a shortcut. On a look-defined one (the class is
+    which photograph is filmed) it costs 4 points with 5 videos per class (3 seeds): the log says so."""
     return AUTO_STILLMIX_PROB if videos <= AUTO_STILLMIX_MAX_VIDEOS_PER_CLASS * max(classes, 1) else 0.0
 
 

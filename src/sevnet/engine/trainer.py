@@ -60,7 +60,7 @@ from .config import AmpMode, ChannelsLast, ExperimentConfig, NanPolicy, TrainCon
 from .distributed import DistInfo, all_reduce_sum, barrier, gather_objects, init_distributed
 from .evaluate import compute_metrics, predict_loader
 from .finetune import classifier_parameters, init_from_checkpoint, pretrained_names
-from .mixing import AUTO_STILLMIX_MAX_VIDEOS_PER_CLASS, ClipMixer, StillMixer, auto_stillmix_prob
+from .mixing import AUTO_STILLMIX_MAX_VIDEOS_PER_CLASS, STILLMIX_HINT, ClipMixer, StillMixer, auto_stillmix_prob
 from .optim import LRSchedule, build_optimizer, lr_factor
 from .protocols import TracedDataset, TrainingDataset, Uint8ClipDataset
 from .rundir import (
@@ -242,7 +242,7 @@ class Trainer:
             chosen = f"{prob:g} of the clips" if prob else "off"
             say(f"optim.stillmix_prob: auto -> {chosen} ({per_class:.0f} training videos per class; auto blends a "
                 f"still frame of another clip into half of them with up to {AUTO_STILLMIX_MAX_VIDEOS_PER_CLASS}, "
-                "else off)")  # fmt: skip
+                "else off)" + (STILLMIX_HINT if prob else ""))  # fmt: skip
         if data.reverse == Reverse.auto:
             reversal = getattr(train_set, "reversal", None)
             off = "reverse: off (auto: no class names, or a dataset format without it)"
