@@ -267,3 +267,15 @@ def test_the_training_log_carries_the_reverse_hint_and_the_repeats_chosen(videos
     assert "data.repeats: auto -> 4 clips per decoded video (4 training videos per class" in out
     assert "optim.stillmix_prob: auto -> 0.5 of the clips (4 training videos per class" in out
     assert "rather than by how it moves: optim.stillmix_prob=0" in out
+
+
+def test_no_reverse_hint_for_a_dataset_format_without_data_reverse(tmp_path: Path, capsys) -> None:
+    """The built-in benchmark (the demo's data) names its classes in pairs and has few clips per class
+    here, but data.reverse does not apply to it: the log suggests nothing it could not take."""
+    from sevnet.data.config import DataConfig
+
+    data = DataConfig(format="synthetic", num_frames=4, synthetic={"num_train": 48, "num_val": 12, "size": 32})
+    cfg = ExperimentConfig(data=data, train=TrainConfig(out_dir=str(tmp_path), progress=False, batch_size=4))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 32 * 32, 12))
+    Trainer(cfg, model=model, train_set=build_dataset(data, "train", True), val_set=None)
+    assert "data.reverse=auto" not in capsys.readouterr().out

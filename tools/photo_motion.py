@@ -576,7 +576,11 @@ def main(argv: list[str] | None = None) -> None:
     """``python tools/photo_motion.py OUT --look objects|scenes|photos [...]``."""
     parser = argparse.ArgumentParser(prog="python tools/photo_motion.py", description=__doc__.split("\n")[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--look", choices=LOOKS, required=True)
+    parser.add_argument(
+        "--look", choices=LOOKS, required=True,
+        help="objects: photo sprites moving; scenes: camera motion over photographs (both 12 classes in time-reversed "
+        "pairs); photos: the class is which photograph is filmed, with any camera motion",
+    )  # fmt: skip
     parser.add_argument("--train-per-class", type=int, default=58)
     parser.add_argument("--val-per-class", type=int, default=20)
     parser.add_argument("--frames", type=int, default=24)

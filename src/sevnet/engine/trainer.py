@@ -247,8 +247,8 @@ class Trainer:
             reversal = getattr(train_set, "reversal", None)
             off = "reverse: off (auto: no class names, or a dataset format without it)"
             say(describe_reversal(classes, reversal) if reversal else off)
-        elif classes and (hint := reversal_suggestion(classes, per_class)):
-            say(hint)  # few videos per class and classes named in pairs: what data.reverse=auto would do
+        elif classes and hasattr(train_set, "reversal") and (hint := reversal_suggestion(classes, per_class)):
+            say(hint)  # few videos per class, classes named in pairs, a format with data.reverse
 
     def _build_model(self, model: nn.Module | None) -> None:
         cfg, info = self.cfg, self.info
