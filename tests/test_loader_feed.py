@@ -266,7 +266,7 @@ def test_the_training_log_carries_the_reverse_hint_and_the_repeats_chosen(videos
     assert "With 4 videos per class, data.reverse=auto would also train" in out
     assert "data.repeats: auto -> 4 clips per decoded video (4 training videos per class" in out
     assert "optim.stillmix_prob: auto -> 0.5 of the clips (4 training videos per class" in out
-    assert "rather than by how it moves: optim.stillmix_prob=0" in out
+    assert "rather than by how it moves: train from scratch without StillMix (model.init_from= data.repeats=1" in out
 
 
 def test_no_reverse_hint_for_a_dataset_format_without_data_reverse(tmp_path: Path, capsys) -> None:

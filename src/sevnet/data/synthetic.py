@@ -6,7 +6,10 @@ played backwards (moving left / moving right, rising / falling, approaching / re
 clockwise / counter-clockwise, appearing / disappearing, splitting / merging). So any single frame,
 or the set of frames, is equally likely under both classes of a pair: only the order of the frames
 gives the class away. Nuisances: object shape, colour and texture, background gradient and clutter,
-distractor objects, speed, start position, sensor noise.
+distractor objects, speed, start position, sensor noise. Three options, off in the benchmark, make the
+look more varied for pretraining (``SyntheticSpec.textured``, ``camera``, ``occluder``): multi-scale
+noise textures for the background and the object, a hand-held camera moving over the scene, and a bar
+in front of it.
 
 Every clip is a pure function of (seed, index): deterministic, and cheap enough (about 1 ms for
 8 frames of 64x64) to build thousands in seconds. ``tools/ssv2_layout.py`` (in a checkout, not in the
@@ -51,6 +54,9 @@ class SyntheticSpec:
     noise: float = 6.0  # std of per-pixel sensor noise (0-255 scale)
     distractors: int = 2  # static-ish distractor objects
     clutter: int = 5  # background blobs
+    textured: bool = False  # multi-scale noise textures instead of a flat gradient background and plain objects
+    camera: float = 0.0  # hand-held camera: drift over the clip and shake, in pixels (everything moves with it)
+    occluder: float = 0.0  # probability of a textured bar in front of the scene, fixed on screen
 
 
 def _shape_mask(kind: int, yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, r: float) -> np.ndarray:
@@ -86,12 +92,32 @@ def render_clip(label: int, index: int, seed: int, spec: SyntheticSpec = Synthet
     return frames[::-1].copy() if label % 2 else frames
 
 
+def _noise_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A (h, w, 3) float texture: random noise at 4 scales (coarse to fine, 1/f weights), between two
+    random colours."""
+    total = np.zeros((h, w), np.float32)
+    for cells, weight in ((3, 1.0), (6, 0.6), (12, 0.35), (24, 0.2)):
+        grid = rng.random((cells + 1, cells + 1)).astype(np.float32)
+        ys, xs = np.linspace(0, cells, h), np.linspace(0, cells, w)
+        y0, x0 = np.minimum(ys.astype(int), cells - 1), np.minimum(xs.astype(int), cells - 1)
+        fy, fx = (ys - y0)[:, None], (xs - x0)[None, :]
+        a, b = grid[y0][:, x0], grid[y0][:, x0 + 1]
+        c, d = grid[y0 + 1][:, x0], grid[y0 + 1][:, x0 + 1]
+        total += weight * ((a * (1 - fx) + b * fx) * (1 - fy) + (c * (1 - fx) + d * fx) * fy)
+    total = (total - total.min()) / max(float(np.ptp(total)), 1e-6)
+    c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    return c0 + (c1 - c0) * total[..., None]
+
+
 def _background(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, spec: SyntheticSpec) -> np.ndarray:
     """A random gradient plus static clutter blobs: float (H, W, 3)."""
     s = spec.size
-    g0, g1 = rng.uniform(10, 120, 3), rng.uniform(10, 120, 3)
-    axis = xx if rng.random() < 0.5 else yy
-    background = g0 + (g1 - g0) * (axis / s)[..., None]
+    if spec.textured:
+        background = _noise_texture(rng, *yy.shape)
+    else:
+        g0, g1 = rng.uniform(10, 120, 3), rng.uniform(10, 120, 3)
+        axis = xx if rng.random() < 0.5 else yy
+        background = g0 + (g1 - g0) * (axis / s)[..., None]
     for _ in range(spec.clutter):
         m = _shape_mask(rng.integers(3), yy, xx, rng.uniform(0, s), rng.uniform(0, s), rng.uniform(2, 5))
         background[m] = rng.uniform(20, 160, 3)
@@ -121,10 +147,36 @@ def _object_masks(pair: int, p: float, offset: float, kind: int, yy: np.ndarray,
     return [_shape_mask(kind, yy, xx, cy0, cx0 - gap, r), _shape_mask(kind, yy, xx, cy0, cx0 + gap, r)], 1.0
 
 
+def _camera_path(rng: np.random.Generator, spec: SyntheticSpec, margin: int) -> np.ndarray:
+    """(T, 2) whole-pixel (dy, dx) offsets of a hand-held camera: a drift across the clip plus shake, up to
+    about ``spec.camera`` pixels, within ``margin`` (the scene the background has around the frame)."""
+    if not spec.camera:
+        return np.zeros((spec.num_frames, 2), int)
+    drift = rng.uniform(-1, 1, 2) * spec.camera * 0.7
+    path = np.linspace(-0.5, 0.5, spec.num_frames)[:, None] * drift
+    path = path + rng.normal(0, spec.camera * 0.15, (spec.num_frames, 2))
+    return np.clip(np.round(path), 1 - margin, margin - 1).astype(int)
+
+
+def _occluder(rng: np.random.Generator, spec: SyntheticSpec, yy: np.ndarray, xx: np.ndarray) -> tuple | None:
+    """With probability ``spec.occluder``: (mask, colours) of a bar in front of the scene, fixed on screen."""
+    if not spec.occluder or rng.random() >= spec.occluder:
+        return None
+    width, at = rng.uniform(0.08, 0.16) * spec.size, rng.uniform(0.2, 0.8) * spec.size
+    bar = (np.abs(xx - at) <= width / 2) if rng.random() < 0.5 else (np.abs(yy - at) <= width / 2)
+    s = spec.size
+    colours = _noise_texture(rng, s, s) if spec.textured else np.broadcast_to(rng.uniform(0, 255, 3), (s, s, 3))
+    return bar, colours
+
+
 def _render_forward(pair: int, rng: np.random.Generator, spec: SyntheticSpec) -> np.ndarray:
     t_count, s = spec.num_frames, spec.size
+    margin = int(np.ceil(spec.camera)) + 2 if spec.camera else 0
+    big_yy, big_xx = np.mgrid[-margin : s + margin, -margin : s + margin].astype(np.float32)
+    background = _background(rng, big_yy, big_xx, spec)  # the scene around the frame, for the camera to move over
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
-    background = _background(rng, yy, xx, spec)
+    cam = _camera_path(rng, spec, margin)
+    occluder = _occluder(rng, spec, yy, xx)
     distractors = [
         (
             rng.integers(3),
@@ -135,7 +187,7 @@ def _render_forward(pair: int, rng: np.random.Generator, spec: SyntheticSpec) ->
         )
         for _ in range(spec.distractors)
     ]
-    texture = _texture(rng, s)
+    texture = _noise_texture(rng, s, s) if spec.textured else _texture(rng, s)
     kind = rng.integers(3)
     r = rng.uniform(0.09, 0.14) * s
     speed = rng.uniform(0.6, 1.0)  # fraction of the full path covered by the clip
@@ -144,13 +196,17 @@ def _render_forward(pair: int, rng: np.random.Generator, spec: SyntheticSpec) ->
     frames = np.empty((t_count, s, s, 3), np.float32)
     for t in range(t_count):
         p = offset + speed * t / max(t_count - 1, 1)  # progress along the path, in [0, 1]
-        frame = background.copy()
+        cy, cx = cam[t]
+        frame = background[margin + cy : margin + cy + s, margin + cx : margin + cx + s].copy()
+        sy, sx = yy + cy, xx + cx  # scene coordinates seen at each pixel
         for dk, dy, dx, dr, dc in distractors:  # distractors jitter in place
-            m = _shape_mask(dk, yy, xx, dy + rng.normal(0, 0.7), dx + rng.normal(0, 0.7), dr)
+            m = _shape_mask(dk, sy, sx, dy + rng.normal(0, 0.7), dx + rng.normal(0, 0.7), dr)
             frame[m] = dc
-        masks, alpha = _object_masks(pair, p, offset, kind, yy, xx, cy0, cx0, r)
+        masks, alpha = _object_masks(pair, p, offset, kind, sy, sx, cy0, cx0, r)
         for m in masks:
             frame[m] = alpha * texture[m] + (1 - alpha) * frame[m]
+        if occluder is not None:
+            frame[occluder[0]] = occluder[1][occluder[0]]
         frames[t] = frame
     frames += rng.normal(0, spec.noise, frames.shape).astype(np.float32)
     return np.clip(frames, 0, 255).astype(np.uint8)
@@ -196,14 +252,15 @@ class SyntheticVideoDataset(Dataset):
 
 
 _CACHE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+LOOK_OPTIONS = {"textured", "camera", "occluder"}  # off in the benchmark; on in the motion prior's config
 
 
 @register_dataset_format("synthetic")
 def build_synthetic_dataset(cfg: DataConfig, split: str, train: bool) -> SyntheticVideoDataset:
     """``data.format: synthetic``; options in ``data.synthetic``: num_train, num_val, seed, size,
-    noise, distractors, clutter. The clip length is ``data.num_frames``."""
+    noise, distractors, clutter, textured, camera, occluder. The clip length is ``data.num_frames``."""
     opts = dict(cfg.synthetic or {})
-    known = {"num_train", "num_val", "seed", "size", "noise", "distractors", "clutter"}
+    known = {"num_train", "num_val", "seed", "size", "noise", "distractors", "clutter"} | LOOK_OPTIONS
     if set(opts) - known:
         raise ConfigError(f"unknown data.synthetic option(s) {sorted(set(opts) - known)}; valid: {sorted(known)}")
     spec = SyntheticSpec(
@@ -212,6 +269,9 @@ def build_synthetic_dataset(cfg: DataConfig, split: str, train: bool) -> Synthet
         noise=float(opts.get("noise", 6.0)),
         distractors=int(opts.get("distractors", 2)),
         clutter=int(opts.get("clutter", 5)),
+        textured=bool(opts.get("textured", False)),
+        camera=float(opts.get("camera", 0.0)),
+        occluder=float(opts.get("occluder", 0.0)),
     )
     is_train = split in ("train", "training")
     count = int(opts.get("num_train", 2400) if is_train else opts.get("num_val", 480))

@@ -62,9 +62,11 @@ AUTO_STILLMIX_PROB = 0.5
 AUTO_STILLMIX_MAX_VIDEOS_PER_CLASS = 20
 
 
-# What StillMix costs where the look is the class (docs/training.md): the log says so when auto turns it on.
+# The few-videos defaults (motion prior, repeats, StillMix) are made for motion; where the look is the class they
+# cost 18 points against training from scratch (docs/training.md): the log says so when auto turns StillMix on.
 STILLMIX_HINT = (
-    ". Classes told apart by what is filmed (objects, places) rather than by how it moves: optim.stillmix_prob=0"
+    ". Classes told apart by what is filmed (objects, places) rather than by how it moves: train from scratch "
+    "without StillMix (model.init_from= data.repeats=1 optim.stillmix_prob=0)"
 )
 
 
@@ -73,7 +75,8 @@ def auto_stillmix_prob(videos: int, classes: int) -> float:
     steps from the motion prior on two motion-defined datasets (docs/training.md): +5 points on each with 5
     videos per class (3 seeds), +1 and +4 with 15; with 60, 0 on one and -3 on the other (2 seeds), where
     there are enough videos for their looks not to be a shortcut. On a look-defined one (the class is
-    which photograph is filmed) it costs 4 points with 5 videos per class (3 seeds): the log says so."""
+    which photograph is filmed) it costs 4 points with 5 videos per class (3 seeds): the log says what to
+    turn off there."""
     return AUTO_STILLMIX_PROB if videos <= AUTO_STILLMIX_MAX_VIDEOS_PER_CLASS * max(classes, 1) else 0.0
 
 
