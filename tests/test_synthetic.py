@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -77,19 +78,16 @@ def test_the_look_diverse_options_keep_pairs_and_change_the_look() -> None:
     clips = [render_clip(2 * k, k, 0, rich) for k in range(6)]
     plain_clips = [render_clip(2 * k, k, 0, plain) for k in range(6)]  # a gradient: on its plane but for the object
     assert np.mean([off_plane(c) for c in clips]) > 1.5 * np.mean([off_plane(c) for c in plain_clips])
-    corners = [np.abs(c[0, :6, :6].astype(int) - c[-1, :6, :6].astype(int)).mean() for c in clips]
-    assert max(corners) > 8  # the camera moved: the same screen corner shows other texture
+
+    def corner_change(clip: np.ndarray) -> float:  # mean change of a screen corner from first to last frame
+        return float(np.abs(clip[0, :6, :6].astype(int) - clip[-1, :6, :6].astype(int)).mean())
+
+    assert max(corner_change(c) for c in clips) > 8  # the camera moved: the corner shows other texture
     still = dataclasses.replace(rich, camera=0.0, occluder=0.0)
-    assert (
-        min(
-            np.abs(
-                render_clip(0, k, 0, still)[0, :6, :6].astype(int) - render_clip(0, k, 0, still)[-1, :6, :6].astype(int)
-            ).mean()
-            for k in range(3)
-        )
-        < 8
-    )
-    assert np.array_equal(render_clip(3, 5, 0, SPEC), render_clip(3, 5, 0, dataclasses.replace(SPEC, camera=0.0)))
+    assert min(corner_change(render_clip(0, k, 0, still)) for k in range(3)) < 8
+    # Options off: the benchmark's clips byte for byte as before the options existed (digest recorded then).
+    plain_digest = hashlib.sha256(np.stack([render_clip(lab, lab + 3, 5, SPEC) for lab in range(12)]).tobytes())
+    assert plain_digest.hexdigest() == "91d994158f859bc9000d77cbecf5a66c6b338c65991aac7bfeac3e86e0f8210e"
 
 
 def test_ssv2_layout_round_trip(tmp_path: Path) -> None:

@@ -162,9 +162,9 @@ def _occluder(rng: np.random.Generator, spec: SyntheticSpec, yy: np.ndarray, xx:
     """With probability ``spec.occluder``: (mask, colours) of a bar in front of the scene, fixed on screen."""
     if not spec.occluder or rng.random() >= spec.occluder:
         return None
-    width, at = rng.uniform(0.08, 0.16) * spec.size, rng.uniform(0.2, 0.8) * spec.size
-    bar = (np.abs(xx - at) <= width / 2) if rng.random() < 0.5 else (np.abs(yy - at) <= width / 2)
     s = spec.size
+    width, at = rng.uniform(0.08, 0.16) * s, rng.uniform(0.2, 0.8) * s
+    bar = (np.abs(xx - at) <= width / 2) if rng.random() < 0.5 else (np.abs(yy - at) <= width / 2)
     colours = _noise_texture(rng, s, s) if spec.textured else np.broadcast_to(rng.uniform(0, 255, 3), (s, s, 3))
     return bar, colours
 
