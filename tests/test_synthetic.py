@@ -13,7 +13,9 @@ from sevnet.data import DataConfig, build_dataset
 from sevnet.data.synthetic import (
     CLASSES,
     PAIRS,
+    SCENE_PAIRS,
     SyntheticSpec,
+    class_names,
     make_split,
     partner,
     render_clip,
@@ -88,6 +90,52 @@ def test_the_look_diverse_options_keep_pairs_and_change_the_look() -> None:
     # Options off: the benchmark's clips byte for byte as before the options existed (digest recorded then).
     plain_digest = hashlib.sha256(np.stack([render_clip(lab, lab + 3, 5, SPEC) for lab in range(12)]).tobytes())
     assert plain_digest.hexdigest() == "91d994158f859bc9000d77cbecf5a66c6b338c65991aac7bfeac3e86e0f8210e"
+
+
+def test_the_wide_vocabulary_adds_whole_scene_changes_that_do_what_they_are_named() -> None:
+    """vocabulary="wide" (the motion prior's): the benchmark's 12 classes first, then 12 whole-scene classes
+    in time-reversal pairs. Each forward class changes the picture as named: a pan slides it sideways, a
+    tilt up and down, a zoom in magnifies it, dimming darkens it, defocus removes its fine detail."""
+    import dataclasses
+
+    import pytest
+
+    from sevnet.errors import ConfigError
+
+    spec = dataclasses.replace(SPEC, size=48, vocabulary="wide", noise=0.0)
+    names = class_names("wide")
+    assert names[: len(CLASSES)] == CLASSES and len(names) == 2 * (len(PAIRS) + len(SCENE_PAIRS))
+    for label in range(len(CLASSES), len(names)):
+        clip = render_clip(label, 3, seed=2, spec=spec)
+        assert clip.shape == (8, 48, 48, 3)
+        assert np.array_equal(clip[::-1], render_clip(partner(label), 3, seed=2, spec=spec)), names[label]
+
+    def forward(kind: int, k: int) -> np.ndarray:  # a forward clip of SCENE_PAIRS[kind], grey, float
+        return render_clip(len(CLASSES) + 2 * kind, k, seed=4, spec=spec).astype(np.float32).mean(-1)
+
+    def best_shift(a: np.ndarray, b: np.ndarray, axis: int) -> int:  # the shift of b along axis that best fits a
+        scores = {d: np.abs(np.roll(a, d, axis)[12:-12, 12:-12] - b[12:-12, 12:-12]).mean() for d in range(-10, 11)}
+        return min(scores, key=scores.get)
+
+    def detail(frame: np.ndarray) -> float:  # mean absolute Laplacian: fine detail
+        return float(np.abs(4 * frame[1:-1, 1:-1] - frame[:-2, 1:-1] - frame[2:, 1:-1] - frame[1:-1, :-2]
+                            - frame[1:-1, 2:]).mean())  # fmt: skip
+
+    for k in range(4):
+        pan, tilt = forward(0, k), forward(1, k)
+        assert best_shift(pan[3], pan[4], axis=1) > 0  # the view goes left, the picture slides right
+        assert best_shift(tilt[3], tilt[4], axis=0) > 0  # the view goes up, the picture down
+        zoom = forward(2, k)  # magnified: the centre of the last frame is the smoother, its detail spread out
+        assert detail(zoom[-1]) < detail(zoom[0])
+        light, focus = forward(4, k), forward(5, k)
+        assert light[-1].mean() < 0.5 * light[0].mean()
+        assert detail(focus[-1]) < 0.75 * detail(focus[0])
+    with pytest.raises(ConfigError, match="vocabulary"):
+        class_names("everything")
+    cfg = DataConfig(format="synthetic", num_frames=8, synthetic={"num_train": 48, "num_val": 24, "size": 32,
+                                                                  "vocabulary": "wide"})  # fmt: skip
+    train = build_dataset(cfg, "train", train=True)
+    assert train.num_classes == 24 and train.classes == names and sorted(set(train.labels.tolist())) == list(range(24))
 
 
 def test_ssv2_layout_round_trip(tmp_path: Path) -> None:

@@ -9,7 +9,10 @@ gives the class away. Nuisances: object shape, colour and texture, background gr
 distractor objects, speed, start position, sensor noise. Three options, off in the benchmark, make the
 look more varied for pretraining (``SyntheticSpec.textured``, ``camera``, ``occluder``): multi-scale
 noise textures for the background and the object, a hand-held camera moving over the scene, and a bar
-in front of it.
+in front of it. A fourth, ``vocabulary="wide"``, adds six pairs of whole-scene changes for the
+motion prior: the camera panning, tilting, zooming and rolling over a still scene, the light dimming,
+the focus going (each with its time reversal), so the prior learns what a moving camera and a changing
+image look like besides moving things.
 
 Every clip is a pure function of (seed, index): deterministic, and cheap enough (about 1 ms for
 8 frames of 64x64) to build thousands in seconds. ``tools/ssv2_layout.py`` (in a checkout, not in the
@@ -40,6 +43,23 @@ PAIRS: list[tuple[str, str]] = [
     ("Splitting something into two pieces", "Putting two pieces of something together"),
 ]
 CLASSES: list[str] = [name for pair in PAIRS for name in pair]
+# Whole-scene pairs, only in the "wide" vocabulary (the motion prior's): a still scene, the camera or the light moves.
+SCENE_PAIRS: list[tuple[str, str]] = [
+    ("Camera panning left", "Camera panning right"),
+    ("Camera tilting up", "Camera tilting down"),
+    ("Camera zooming in", "Camera zooming out"),
+    ("Camera rolling clockwise", "Camera rolling counter-clockwise"),
+    ("Light dimming", "Light brightening"),
+    ("Going out of focus", "Coming into focus"),
+]
+VOCABULARIES: dict[str, list[tuple[str, str]]] = {"benchmark": PAIRS, "wide": PAIRS + SCENE_PAIRS}
+
+
+def class_names(vocabulary: str = "benchmark") -> list[str]:
+    """The classes of a vocabulary, each pair's forward class first."""
+    if vocabulary not in VOCABULARIES:
+        raise ConfigError(f"data.synthetic.vocabulary: {vocabulary!r} is not one of {sorted(VOCABULARIES)}")
+    return [name for pair in VOCABULARIES[vocabulary] for name in pair]
 
 
 def partner(label: int) -> int:
@@ -57,6 +77,7 @@ class SyntheticSpec:
     textured: bool = False  # multi-scale noise textures instead of a flat gradient background and plain objects
     camera: float = 0.0  # hand-held camera: drift over the clip and shake, in pixels (everything moves with it)
     occluder: float = 0.0  # probability of a textured bar in front of the scene, fixed on screen
+    vocabulary: str = "benchmark"  # "wide": also the six whole-scene pairs (SCENE_PAIRS)
 
 
 def _shape_mask(kind: int, yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, r: float) -> np.ndarray:
@@ -170,6 +191,8 @@ def _occluder(rng: np.random.Generator, spec: SyntheticSpec, yy: np.ndarray, xx:
 
 
 def _render_forward(pair: int, rng: np.random.Generator, spec: SyntheticSpec) -> np.ndarray:
+    if pair >= len(PAIRS):
+        return _render_scene_change(pair - len(PAIRS), rng, spec)
     t_count, s = spec.num_frames, spec.size
     margin = int(np.ceil(spec.camera)) + 2 if spec.camera else 0
     big_yy, big_xx = np.mgrid[-margin : s + margin, -margin : s + margin].astype(np.float32)
@@ -212,9 +235,77 @@ def _render_forward(pair: int, rng: np.random.Generator, spec: SyntheticSpec) ->
     return np.clip(frames, 0, 255).astype(np.uint8)
 
 
+def _bilinear(image: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``image`` (H, W, 3) sampled at float pixel coordinates ``y``, ``x`` (clamped to the image)."""
+    h, w = image.shape[:2]
+    y, x = np.clip(y, 0, h - 1.001), np.clip(x, 0, w - 1.001)
+    y0, x0 = y.astype(int), x.astype(int)
+    fy, fx = (y - y0)[..., None], (x - x0)[..., None]
+    top = image[y0, x0] * (1 - fx) + image[y0, x0 + 1] * fx
+    bottom = image[y0 + 1, x0] * (1 - fx) + image[y0 + 1, x0 + 1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def _gaussian_blur(frame: np.ndarray, sigma: float) -> np.ndarray:
+    """``frame`` (H, W, 3) blurred by a separable Gaussian of std ``sigma`` pixels (edges repeated)."""
+    radius = int(np.ceil(3 * sigma))
+    if radius < 1:
+        return frame
+    weights = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    weights /= weights.sum()
+    h, w = frame.shape[:2]
+    padded = np.pad(frame, ((radius, radius), (0, 0), (0, 0)), mode="edge")
+    frame = sum(wk * padded[k : k + h] for k, wk in enumerate(weights))
+    padded = np.pad(frame, ((0, 0), (radius, radius), (0, 0)), mode="edge")
+    return sum(wk * padded[:, k : k + w] for k, wk in enumerate(weights))
+
+
+def _render_scene_change(kind: int, rng: np.random.Generator, spec: SyntheticSpec) -> np.ndarray:
+    """Forward clip of whole-scene pair ``kind`` (SCENE_PAIRS): a still scene (background, clutter, a few
+    objects) that the camera pans over, tilts over, zooms into or rolls over, or whose light dims, or that
+    goes out of focus. The hand-held shake, occluder and noise options apply as in the benchmark."""
+    t_count, s = spec.num_frames, spec.size
+    big_yy, big_xx = np.mgrid[-s : 2 * s, -s : 2 * s].astype(np.float32)  # the scene: the frame and a frame around it
+    scene = _background(rng, big_yy, big_xx, spec)
+    texture = _noise_texture(rng, *big_yy.shape) if spec.textured else None
+    for _ in range(4 * spec.clutter + spec.distractors + 1):  # things all over the scene, for the camera to pass
+        mask = _shape_mask(rng.integers(3), big_yy, big_xx, *rng.uniform(-s, 2 * s, 2), rng.uniform(0.06, 0.14) * s)
+        scene[mask] = texture[mask] * rng.uniform(0.5, 1.2) if texture is not None else rng.uniform(40, 240, 3)
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) - (s - 1) / 2  # frame coordinates about its centre
+    shake = _camera_path(rng, spec, margin=s // 4)
+    occluder = _occluder(rng, spec, yy + (s - 1) / 2, xx + (s - 1) / 2)
+    speed = rng.uniform(0.6, 1.0)
+    p = rng.uniform(0, 1 - speed) + speed * np.linspace(0, 1, t_count)  # progress along the change, in [0, 1]
+    shift, zoom, angle = np.zeros((t_count, 2)), np.ones(t_count), np.zeros(t_count) + rng.uniform(-0.1, 0.1)
+    gain, sigma = np.ones(t_count), np.zeros(t_count)
+    if kind == 0:  # panning left: the view moves left, the scene slides right
+        shift[:, 1] = -(p - 0.5) * rng.uniform(0.4, 0.8) * s
+    elif kind == 1:  # tilting up
+        shift[:, 0] = -(p - 0.5) * rng.uniform(0.4, 0.8) * s
+    elif kind == 2:  # zooming in: the view narrows
+        zoom = rng.uniform(1.6, 2.4) ** -p
+    elif kind == 3:  # rolling clockwise: the scene turns counter-clockwise on screen
+        angle = angle + rng.uniform(0.25, 0.5) * np.pi * p
+    elif kind == 4:  # light dimming
+        gain = 1 - (1 - rng.uniform(0.0, 0.15)) * p ** rng.uniform(0.7, 1.5)
+    else:  # going out of focus
+        sigma = rng.uniform(1.0, 2.0) * s / 64 * p**1.5
+    frames = np.empty((t_count, s, s, 3), np.float32)
+    for t in range(t_count):
+        cos, sin = np.cos(angle[t]), np.sin(angle[t])
+        sy = zoom[t] * (cos * yy + sin * xx) + shift[t, 0] + shake[t, 0] + (s - 1) / 2 + s
+        sx = zoom[t] * (cos * xx - sin * yy) + shift[t, 1] + shake[t, 1] + (s - 1) / 2 + s
+        frame = _gaussian_blur(_bilinear(scene, sy, sx), sigma[t]) * gain[t]
+        if occluder is not None:
+            frame[occluder[0]] = occluder[1][occluder[0]]
+        frames[t] = frame
+    frames += rng.normal(0, spec.noise, frames.shape).astype(np.float32)
+    return np.clip(frames, 0, 255).astype(np.uint8)
+
+
 def make_split(num_clips: int, seed: int, spec: SyntheticSpec = SyntheticSpec()) -> tuple[np.ndarray, np.ndarray]:
     """``num_clips`` clips with balanced labels: (N, T, H, W, 3) uint8 and (N,) int64."""
-    labels = np.arange(num_clips) % len(CLASSES)
+    labels = np.arange(num_clips) % len(class_names(spec.vocabulary))
     clips = np.stack([render_clip(int(lab), i, seed, spec) for i, lab in enumerate(labels)])
     return clips, labels.astype(np.int64)
 
@@ -226,8 +317,18 @@ class SyntheticVideoDataset(Dataset):
     num_classes = len(CLASSES)
     multi_label = False
 
-    def __init__(self, clips: np.ndarray, labels: np.ndarray, mean: list[float], std: list[float], train: bool) -> None:
+    def __init__(
+        self,
+        clips: np.ndarray,
+        labels: np.ndarray,
+        mean: list[float],
+        std: list[float],
+        train: bool,
+        classes: list[str] | None = None,
+    ) -> None:
         self.clips, self.labels, self.train = clips, labels, train
+        if classes is not None:
+            self.classes, self.num_classes = classes, len(classes)
         self.mean = torch.tensor(mean).view(3, 1, 1, 1) * 255
         self.std = torch.tensor(std).view(3, 1, 1, 1) * 255
         self.frame_order: str = "forward"  # "reversed" / "shuffled": the temporal-sensitivity check
@@ -258,9 +359,9 @@ LOOK_OPTIONS = {"textured", "camera", "occluder"}  # off in the benchmark; on in
 @register_dataset_format("synthetic")
 def build_synthetic_dataset(cfg: DataConfig, split: str, train: bool) -> SyntheticVideoDataset:
     """``data.format: synthetic``; options in ``data.synthetic``: num_train, num_val, seed, size,
-    noise, distractors, clutter, textured, camera, occluder. The clip length is ``data.num_frames``."""
+    noise, distractors, clutter, textured, camera, occluder, vocabulary. The clip length is ``data.num_frames``."""
     opts = dict(cfg.synthetic or {})
-    known = {"num_train", "num_val", "seed", "size", "noise", "distractors", "clutter"} | LOOK_OPTIONS
+    known = {"num_train", "num_val", "seed", "size", "noise", "distractors", "clutter", "vocabulary"} | LOOK_OPTIONS
     if set(opts) - known:
         raise ConfigError(f"unknown data.synthetic option(s) {sorted(set(opts) - known)}; valid: {sorted(known)}")
     spec = SyntheticSpec(
@@ -272,7 +373,9 @@ def build_synthetic_dataset(cfg: DataConfig, split: str, train: bool) -> Synthet
         textured=bool(opts.get("textured", False)),
         camera=float(opts.get("camera", 0.0)),
         occluder=float(opts.get("occluder", 0.0)),
+        vocabulary=str(opts.get("vocabulary", "benchmark")),
     )
+    classes = class_names(spec.vocabulary)
     is_train = split in ("train", "training")
     count = int(opts.get("num_train", 2400) if is_train else opts.get("num_val", 480))
     seed = int(opts.get("seed", 0)) * 2 + (0 if is_train else 1)  # disjoint train / held-out clips
@@ -282,4 +385,4 @@ def build_synthetic_dataset(cfg: DataConfig, split: str, train: bool) -> Synthet
             _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = make_split(count, seed, spec)
     clips, labels = _CACHE[key]
-    return SyntheticVideoDataset(clips, labels, list(cfg.mean), list(cfg.std), train)
+    return SyntheticVideoDataset(clips, labels, list(cfg.mean), list(cfg.std), train, classes)
