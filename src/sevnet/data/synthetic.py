@@ -314,7 +314,6 @@ class SyntheticVideoDataset(Dataset):
     """In-memory clips with the engine's item format; normalised like real data."""
 
     classes = CLASSES
-    num_classes = len(CLASSES)
     multi_label = False
 
     def __init__(
@@ -328,10 +327,14 @@ class SyntheticVideoDataset(Dataset):
     ) -> None:
         self.clips, self.labels, self.train = clips, labels, train
         if classes is not None:
-            self.classes, self.num_classes = classes, len(classes)
+            self.classes = classes
         self.mean = torch.tensor(mean).view(3, 1, 1, 1) * 255
         self.std = torch.tensor(std).view(3, 1, 1, 1) * 255
         self.frame_order: str = "forward"  # "reversed" / "shuffled": the temporal-sensitivity check
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
 
     def __len__(self) -> int:
         return len(self.labels)
