@@ -23,6 +23,7 @@ from sevnet.data.config import inference_config
 from sevnet.data.datasets import VideoDataset
 from sevnet.data.transforms import build_transform, normalize_clips
 from sevnet.data.video import DEFAULT_MAX_PIXELS, DecodeError
+from sevnet.engine.both_ways import both_ways_scores
 from sevnet.engine.card import ModelCard
 from sevnet.engine.checkpoint import load_weights as _load
 from sevnet.engine.checkpoint import read_checkpoint, unwrap_model
@@ -148,7 +149,14 @@ class Predictor:
 
     def probabilities(self, clips: np.ndarray | torch.Tensor) -> np.ndarray:
         """Softmax (sigmoid for multi-label) of the model's logits for (N, 3, T, H, W) clips: float,
-        or uint8 (normalised with the model's mean/std where the model runs)."""
+        or uint8 (normalised with the model's mean/std where the model runs). A model whose card records
+        ``both_ways`` scores each clip as it is and played backwards, as its validation did."""
+        if self.card.both_ways:
+            one_way = lambda c: torch.from_numpy(self._one_way(c))  # noqa: E731
+            return both_ways_scores(one_way, torch.as_tensor(clips), self.card.both_ways).numpy()
+        return self._one_way(clips)
+
+    def _one_way(self, clips: np.ndarray | torch.Tensor) -> np.ndarray:
         if isinstance(clips, torch.Tensor) and clips.dtype == torch.uint8:
             stats = (self.clip_spec.mean, self.clip_spec.std)
             if isinstance(self.runner, TorchRunner):

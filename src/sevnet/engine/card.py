@@ -39,6 +39,7 @@ _TOP_KEYS = (
     "quantized",
     "streaming",
     "clip_seconds",
+    "both_ways",
     "card_version",
 )
 _DATA_KEYS = ("num_frames", "sampling", "frame_stride", "eval_scale", "eval_crop", "mean", "std", "frame_template")
@@ -142,6 +143,7 @@ class ModelCard:
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     clip: Clip = field(default_factory=Clip)
     streaming: StreamingLayout | None = None
+    both_ways: tuple[int | None, ...] | None = None  # each class's time-reversed partner: score clips both ways
     provenance: Provenance = field(default_factory=Provenance)
     version: int = CARD_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
@@ -166,7 +168,7 @@ class ModelCard:
         extra = {k: v for k, v in meta.items() if k not in _TOP_KEYS or k in odd}
         meta = {k: v for k, v in meta.items() if k not in extra}
         data = meta.get("data", {})
-        omitted = {k for k in _TOP_KEYS if k not in meta and k not in (*_PROVENANCE_KEYS, "streaming")}
+        omitted = {k for k in _TOP_KEYS if k not in meta and k not in (*_PROVENANCE_KEYS, "streaming", "both_ways")}
         omitted |= {f"data.{k}" for k in _DATA_KEYS if k not in data}
         names = _seq(meta.get("class_names", ()))
         return cls(
@@ -178,6 +180,7 @@ class ModelCard:
             preprocessing=Preprocessing(**{k: _seq(data[k]) for k in ("mean", "std") if k in data}),
             clip=_clip(data, meta),
             streaming=StreamingLayout.from_dict(meta["streaming"]) if "streaming" in meta else None,
+            both_ways=_seq(meta["both_ways"]) if "both_ways" in meta else None,
             provenance=Provenance(**{k: meta[k] for k in _PROVENANCE_KEYS if k in meta}),
             version=meta.get("card_version", version),
             extra=extra,
@@ -200,6 +203,8 @@ class ModelCard:
             meta["streaming"] = self.streaming.to_dict()
         if self.clip.seconds is not None:
             meta["clip_seconds"] = self.clip.seconds
+        if self.both_ways is not None:
+            meta["both_ways"] = _plain(self.both_ways)
         meta = {k: v for k, v in meta.items() if k not in self.omitted}
         if self.version != CARD_VERSION or "card_version" not in self.omitted:
             meta["card_version"] = self.version  # version 2 is implied by its absence (all files to date)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from torch import nn
 from sevnet.data import build_dataset, build_loader
 from sevnet.errors import SevnetError
 
+from .both_ways import both_ways_scores
 from .card import ModelCard
 from .checkpoint import load_model
 from .config import ExperimentConfig
@@ -33,9 +34,16 @@ def predict_loader(
     multi_label: bool,
     info: DistInfo,
     autocast: Any = contextlib.nullcontext,
+    both_ways: Sequence[int | None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[tuple[str, str]]]:
     """Scores averaged over views for every sample of every rank: (indices, probs, targets, skipped).
-    ``model``: a module, or any function of a clip batch to logits (an exported model's runner)."""
+    ``model``: a module, or any function of a clip batch to logits (an exported model's runner).
+    ``both_ways``: each class's time-reversed partner, to score every view both ways (engine/both_ways.py)."""
+
+    def score(clips: torch.Tensor) -> torch.Tensor:
+        with autocast():
+            return class_scores(model(clips).float(), multi_label)
+
     if isinstance(model, nn.Module):
         model.eval()
     indices, probs, targets, skipped = [], [], [], []
@@ -45,9 +53,8 @@ def predict_loader(
             continue
         clip = batch["clip"].to(info.device, non_blocking=True)
         b, v = clip.shape[:2]
-        with autocast():
-            logits = model(clip.flatten(0, 1)).float()
-        scores = class_scores(logits, multi_label)
+        flat = clip.flatten(0, 1)
+        scores = both_ways_scores(score, flat, both_ways) if both_ways else score(flat)
         probs.append(scores.view(b, v, -1).mean(1).cpu())
         targets.append(batch["target"])
         indices.append(batch["index"])
@@ -129,14 +136,15 @@ def evaluate(
     model.to(info.device)
     loader = build_loader(dataset, cfg.eval.batch_size, train=False, cfg_data=cfg.data, distributed=info.distributed,
                           pin_memory=info.device.type == "cuda")  # fmt: skip
-    _, probs, targets, skipped = predict_loader(model, loader, dataset.multi_label, info)
+    card = ModelCard.from_meta(meta)
+    _, probs, targets, skipped = predict_loader(model, loader, dataset.multi_label, info, both_ways=card.both_ways)
     if not info.is_main:
         return {}
     report: dict[str, Any] = {
         "checkpoint": str(checkpoint_path),
-        "model": ModelCard.from_meta(meta).model,
+        "model": card.model,
         "split": cfg.eval.split,
-        "views": {"clips": cfg.data.eval_clips, "crops": cfg.data.eval_crops},
+        "views": {"clips": cfg.data.eval_clips, "crops": cfg.data.eval_crops, "both_ways": card.both_ways is not None},
         **compute_metrics(probs, targets, dataset.multi_label, skipped),
         "skipped": len(skipped),
         "skipped_files": [p for p, _ in skipped],

@@ -47,6 +47,7 @@ from sevnet.models import create_model
 from sevnet.models.sevnet import recorded_defaults
 from sevnet.progress import log_to, progress_bar, say
 
+from .both_ways import both_ways_partners
 from .card import Clip, ModelCard, Preprocessing, Provenance
 from .checkpoint import (
     check_resume_config,
@@ -205,6 +206,8 @@ class Trainer:
             progress = None if cfg.train.progress else False  # the cache's build bar follows train.progress
             train_set, val_set = build_dataset(cfg.data, "train", True, progress), _maybe_val_dataset(cfg, progress)
         self.train_set, self.val_set = train_set, val_set
+        # eval.both_ways: validation (and the checkpoint's users) score clips forwards and backwards
+        self.both_ways = checkpoint_card(cfg, train_set).both_ways
         if isinstance(train_set, TracedDataset):
             train_set.trace_dir = self.out_dir / ".loading"
         # A VideoDataset ships uint8 clips; train_step normalises each batch on the device with the
@@ -247,6 +250,11 @@ class Trainer:
             reversal = getattr(train_set, "reversal", None)
             off = "reverse: off (auto: no class names, or a dataset format without it)"
             say(describe_reversal(classes, reversal) if reversal else off)
+            if self.both_ways:
+                say(
+                    "eval.both_ways: auto -> validation scores each clip as it is and played backwards (the "
+                    "backwards scores go to each class's partner); the checkpoint records it for eval and predict"
+                )
         elif classes and hasattr(train_set, "reversal") and (hint := reversal_suggestion(classes, per_class)):
             say(hint)  # few videos per class, classes named in pairs, a format with data.reverse
 
@@ -541,7 +549,8 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """Validation metrics of the current weights on rank 0 ({} on the other ranks)."""
         multi = self.val_set.multi_label
-        _, probs, targets, skipped = predict_loader(self.model, self.val_loader, multi, self.info, self._autocast)
+        _, probs, targets, skipped = predict_loader(self.model, self.val_loader, multi, self.info, self._autocast,
+                                                    self.both_ways)  # fmt: skip
         if not self.info.is_main:
             return {}
         metrics = compute_metrics(probs, targets, multi, skipped)
@@ -771,6 +780,8 @@ class Trainer:
 def checkpoint_card(cfg: ExperimentConfig, dataset: TrainingDataset) -> ModelCard:
     """Everything needed to rebuild the model and preprocess like evaluation, from the file alone."""
     data = cfg.data.to_dict()  # resolved: e.g. synthetic clips' real crop size
+    classes = list(getattr(dataset, "classes", None) or [])
+    both_ways = both_ways_partners(cfg.eval.both_ways, cfg.data.reverse, classes, bool(dataset.multi_label))
     return ModelCard(
         model=cfg.model.name,
         model_options={**recorded_defaults(cfg.model.name), "dropout": cfg.model.dropout, **cfg.model.overrides},
@@ -786,6 +797,7 @@ def checkpoint_card(cfg: ExperimentConfig, dataset: TrainingDataset) -> ModelCar
             frame_stride=data["frame_stride"],
             frame_template=data["frame_template"],
         ),
+        both_ways=both_ways and tuple(both_ways),
         provenance=Provenance(config=to_container(cfg)),
     )
 
