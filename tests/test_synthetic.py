@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from ssv2_layout import write_ssv2_layout  # tools/ssv2_layout.py (tests/conftest.py puts tools/ on sys.path)
 
@@ -152,3 +153,46 @@ def test_ssv2_layout_round_trip(tmp_path: Path) -> None:
     decoded = (item["clip"][0] * 0.225 + 0.45).clamp(0, 1) * 255
     rendered = torch.from_numpy(render_clip(5, 5, seed=1, spec=SPEC)).permute(3, 0, 1, 2).float()
     assert (decoded - rendered).abs().mean() < 12
+
+
+def test_the_full_vocabulary_adds_things_entering_the_frame_and_covering_each_other(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """vocabulary="full": the wide vocabulary, then FRAME_PAIRS. Entering: the thing starts wholly outside a
+    frame edge and comes in. Covering: a still thing visible at first is wholly hidden by the mover once it
+    rests (the same clip rendered without the still thing ends on the same frame)."""
+    import dataclasses
+
+    from sevnet.data import synthetic
+
+    spec = dataclasses.replace(SPEC, size=48, vocabulary="full", noise=0.0, distractors=0, clutter=0)
+    names = class_names("full")
+    assert names[: len(class_names("wide"))] == class_names("wide") and len(names) == len(class_names("wide")) + 4
+    entering, covering = names.index("Something entering the frame"), names.index("Covering something with something")
+    draw, drawn = synthetic._Arrival.draw.__func__, []
+
+    def recorded(cls: type, pair: int, rng: np.random.Generator, spec: SyntheticSpec, cy0: float, cx0: float,
+                 r: float) -> synthetic._Arrival:  # fmt: skip
+        drawn.append((draw(cls, pair, rng, spec, cy0, cx0, r), cy0, cx0, r))
+        return drawn[-1][0]
+
+    monkeypatch.setattr(synthetic._Arrival, "draw", classmethod(recorded))
+    for label in (entering, covering):
+        for k in range(3):
+            clip = render_clip(label, k, seed=2, spec=spec)
+            assert np.array_equal(clip[::-1], render_clip(partner(label), k, seed=2, spec=spec)), names[label]
+            assert not np.array_equal(clip[0], clip[-1]), names[label]
+    for k in range(4):
+        drawn.clear()
+        render_clip(entering, k, seed=3, spec=spec)
+        arrival, cy0, cx0, r = drawn[0]
+        cy, cx = cy0 + arrival.start[0], cx0 + arrival.start[1]  # where its path starts: beyond an edge
+        assert arrival.still is None and (cy <= -r or cy >= 48 + r or cx <= -r or cx >= 48 + r)
+    plain = [render_clip(covering, k, seed=4, spec=spec) for k in range(8)]
+    monkeypatch.setattr(synthetic._Arrival, "draw",
+                        classmethod(lambda cls, *a: dataclasses.replace(draw(cls, *a), still=None)))  # fmt: skip
+    at_rest = [k for k, clip in enumerate(plain) if np.array_equal(clip[-1], clip[-2])]
+    assert len(at_rest) >= 2  # clips cover 60-100% of the path: most end at rest
+    for k in at_rest:
+        without = render_clip(covering, k, seed=4, spec=spec)
+        assert not np.array_equal(plain[k][0], without[0]) and np.array_equal(plain[k][-1], without[-1])

@@ -52,7 +52,16 @@ SCENE_PAIRS: list[tuple[str, str]] = [
     ("Light dimming", "Light brightening"),
     ("Going out of focus", "Coming into focus"),
 ]
-VOCABULARIES: dict[str, list[tuple[str, str]]] = {"benchmark": PAIRS, "wide": PAIRS + SCENE_PAIRS}
+# Things entering the picture or hiding each other, only in the "full" vocabulary.
+FRAME_PAIRS: list[tuple[str, str]] = [
+    ("Something entering the frame", "Something leaving the frame"),
+    ("Covering something with something", "Uncovering something"),
+]
+VOCABULARIES: dict[str, list[tuple[str, str]]] = {
+    "benchmark": PAIRS,
+    "wide": PAIRS + SCENE_PAIRS,
+    "full": PAIRS + SCENE_PAIRS + FRAME_PAIRS,
+}
 
 
 def class_names(vocabulary: str = "benchmark") -> list[str]:
@@ -77,7 +86,7 @@ class SyntheticSpec:
     textured: bool = False  # multi-scale noise textures instead of a flat gradient background and plain objects
     camera: float = 0.0  # hand-held camera: drift over the clip and shake, in pixels (everything moves with it)
     occluder: float = 0.0  # probability of a textured bar in front of the scene, fixed on screen
-    vocabulary: str = "benchmark"  # "wide": also the six whole-scene pairs (SCENE_PAIRS)
+    vocabulary: str = "benchmark"  # "wide": also the six whole-scene pairs (SCENE_PAIRS); "full": and FRAME_PAIRS
 
 
 def _shape_mask(kind: int, yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, r: float) -> np.ndarray:
@@ -190,9 +199,12 @@ def _occluder(rng: np.random.Generator, spec: SyntheticSpec, yy: np.ndarray, xx:
     return bar, colours
 
 
-def _render_forward(pair: int, rng: np.random.Generator, spec: SyntheticSpec) -> np.ndarray:
-    if pair >= len(PAIRS):
-        return _render_scene_change(pair - len(PAIRS), rng, spec)
+def _render_forward(index: int, rng: np.random.Generator, spec: SyntheticSpec) -> np.ndarray:
+    """Forward clip of pair ``index`` of the spec's vocabulary."""
+    names = VOCABULARIES[spec.vocabulary][index]
+    if names in SCENE_PAIRS:
+        return _render_scene_change(SCENE_PAIRS.index(names), rng, spec)
+    pair = (PAIRS + FRAME_PAIRS).index(names)  # 0-5: the benchmark's; 6: entering the frame; 7: covering
     t_count, s = spec.num_frames, spec.size
     margin = int(np.ceil(spec.camera)) + 2 if spec.camera else 0
     big_yy, big_xx = np.mgrid[-margin : s + margin, -margin : s + margin].astype(np.float32)
@@ -216,6 +228,7 @@ def _render_forward(pair: int, rng: np.random.Generator, spec: SyntheticSpec) ->
     speed = rng.uniform(0.6, 1.0)  # fraction of the full path covered by the clip
     offset = rng.uniform(0, 1 - speed)
     cy0, cx0 = rng.uniform(0.3, 0.7) * s, rng.uniform(0.3, 0.7) * s
+    arrival = _Arrival.draw(pair, rng, spec, cy0, cx0, r) if pair >= len(PAIRS) else None
     frames = np.empty((t_count, s, s, 3), np.float32)
     for t in range(t_count):
         p = offset + speed * t / max(t_count - 1, 1)  # progress along the path, in [0, 1]
@@ -225,7 +238,10 @@ def _render_forward(pair: int, rng: np.random.Generator, spec: SyntheticSpec) ->
         for dk, dy, dx, dr, dc in distractors:  # distractors jitter in place
             m = _shape_mask(dk, sy, sx, dy + rng.normal(0, 0.7), dx + rng.normal(0, 0.7), dr)
             frame[m] = dc
-        masks, alpha = _object_masks(pair, p, offset, kind, sy, sx, cy0, cx0, r)
+        if arrival is not None:  # FRAME_PAIRS
+            masks, alpha = arrival.masks(p, kind, sy, sx, cy0, cx0, r, frame), 1.0
+        else:
+            masks, alpha = _object_masks(pair, p, offset, kind, sy, sx, cy0, cx0, r)
         for m in masks:
             frame[m] = alpha * texture[m] + (1 - alpha) * frame[m]
         if occluder is not None:
@@ -233,6 +249,40 @@ def _render_forward(pair: int, rng: np.random.Generator, spec: SyntheticSpec) ->
         frames[t] = frame
     frames += rng.normal(0, spec.noise, frames.shape).astype(np.float32)
     return np.clip(frames, 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class _Arrival:
+    """FRAME_PAIRS' mover: along its path it comes to rest at the object's place (cy0, cx0) from ``start`` (an
+    offset from there), eased, at rest for the last quarter; a clip covers 60-100% of the path, as in the
+    benchmark's pairs. Entering: from wholly outside a frame edge. Covering: a disc big enough to hide any
+    shape, from 35-50% of the frame away, over a ``still`` thing (its shape and texture) at the rest point."""
+
+    start: tuple[float, float]
+    still: tuple[int, np.ndarray] | None = None
+    cover: bool = False  # the mover is a disc big enough to hide any shape at the rest point
+
+    @classmethod
+    def draw(cls, pair: int, rng: np.random.Generator, spec: SyntheticSpec, cy0: float, cx0: float,
+             r: float) -> _Arrival:  # fmt: skip
+        s = spec.size
+        if FRAME_PAIRS[pair - len(PAIRS)][0] == "Something entering the frame":
+            out = 1.4 * r  # beyond the edge: wholly outside the frame
+            edges = [(-(cy0 + out), 0.0), (s - cy0 + out, 0.0), (0.0, -(cx0 + out)), (0.0, s - cx0 + out)]
+            return cls(edges[int(rng.integers(4))])
+        theta, dist = rng.uniform(0, 2 * np.pi), rng.uniform(0.35, 0.5) * s
+        texture = _noise_texture(rng, s, s) if spec.textured else _texture(rng, s)
+        return cls((np.sin(theta) * dist, np.cos(theta) * dist), (int(rng.integers(3)), texture), cover=True)
+
+    def masks(self, p: float, kind: int, yy: np.ndarray, xx: np.ndarray, cy0: float, cx0: float, r: float,
+              frame: np.ndarray) -> list[np.ndarray]:  # fmt: skip
+        """The mover's mask at progress ``p`` along its path; draws the still thing into ``frame`` first."""
+        if self.still is not None:
+            m = _shape_mask(self.still[0], yy, xx, cy0, cx0, r)
+            frame[m] = self.still[1][m]
+        away = (1 - min(p / 0.75, 1.0)) ** 2
+        cy, cx = cy0 + self.start[0] * away, cx0 + self.start[1] * away
+        return [_shape_mask(0, yy, xx, cy, cx, 1.35 * r) if self.cover else _shape_mask(kind, yy, xx, cy, cx, r)]
 
 
 def _bilinear(image: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -362,7 +412,8 @@ LOOK_OPTIONS = {"textured", "camera", "occluder"}  # off in the benchmark; on in
 @register_dataset_format("synthetic")
 def build_synthetic_dataset(cfg: DataConfig, split: str, train: bool) -> SyntheticVideoDataset:
     """``data.format: synthetic``; options in ``data.synthetic``: num_train, num_val, seed, size,
-    noise, distractors, clutter, textured, camera, occluder, vocabulary. The clip length is ``data.num_frames``."""
+    noise, distractors, clutter, textured, camera, occluder, vocabulary. The clip length is
+    ``data.num_frames``."""
     opts = dict(cfg.synthetic or {})
     known = {"num_train", "num_val", "seed", "size", "noise", "distractors", "clutter", "vocabulary"} | LOOK_OPTIONS
     if set(opts) - known:
