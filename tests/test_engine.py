@@ -51,7 +51,7 @@ def test_train_end_to_end_then_eval(motion_dataset: Path, tmp_path: Path, capsys
     assert code == 0
     report = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert {"top1", "top5", "mean_class_accuracy"} <= set(report) and report["num_samples"] == 8
-    assert report["views"] == {"clips": 2, "crops": 3}
+    assert report["views"] == {"clips": 2, "crops": 3, "both_ways": False}
     assert (tmp_path / "ev" / "confusion_matrix.png").stat().st_size > 1000
 
 
