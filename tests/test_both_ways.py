@@ -41,7 +41,9 @@ def test_both_ways_is_on_only_where_reverse_auto_finds_pairs() -> None:
 def test_a_run_with_reversal_validates_evaluates_and_predicts_both_ways(
     motion_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    overrides = tiny_config_overrides(motion_dataset, tmp_path / "run", **{"train.epochs": 1, "data.reverse": "auto"})
+    overrides = tiny_config_overrides(
+        motion_dataset, tmp_path / "run", **{"train.epochs": 1, "data.reverse": "auto", "eval.both_ways": "auto"}
+    )
     cfg = load_config(None, overrides)
     capsys.readouterr()
     result = train(cfg)
@@ -62,6 +64,6 @@ def test_a_run_with_reversal_validates_evaluates_and_predicts_both_ways(
     expected = torch.stack([(forward[:, 0] + backward[:, 1]) / 2, (forward[:, 1] + backward[:, 0]) / 2], 1)
     assert torch.allclose(torch.from_numpy(predictor.probabilities(clips)), expected / expected.sum(1, keepdim=True))
 
-    off = load_config(None, [*overrides[:-1], f"train.out_dir={tmp_path / 'off'}", "eval.both_ways=off"])
+    off = load_config(None, [*overrides[:-1], f"train.out_dir={tmp_path / 'off'}"])  # data.reverse=auto only
     card_off = read_card(train(off).checkpoint)
     assert card_off.both_ways is None and "both_ways" not in card_off.to_meta()

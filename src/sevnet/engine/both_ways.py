@@ -4,12 +4,13 @@ A model trained with ``data.reverse: auto`` has learnt that a clip of class c pl
 c's time-reversed partner ("moving up" <-> "moving down"). Played backwards, a clip is then a second view
 of the same evidence, one that disagrees with the first where a pair is hard to tell apart: each class's
 score is the mean of its probability forwards and its partner's probability backwards (a class without a
-partner keeps its forward probability; the scores are renormalised). It costs a second forward pass and
-gained 1-5 points of top-1 with 5 videos per class (docs/training.md, "Few examples per class").
+partner keeps its forward probability; the scores are renormalised). It costs a second forward pass
+(measured in docs/training.md, "Few examples per class").
 
-``eval.both_ways: auto`` turns it on where ``data.reverse: auto`` found pairs; the checkpoint records the
-partners (``both_ways`` in its metadata), so ``sevnet eval``, ``sevnet predict`` and ``sevnet.load`` score
-the way the training run's validation did, with any backend.
+``eval.both_ways: auto`` (off by default: from the shipped prior it gained nothing measurable) turns it on
+where ``data.reverse: auto`` found pairs; the checkpoint records the partners (``both_ways`` in its
+metadata), so ``sevnet eval``, ``sevnet predict`` and ``sevnet.load`` score the way the training run's
+validation did, with any backend.
 """
 
 from __future__ import annotations

@@ -194,7 +194,7 @@ class EvalConfig:
     every_epochs: int = 1  # validate every N epochs (0 = only at the end)
     batch_size: int = 8
     split: str = "val"
-    both_ways: BothWays = BothWays.auto  # auto: forwards and backwards where data.reverse: auto finds pairs
+    both_ways: BothWays = BothWays.off  # auto: forwards and backwards where data.reverse: auto finds pairs
 
     def __post_init__(self) -> None:
         check_values("eval", self, {"every_epochs": at_least(0, "an integer"), "batch_size": at_least(1, "an integer")})
