@@ -11,9 +11,9 @@ import torch
 from conftest import tiny_config_overrides
 
 from sevnet.deploy.predictor import load
-from sevnet.engine import load_config, train
+from sevnet.engine import CheckpointError, load_config, train
 from sevnet.engine.both_ways import both_ways_partners, combine
-from sevnet.engine.checkpoint import read_card
+from sevnet.engine.checkpoint import check_meta, read_card, read_meta
 from sevnet.engine.evaluate import evaluate
 from sevnet.errors import ConfigError
 
@@ -51,6 +51,10 @@ def test_a_run_with_reversal_validates_evaluates_and_predicts_both_ways(
         "eval.both_ways: auto -> validation scores each clip as it is and played backwards" in capsys.readouterr().out
     )
     assert read_card(result.checkpoint).both_ways == (1, 0)  # moving left <-> moving right
+    meta = read_meta(result.checkpoint)  # a damaged file's pairs are refused by name, never indexed
+    for bad in ([5, 0], [1], "1,0", [1.0, 0]):
+        with pytest.raises(CheckpointError, match="'both_ways' must be 2 class indices"):
+            check_meta({**meta, "both_ways": bad}, result.checkpoint)
     report = evaluate(cfg, result.checkpoint, tmp_path / "eval")
     predictor = load(result.checkpoint)
     listed = [line.split() for line in (motion_dataset / "val_list.txt").read_text().splitlines()]

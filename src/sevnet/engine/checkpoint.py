@@ -272,6 +272,12 @@ def check_meta(meta: Any, path: str | Path) -> dict[str, Any]:
     names = meta["class_names"]
     if len(names) != meta["num_classes"] or not all(isinstance(n, str) for n in names):
         raise CheckpointError(f"{path}: metadata 'class_names' must be {meta['num_classes']} strings (num_classes)")
+    partners, count = meta.get("both_ways"), meta["num_classes"]  # each class's partner (engine/both_ways.py)
+    valid = lambda p: p is None or (type(p) is int and 0 <= p < count)  # noqa: E731
+    if partners is not None and not (
+        isinstance(partners, list) and len(partners) == count and all(map(valid, partners))
+    ):
+        raise CheckpointError(f"{path}: metadata 'both_ways' must be {count} class indices or nulls (num_classes)")
     missing = [k for k in META_DATA_KEYS if k not in meta["data"]]
     if missing:
         raise CheckpointError(f"{path}: metadata 'data' lacks {', '.join(missing)}")
