@@ -227,7 +227,9 @@ def test_budgeted_run_ends_at_the_minimum_lr_then_evaluates(tmp_path: Path, caps
     peak, lrs = 0.1 * 8 / 4, trainer.state.lrs  # lr at base_batch 4, scaled to batch 8
     assert 3.0 <= result.train_time_s < 3.0 + 2.0 and result.history[-1]["epoch"] < 100_000
     assert len(lrs) == result.steps > 10
-    assert lrs[-1] == pytest.approx(0.1 * peak, rel=1e-9), lrs[-5:]  # the last step ends at min_lr_factor * lr
+    # the last step ends at min_lr_factor * lr: its lr is set a step's time before the budget ends, where the
+    # cosine is flat (1 - cos is quadratic in the time left), so it is min_lr within a part in a million
+    assert lrs[-1] == pytest.approx(0.1 * peak, rel=1e-6), lrs[-5:]
     # the warm-up (10,000 epochs' worth of steps) was capped at 10% of the budget: the lr came near its
     # peak (the cosine under it has spent 10% of the budget by then: 0.1 + 0.9 * 0.976 of it)
     assert 0.95 * peak < max(lrs) <= peak
