@@ -196,3 +196,24 @@ def test_the_full_vocabulary_adds_things_entering_the_frame_and_covering_each_ot
     for k in at_rest:
         without = render_clip(covering, k, seed=4, spec=spec)
         assert not np.array_equal(plain[k][0], without[0]) and np.array_equal(plain[k][-1], without[-1])
+
+
+def test_time_reversal_plays_half_the_training_clips_backwards_as_their_partner_class() -> None:
+    """data.reverse=auto on generated data: every class is its pair's process played backwards, so a
+    training clip is either as rendered with its label or reversed in time with label ^ 1 (both occur);
+    held-out clips are never reversed."""
+    cfg = DataConfig(format="synthetic", num_frames=8, reverse="auto",
+                     synthetic={"num_train": 56, "num_val": 28, "size": 32, "vocabulary": "full"})  # fmt: skip
+    train, val = build_dataset(cfg, "train", train=True), build_dataset(cfg, "validation", train=False)
+    torch.manual_seed(0)
+    reversed_count = 0
+    for i in range(len(train)):
+        item, label = train[i], int(train.labels[i])
+        as_rendered = (torch.from_numpy(train.clips[i]).permute(3, 0, 1, 2).float() - train.mean) / train.std
+        if int(item["target"]) == label:
+            assert torch.equal(item["clip"], as_rendered)
+        else:
+            assert int(item["target"]) == label ^ 1 and torch.equal(item["clip"], as_rendered.flip(1))
+            reversed_count += 1
+    assert 10 < reversed_count < 46
+    assert val.reversal is None and all(int(val[i]["target"]) == int(val.labels[i]) for i in range(len(val)))

@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError
-from .config import DataConfig
+from .config import DataConfig, Reverse
 from .registry import register_dataset_format
 
 # (forward class, its time reversal); "template" is the SSv2-style name of each class.
@@ -381,6 +381,9 @@ class SyntheticVideoDataset(Dataset):
         self.mean = torch.tensor(mean).view(3, 1, 1, 1) * 255
         self.std = torch.tensor(std).view(3, 1, 1, 1) * 255
         self.frame_order: str = "forward"  # "reversed" / "shuffled": the temporal-sensitivity check
+        # data.reverse: auto in training: each class's time-reversed partner. Exact here, not read from the
+        # names: every class is its pair's process played backwards (render_clip), so the partner is label ^ 1.
+        self.reversal: list[int] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -397,10 +400,13 @@ class SyntheticVideoDataset(Dataset):
         elif self.frame_order == "shuffled":
             perm = torch.randperm(len(frames), generator=torch.Generator().manual_seed(index))
             frames = frames[perm]
+        target = int(self.labels[index])
+        if self.train and self.reversal is not None and bool(torch.rand(()) < 0.5):
+            frames, target = frames.flip(0), self.reversal[target]
         clip = (frames.permute(3, 0, 1, 2).float() - self.mean) / self.std  # (3, T, H, W)
         return {
             "clip": clip if self.train else clip[None],
-            "target": torch.tensor(self.labels[index]),
+            "target": torch.tensor(target),
             "index": index,
         }
 
@@ -439,4 +445,7 @@ def build_synthetic_dataset(cfg: DataConfig, split: str, train: bool) -> Synthet
             _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = make_split(count, seed, spec)
     clips, labels = _CACHE[key]
-    return SyntheticVideoDataset(clips, labels, list(cfg.mean), list(cfg.std), train, classes)
+    dataset = SyntheticVideoDataset(clips, labels, list(cfg.mean), list(cfg.std), train, classes)
+    if train and cfg.reverse == Reverse.auto:
+        dataset.reversal = [label ^ 1 for label in range(len(classes))]
+    return dataset
