@@ -269,13 +269,22 @@ def test_the_training_log_carries_the_reverse_hint_and_the_repeats_chosen(videos
     assert "rather than by how it moves: train from scratch without StillMix (model.init_from= data.repeats=1" in out
 
 
-def test_no_reverse_hint_for_a_dataset_format_without_data_reverse(tmp_path: Path, capsys) -> None:
+def test_generated_data_takes_the_reverse_hint_and_then_pairs_every_class(tmp_path: Path, capsys) -> None:
     """The built-in benchmark (the demo's data) names its classes in pairs and has few clips per class
-    here, but data.reverse does not apply to it: the log suggests nothing it could not take."""
+    here: data.reverse applies to it, so the log suggests it; with it on, every class is paired with its
+    exact reversal (the generator plays each pair's process backwards)."""
     from sevnet.data.config import DataConfig
 
-    data = DataConfig(format="synthetic", num_frames=4, synthetic={"num_train": 48, "num_val": 12, "size": 32})
-    cfg = ExperimentConfig(data=data, train=TrainConfig(out_dir=str(tmp_path), progress=False, batch_size=4))
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 32 * 32, 12))
-    Trainer(cfg, model=model, train_set=build_dataset(data, "train", True), val_set=None)
-    assert "data.reverse=auto" not in capsys.readouterr().out
+    for reverse in ("off", "auto"):
+        data = DataConfig(format="synthetic", num_frames=4, reverse=reverse,
+                          synthetic={"num_train": 48, "num_val": 12, "size": 32})  # fmt: skip
+        cfg = ExperimentConfig(data=data, train=TrainConfig(out_dir=str(tmp_path), progress=False, batch_size=4))
+        train_set = build_dataset(data, "train", True)
+        Trainer(cfg, model=model, train_set=train_set, val_set=None)
+        out = capsys.readouterr().out
+        if reverse == "off":
+            assert "reverse: off. With 4 videos per class, data.reverse=auto would" in out
+        else:
+            assert train_set.reversal == [label ^ 1 for label in range(12)]
+            assert "Moving something up <-> Moving something down" in out
