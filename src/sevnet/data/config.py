@@ -51,7 +51,8 @@ class CacheMode(StrEnum):
     disk = "disk"
 
 
-_ENUMS: dict[str, type[StrEnum]] = {"sampling": Sampling, "cache": CacheMode, "flip": Flip, "reverse": Reverse}
+_ENUMS: dict[str, type[StrEnum]] = {"sampling": Sampling, "cache": CacheMode, "flip": Flip, "vflip": Flip,
+                                    "reverse": Reverse}  # fmt: skip
 
 
 @dataclass
@@ -86,6 +87,9 @@ class DataConfig:
     # Horizontal flip in training: off | on | auto (Flip above). Plain "on" is wrong for Something-Something
     # (left/right classes); "auto" swaps the labels of mirror-image classes by their names.
     flip: Flip = Flip.off
+    # Vertical flip in training: off | on | auto, as flip, with "up" <-> "down" and clockwise swapped (left and
+    # right stay). Off by default: upside down, a falling thing rises; for classes that move any which way.
+    vflip: Flip = Flip.off
     # Time reversal in training: off | auto (Reverse above): a class's clips played backwards are trained as
     # its time-reversed partner class ("... up" <-> "... down"), found by the class names.
     reverse: Reverse = Reverse.off

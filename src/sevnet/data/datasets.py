@@ -10,6 +10,7 @@ Keys are ``(index, epoch)`` pairs (see ``loader.EpochSampler``) so that augmenta
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from .mirror import has_names, mirror_labels
 from .registry import format_spec
 from .reversal import reversal_labels
 from .sampling import dense_indices, segment_indices
-from .transforms import build_transform, flip_width, stack_clips
+from .transforms import build_transform, flip_height, flip_width, stack_clips
 from .video import DecodeError, count_frame_files, probe_video, read_frame_folder, read_frames
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,12 @@ class VideoDataset(Dataset):
         self.mirror: list[int | None] | None = None
         if train and cfg.flip == Flip.auto and has_names(self.classes):
             self.mirror = mirror_labels(self.classes)
+        # data.vflip in training: each class's upside-down class (on: itself), or None = no vertical flip.
+        self.vertical_mirror: list[int | None] | None = None
+        if train and cfg.vflip == Flip.on:
+            self.vertical_mirror = list(range(len(self.classes)))
+        elif train and cfg.vflip == Flip.auto and has_names(self.classes):
+            self.vertical_mirror = mirror_labels(self.classes, axis="height")
         # data.reverse: auto in training: each class's time-reversed partner (sevnet.data.reversal), or None.
         self.reversal: list[int | None] | None = None
         if train and cfg.reverse == Reverse.auto and has_names(self.classes):
@@ -149,8 +156,7 @@ class VideoDataset(Dataset):
             item = self._repeated_item(clips, targets, index, rng)
         else:
             clip = clips[0] if self.train else torch.cat(clips)  # eval: (clips*crops, 3, T, H, W)
-            if self.mirror is not None:
-                clip, target = self._maybe_mirror(clip, target, rng)
+            clip, target = self._orient(clip, target, rng)
             item = {"clip": clip, "target": self.target_tensor(target), "index": index}
         if problems:  # used, and named: the run's skipped.csv lists it as partial
             item["partial"] = (str(sample.path), "; ".join(dict.fromkeys(problems)))
@@ -177,8 +183,8 @@ class VideoDataset(Dataset):
     def _repeated_item(
         self, clips: list[torch.Tensor], targets: list[int | list[int]], index: int, rng: np.random.Generator
     ) -> dict[str, Any]:
-        """(repeats, 3, T, H, W) clips with (repeats, ...) targets; data.flip auto draws for each clip."""
-        pairs = [self._maybe_mirror(c, t, rng) if self.mirror is not None else (c, t) for c, t in zip(clips, targets)]
+        """(repeats, 3, T, H, W) clips with (repeats, ...) targets; data.flip auto and data.vflip draw for each clip."""
+        pairs = [self._orient(c, t, rng) for c, t in zip(clips, targets)]
         targets = torch.stack([self.target_tensor(t) for _, t in pairs])
         return {"clip": stack_clips([c for c, _ in pairs]), "target": targets, "index": index}
 
@@ -194,22 +200,33 @@ class VideoDataset(Dataset):
             return view, target
         return list(view)[::-1], (partners if isinstance(target, list) else partners[0])  # type: ignore[return-value]
 
-    def _maybe_mirror(
+    def _orient(
         self, clip: torch.Tensor, target: int | list[int], rng: np.random.Generator
     ) -> tuple[torch.Tensor, int | list[int]]:
-        """With probability 1/2, the clip flipped left-right and its label(s) mapped to the mirror class;
-        a label with no mirror class (None) keeps the clip as it is."""
-        assert self.mirror is not None
-        labels = target if isinstance(target, list) else [target]
-        mirrored = [self.mirror[t] for t in labels]
-        if rng.random() >= 0.5 or any(m is None for m in mirrored):
-            return clip, target
-        return flip_width(clip), (mirrored if isinstance(target, list) else mirrored[0])  # type: ignore[return-value]
+        """data.flip: auto, then data.vflip: each a draw of its own, where it is on."""
+        if self.mirror is not None:
+            clip, target = _maybe_mirror(clip, target, rng, self.mirror, flip_width)
+        if self.vertical_mirror is not None:
+            clip, target = _maybe_mirror(clip, target, rng, self.vertical_mirror, flip_height)
+        return clip, target
 
     def _trace(self, sample: Sample) -> None:
         worker = get_worker_info()
         self.trace_dir.mkdir(parents=True, exist_ok=True)
         (self.trace_dir / f"worker-{worker.id if worker else 0}.txt").write_text(str(sample.path))
+
+
+def _maybe_mirror(
+    clip: torch.Tensor, target: int | list[int], rng: np.random.Generator, mirror: list[int | None],
+    flip: Callable[[torch.Tensor], torch.Tensor],
+) -> tuple[torch.Tensor, int | list[int]]:  # fmt: skip
+    """With probability 1/2, ``flip(clip)`` and its label(s) mapped through ``mirror``; a label with no
+    mirror class (None) keeps the clip as it is."""
+    labels = target if isinstance(target, list) else [target]
+    mirrored = [mirror[t] for t in labels]
+    if rng.random() >= 0.5 or any(m is None for m in mirrored):
+        return clip, target
+    return flip(clip), (mirrored if isinstance(target, list) else mirrored[0])  # type: ignore[return-value]
 
 
 AUTO_REPEATS, AUTO_REPEATS_MAX_VIDEOS_PER_CLASS = 4, 10

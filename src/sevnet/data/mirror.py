@@ -1,4 +1,4 @@
-"""Which class a horizontally flipped clip belongs to, read from the class names.
+"""Which class a flipped clip belongs to, read from the class names.
 
 A mirrored video keeps its class in most datasets (Kinetics, UCF101: flip is a standard augmentation)
 but not where a class names a direction: "pushing something from left to right" becomes "... from right
@@ -9,6 +9,9 @@ direction words in the names, so a folder of the user's own classes gets the sam
 ``mirror_labels(names)[i]`` is the label of class i's mirror image: i itself when its name holds no
 direction word, the partner's label when swapping the words names another class, and None when it
 names a direction whose mirror class does not exist (such clips are never flipped).
+
+``axis="height"`` does the same for a clip flipped upside down (``data.vflip``): "up" <-> "down", and
+clockwise <-> counter-clockwise again; left and right stay.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-# Each direction word and its mirror image (matched as whole words, case-insensitive).
+# Each direction word and its mirror image (matched as whole words, case-insensitive), per flipped axis.
+_TURNS = {"clockwise": "counterclockwise", "counterclockwise": "clockwise", "cw": "ccw", "ccw": "cw"}
 _SWAPS = {
     "left": "right",
     "right": "left",
@@ -24,11 +28,18 @@ _SWAPS = {
     "rightward": "leftward",
     "leftwards": "rightwards",
     "rightwards": "leftwards",
-    "clockwise": "counterclockwise",
-    "counterclockwise": "clockwise",
-    "cw": "ccw",
-    "ccw": "cw",
+    **_TURNS,
 }
+_VERTICAL_SWAPS = {
+    "up": "down",
+    "down": "up",
+    "upward": "downward",
+    "downward": "upward",
+    "upwards": "downwards",
+    "downwards": "upwards",
+    **_TURNS,
+}
+_AXES = {"width": _SWAPS, "height": _VERTICAL_SWAPS}
 _WORD = re.compile(r"[a-z]+")
 
 
@@ -39,16 +50,18 @@ def _canonical(name: str) -> str:
     return " ".join(_WORD.findall(text))
 
 
-def mirror_labels(names: Sequence[str]) -> list[int | None]:
-    """For each class, the label of its horizontally mirrored version (see the module docstring)."""
+def mirror_labels(names: Sequence[str], axis: str = "width") -> list[int | None]:
+    """For each class, the label of its version flipped along ``axis`` (width: left-right, the default;
+    height: upside down; see the module docstring)."""
+    swaps = _AXES[axis]
     index = {_canonical(name): label for label, name in enumerate(names)}
     out: list[int | None] = []
     for label, name in enumerate(names):
         words = _canonical(name).split()
-        if not any(w in _SWAPS for w in words):
+        if not any(w in swaps for w in words):
             out.append(label)
             continue
-        out.append(index.get(" ".join(_SWAPS.get(w, w) for w in words)))
+        out.append(index.get(" ".join(swaps.get(w, w) for w in words)))
     return out
 
 
@@ -57,7 +70,7 @@ def has_names(names: Sequence[str]) -> bool:
     return not all(re.fullmatch(r"(class_)?\d+", name) for name in names)
 
 
-def describe(names: Sequence[str], mirror: Sequence[int | None]) -> str:
+def describe(names: Sequence[str], mirror: Sequence[int | None], key: str = "flip") -> str:
     """One line for the training log: which classes swap under a flip and which are never flipped."""
     pairs = [f"{names[i]} <-> {names[j]}" for i, j in enumerate(mirror) if j is not None and i < j]
     never = [names[i] for i, j in enumerate(mirror) if j is None]
@@ -67,4 +80,20 @@ def describe(names: Sequence[str], mirror: Sequence[int | None]) -> str:
         parts.append("swapped: " + "; ".join(pairs))
     if never:
         parts.append("never flipped (a direction without its mirror class): " + "; ".join(never))
-    return "flip: " + ", ".join(parts)
+    return f"{key}: " + ", ".join(parts)
+
+
+def vertical_suggestion(names: Sequence[str], videos_per_class: float, few: float = 20) -> str | None:
+    """A hint for the training log when ``data.vflip`` is off but would likely pay: few videos per class,
+    and classes named as each other's upside-down version ("tilting up" / "tilting down"). Off by
+    default: upside down, a falling or poured thing rises, and "falling" names no direction to swap."""
+    upside_down = mirror_labels(names, axis="height")
+    pairs = [f"{names[i]} <-> {names[j]}" for i, j in enumerate(upside_down) if j is not None and i < j]
+    if not pairs or videos_per_class > few:
+        return None
+    shown = "; ".join(pairs[:3]) + (f"; ... ({len(pairs) - 3} more)" if len(pairs) > 3 else "")
+    return (
+        f"vflip: off. With {videos_per_class:.0f} videos per class, data.vflip=auto would also train clips upside "
+        f"down, swapping {shown}: worth 1-4 points top-1 at 5 videos per class where things move any which way "
+        '(docs/training.md, "Few examples per class"). Keep it off if gravity shows (falling, pouring, dropping).'
+    )

@@ -114,6 +114,13 @@ def flip_width(clip: torch.Tensor) -> torch.Tensor:
     return clip.flip(-1)
 
 
+def flip_height(clip: torch.Tensor) -> torch.Tensor:
+    """``clip`` flipped upside down, keeping a channels-last clip channels-last (as ``flip_width``)."""
+    if is_channels_last(clip):
+        return clip.movedim(-4, -1).flip(-3).movedim(-1, -4)
+    return clip.flip(-2)
+
+
 def stack_clips(clips: Sequence[torch.Tensor], shared: bool = False) -> torch.Tensor:
     """``torch.stack(clips)`` that keeps channels-last clips channels-last (a plain stack would transpose
     them to (N, 3, T, H, W) bytes), as dense (N, ..., T, H, W, 3) bytes; ``shared``: into shared memory,

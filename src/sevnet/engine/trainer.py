@@ -39,6 +39,7 @@ from sevnet.data.config import Flip, Reverse
 from sevnet.data.datasets import AUTO_REPEATS, AUTO_REPEATS_MAX_VIDEOS_PER_CLASS
 from sevnet.data.folder import freeze_split
 from sevnet.data.mirror import describe as describe_flip
+from sevnet.data.mirror import vertical_suggestion
 from sevnet.data.reversal import describe as describe_reversal
 from sevnet.data.reversal import suggestion as reversal_suggestion
 from sevnet.device import describe as describe_device
@@ -236,6 +237,12 @@ class Trainer:
         if data.flip == Flip.auto:
             mirror = getattr(train_set, "mirror", None)
             say(describe_flip(classes, mirror) if mirror else "flip: off (auto: the classes have no names)")
+        if data.vflip == Flip.auto:
+            upside_down = getattr(train_set, "vertical_mirror", None)
+            off = "vflip: off (auto: the classes have no names, or a dataset format without it)"
+            say(describe_flip(classes, upside_down, "vflip") if upside_down else off)
+        elif classes and hasattr(train_set, "vertical_mirror") and (hint := vertical_suggestion(classes, per_class)):
+            say(hint)  # few videos per class, classes named up / down, a format with data.vflip
         if data.repeats == "auto" and hasattr(train_set, "repeats"):
             clips = "1 clip" if train_set.repeats == 1 else f"{train_set.repeats} clips"
             say(f"data.repeats: auto -> {clips} per decoded video ({per_class:.0f} training videos per class; "
