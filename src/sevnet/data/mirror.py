@@ -70,9 +70,19 @@ def has_names(names: Sequence[str]) -> bool:
     return not all(re.fullmatch(r"(class_)?\d+", name) for name in names)
 
 
+def swapped_pairs(names: Sequence[str], partners: Sequence[int | None]) -> list[str]:
+    """Each pair of classes that swap, once, as "a <-> b" (for the training log)."""
+    return [f"{names[i]} <-> {names[j]}" for i, j in enumerate(partners) if j is not None and i < j]
+
+
+def first_pairs(pairs: Sequence[str], shown: int = 3) -> str:
+    """The first ``shown`` of ``pairs``, and how many more there are."""
+    return "; ".join(pairs[:shown]) + (f"; ... ({len(pairs) - shown} more)" if len(pairs) > shown else "")
+
+
 def describe(names: Sequence[str], mirror: Sequence[int | None], key: str = "flip") -> str:
     """One line for the training log: which classes swap under a flip and which are never flipped."""
-    pairs = [f"{names[i]} <-> {names[j]}" for i, j in enumerate(mirror) if j is not None and i < j]
+    pairs = swapped_pairs(names, mirror)
     never = [names[i] for i, j in enumerate(mirror) if j is None]
     keep = len(names) - len(never) - 2 * len(pairs)
     parts = [f"{keep} class keeps its label" if keep == 1 else f"{keep} classes keep their label"]
@@ -87,13 +97,12 @@ def vertical_suggestion(names: Sequence[str], videos_per_class: float, few: floa
     """A hint for the training log when ``data.vflip`` is off but would likely pay: few videos per class,
     and classes named as each other's upside-down version ("tilting up" / "tilting down"). Off by
     default: upside down, a falling or poured thing rises, and "falling" names no direction to swap."""
-    upside_down = mirror_labels(names, axis="height")
-    pairs = [f"{names[i]} <-> {names[j]}" for i, j in enumerate(upside_down) if j is not None and i < j]
+    pairs = swapped_pairs(names, mirror_labels(names, axis="height"))
     if not pairs or videos_per_class > few:
         return None
-    shown = "; ".join(pairs[:3]) + (f"; ... ({len(pairs) - 3} more)" if len(pairs) > 3 else "")
     return (
         f"vflip: off. With {videos_per_class:.0f} videos per class, data.vflip=auto would also train clips upside "
-        f"down, swapping {shown}: worth 1-4 points top-1 at 5 videos per class where things move any which way "
+        f"down, swapping {first_pairs(pairs)}: worth 1-4 points top-1 at 5 videos per class where things move "
+        "any which way "
         '(docs/training.md, "Few examples per class"). Keep it off if gravity shows (falling, pouring, dropping).'
     )

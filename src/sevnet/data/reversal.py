@@ -21,6 +21,8 @@ import itertools
 import re
 from collections.abc import Sequence
 
+from .mirror import first_pairs, swapped_pairs
+
 # Time-direction words and their reversal (whole words after ``_canonical``). Prefix pairs (covering /
 # uncovering, appearing / disappearing, ...) are found by ``_partner_word``.
 _PAIRS = [
@@ -83,7 +85,7 @@ def reversal_labels(names: Sequence[str]) -> list[int | None]:
 
 def describe(names: Sequence[str], reversal: Sequence[int | None]) -> str:
     """One line for the training log: which classes swap when played backwards."""
-    pairs = [f"{names[i]} <-> {names[j]}" for i, j in enumerate(reversal) if j is not None and i < j]
+    pairs = swapped_pairs(names, reversal)
     if not pairs:
         return "reverse: auto found no pair of classes that are each other's reversal: no clip is played backwards"
     rest = len(names) - 2 * len(pairs)
@@ -99,13 +101,13 @@ def suggestion(names: Sequence[str], videos_per_class: float) -> str | None:
     class, and classes named as each other's reversal in time. Off by default, because a pair of
     states ("thumb up" / "thumb down") is named like a pair of motions and must not be swapped."""
     reversal = reversal_labels(names)
-    pairs = [f"{names[i]} <-> {names[j]}" for i, j in enumerate(reversal) if j is not None and i < j]
+    pairs = swapped_pairs(names, reversal)
     if not pairs or videos_per_class > FEW_VIDEOS_PER_CLASS:
         return None
-    shown = "; ".join(pairs[:3]) + (f"; ... ({len(pairs) - 3} more)" if len(pairs) > 3 else "")
     return (
         f"reverse: off. With {videos_per_class:.0f} videos per class, data.reverse=auto would also train each "
-        f"clip played backwards as its pair's class ({shown}): worth 3-12 points top-1 at 5-15 videos per class "
+        f"clip played backwards as its pair's class ({first_pairs(pairs)}): worth 3-12 points top-1 at 5-15 "
+        "videos per class "
         '(docs/training.md, "Few examples per class"). Keep it off if a pair names two states, not two '
         'motions ("thumb up" / "thumb down").'
     )
